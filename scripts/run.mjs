@@ -43,8 +43,18 @@ function ensureNode() {
   if (nodeIsRecentEnough(process.version)) return
   const node = join(tools, 'node', 'node_modules', '.bin', 'node')
   if (!existsSync(node)) {
-    log(`node ${process.version} is older than ${MIN_NODE.join('.')}; installing ${NODE_PACKAGE} from the npm registry into .tools/node`)
-    must('npm', ['install', '--prefix', join(tools, 'node'), '--no-save', '--no-audit', '--no-fund', NODE_PACKAGE])
+    log(
+      `node ${process.version} is older than ${MIN_NODE.join('.')}; installing ${NODE_PACKAGE} from the npm registry into .tools/node`
+    )
+    must('npm', [
+      'install',
+      '--prefix',
+      join(tools, 'node'),
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      NODE_PACKAGE
+    ])
   }
   const status = run(node, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     env: { ...process.env, PATH: `${dirname(node)}:${process.env.PATH}` }
@@ -59,7 +69,16 @@ function ensurePnpm() {
   const pnpm = join(tools, 'pnpm', 'node_modules', '.bin', 'pnpm')
   if (!existsSync(pnpm)) {
     log(`installing pnpm@${pnpmVersion} into .tools/pnpm`)
-    must('npm', ['install', '--prefix', join(tools, 'pnpm'), '--no-save', '--no-audit', '--no-fund', '-E', `pnpm@${pnpmVersion}`])
+    must('npm', [
+      'install',
+      '--prefix',
+      join(tools, 'pnpm'),
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      '-E',
+      `pnpm@${pnpmVersion}`
+    ])
   }
   return pnpm
 }

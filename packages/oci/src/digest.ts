@@ -45,7 +45,10 @@ export function parseDigest(value: string): Digest {
   }
   const hex = value.slice(colon + 1)
   if (hex.length !== HEX_LENGTH[algorithm]) {
-    throw new InvalidDigestError(value, `${algorithm} needs ${HEX_LENGTH[algorithm]} hex characters, got ${hex.length}`)
+    throw new InvalidDigestError(
+      value,
+      `${algorithm} needs ${HEX_LENGTH[algorithm]} hex characters, got ${hex.length}`
+    )
   }
   throw new InvalidDigestError(value, 'hex part must be lowercase 0-9a-f')
 }

@@ -4,7 +4,13 @@
  */
 import { type Digest, isDigest, truncate } from './digest.ts'
 import { OciError } from './errors.ts'
-import { isIndexMediaType, isManifestMediaType, isManifestOrIndexMediaType, OCI_INDEX, OCI_MANIFEST } from './media-types.ts'
+import {
+  isIndexMediaType,
+  isManifestMediaType,
+  isManifestOrIndexMediaType,
+  OCI_INDEX,
+  OCI_MANIFEST
+} from './media-types.ts'
 
 /** The platform of a manifest in an index. */
 export interface Platform {
@@ -71,8 +77,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function checkDescriptor(value: unknown, where: string): Descriptor {
   if (!isRecord(value)) throw new InvalidManifestError(`${where} is not an object`)
   const { mediaType, digest, size } = value
-  if (typeof mediaType !== 'string' || mediaType === '') throw new InvalidManifestError(`${where}.mediaType is missing`)
-  if (!isDigest(digest)) throw new InvalidManifestError(`${where}.digest ${JSON.stringify(truncate(String(digest)))} is not a digest`)
+  if (typeof mediaType !== 'string' || mediaType === '')
+    throw new InvalidManifestError(`${where}.mediaType is missing`)
+  if (!isDigest(digest))
+    throw new InvalidManifestError(
+      `${where}.digest ${JSON.stringify(truncate(String(digest)))} is not a digest`
+    )
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw new InvalidManifestError(`${where}.size is not a non-negative integer`)
   }
@@ -87,24 +97,31 @@ function checkDescriptor(value: unknown, where: string): Descriptor {
 export function parseManifest(bytes: Uint8Array | string, mediaType?: string): Manifest {
   let value: unknown
   try {
-    value = JSON.parse(typeof bytes === 'string' ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
+    value = JSON.parse(
+      typeof bytes === 'string'
+        ? bytes
+        : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
+    )
   } catch (err) {
     throw new InvalidManifestError(`not JSON (${(err as Error).message})`)
   }
   if (!isRecord(value)) throw new InvalidManifestError('not a JSON object')
   if (value.schemaVersion !== 2) throw new InvalidManifestError('schemaVersion must be 2')
-  const declared = typeof value.mediaType === 'string' ? value.mediaType : (mediaType ?? (Array.isArray(value.manifests) ? OCI_INDEX : OCI_MANIFEST))
+  const declared =
+    typeof value.mediaType === 'string'
+      ? value.mediaType
+      : (mediaType ?? (Array.isArray(value.manifests) ? OCI_INDEX : OCI_MANIFEST))
   if (value.subject !== undefined) checkDescriptor(value.subject, 'subject')
 
   if (isIndexMediaType(declared)) {
     if (!Array.isArray(value.manifests)) throw new InvalidManifestError('index has no manifests array')
-    value.manifests.forEach((d, i) => checkDescriptor(d, `manifests[${i}]`))
+    for (const [i, d] of value.manifests.entries()) checkDescriptor(d, `manifests[${i}]`)
     return { ...value, mediaType: declared } as unknown as ImageIndex
   }
   if (isManifestMediaType(declared)) {
     checkDescriptor(value.config, 'config')
     if (!Array.isArray(value.layers)) throw new InvalidManifestError('manifest has no layers array')
-    value.layers.forEach((d, i) => checkDescriptor(d, `layers[${i}]`))
+    for (const [i, d] of value.layers.entries()) checkDescriptor(d, `layers[${i}]`)
     return { ...value, mediaType: declared } as unknown as ImageManifest
   }
   throw new InvalidManifestError(`unsupported media type ${JSON.stringify(truncate(declared))}`)
@@ -145,7 +162,9 @@ export interface WalkEntry {
  * Loads the bytes of a manifest or index, or undefined when they are not present. Only called for
  * descriptors with a manifest or index media type.
  */
-export type ManifestLoader = (descriptor: Descriptor) => Promise<Uint8Array | undefined> | Uint8Array | undefined
+export type ManifestLoader = (
+  descriptor: Descriptor
+) => Promise<Uint8Array | undefined> | Uint8Array | undefined
 
 /**
  * Walks an image from its root descriptor, depth first, yielding every descriptor it reaches once

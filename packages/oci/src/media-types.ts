@@ -18,8 +18,10 @@ export const OCI_LAYER_TAR_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip'
 export const OCI_LAYER_TAR_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd'
 /** OCI non-distributable layers (deprecated by the spec, still found). */
 export const OCI_LAYER_NONDISTRIBUTABLE_TAR = 'application/vnd.oci.image.layer.nondistributable.v1.tar'
-export const OCI_LAYER_NONDISTRIBUTABLE_TAR_GZIP = 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'
-export const OCI_LAYER_NONDISTRIBUTABLE_TAR_ZSTD = 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'
+export const OCI_LAYER_NONDISTRIBUTABLE_TAR_GZIP =
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'
+export const OCI_LAYER_NONDISTRIBUTABLE_TAR_ZSTD =
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'
 /** Docker v2 schema 2 manifest. */
 export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
 /** Docker v2 manifest list. */
@@ -50,7 +52,9 @@ export const LAYER_MEDIA_TYPES: ReadonlySet<string> = new Set([
 ])
 
 /** The `Accept` value a client sends to get any manifest or index, as containerd does. */
-export const MANIFEST_ACCEPT = [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX, '*/*'].join(', ')
+export const MANIFEST_ACCEPT = [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX, '*/*'].join(
+  ', '
+)
 
 /** Strips parameters (`; charset=…`) and lowercases a media type. */
 function essence(mediaType: string): string {

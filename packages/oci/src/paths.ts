@@ -4,7 +4,14 @@
  */
 import { type Digest, InvalidDigestError, parseDigest, truncate } from './digest.ts'
 import { OciError, type OciErrorCode } from './errors.ts'
-import { formatReference, type ImageReference, isRegistryHost, MAX_REPOSITORY_LENGTH, REPOSITORY_PATTERN, TAG_PATTERN } from './reference.ts'
+import {
+  formatReference,
+  type ImageReference,
+  isRegistryHost,
+  MAX_REPOSITORY_LENGTH,
+  REPOSITORY_PATTERN,
+  TAG_PATTERN
+} from './reference.ts'
 
 /** Longest request target parsed, in characters; longer ones are rejected before any other work. */
 export const MAX_DISTRIBUTION_PATH_LENGTH = 4096
@@ -65,7 +72,11 @@ export function parseDistributionPath(target: string): DistributionPath {
 
   const segments = path.slice(4).split('/')
   if (segments.length < 3) {
-    throw new InvalidPathError(target, 'expected /v2/<name>/manifests/<reference> or /v2/<name>/blobs/<digest>', 'UNSUPPORTED')
+    throw new InvalidPathError(
+      target,
+      'expected /v2/<name>/manifests/<reference> or /v2/<name>/blobs/<digest>',
+      'UNSUPPORTED'
+    )
   }
   const last = segments[segments.length - 1] as string
   const endpoint = segments[segments.length - 2]
@@ -86,7 +97,8 @@ export function parseDistributionPath(target: string): DistributionPath {
   const manifest: ManifestPath = { kind: 'manifest', repository }
   if (last.includes(':')) manifest.digest = parsePathDigest(target, last)
   else if (TAG_PATTERN.test(last)) manifest.tag = last
-  else throw new InvalidPathError(target, `tag ${JSON.stringify(truncate(last))} is invalid`, 'MANIFEST_INVALID')
+  else
+    throw new InvalidPathError(target, `tag ${JSON.stringify(truncate(last))} is invalid`, 'MANIFEST_INVALID')
   if (registry !== undefined) manifest.registry = registry
   return manifest
 }
@@ -108,7 +120,8 @@ function parseNamespace(target: string, query: string): string | undefined {
     throw new InvalidPathError(target, 'malformed query')
   }
   if (ns === null || ns === '') return undefined
-  if (!isRegistryHost(ns)) throw new InvalidPathError(target, `ns ${JSON.stringify(truncate(ns))} is not a registry host`)
+  if (!isRegistryHost(ns))
+    throw new InvalidPathError(target, `ns ${JSON.stringify(truncate(ns))} is not a registry host`)
   return ns
 }
 

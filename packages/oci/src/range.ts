@@ -69,7 +69,8 @@ export function parseRange(header: string): RangeSpec {
     throw new InvalidRangeError(header, 'expected bytes=<start>-<end>')
   }
   const match = SINGLE_RANGE.exec(header.trim())
-  if (match === null) throw new InvalidRangeError(header, 'expected bytes=<start>-<end>, bytes=<start>- or bytes=-<length>')
+  if (match === null)
+    throw new InvalidRangeError(header, 'expected bytes=<start>-<end>, bytes=<start>- or bytes=-<length>')
   const [, startDigits, endDigits, suffixDigits] = match
   if (suffixDigits !== undefined) return { suffix: toOffset(header, suffixDigits) }
   const start = toOffset(header, startDigits as string)

@@ -17,11 +17,17 @@ export const DEFAULT_TAG = 'latest'
 export const MAX_REPOSITORY_LENGTH = 255
 
 /** A repository name per the OCI distribution spec: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/…)*`. */
-export const REPOSITORY_PATTERN = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/
+export const REPOSITORY_PATTERN =
+  /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/
 /** A tag per the OCI distribution spec: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. */
 export const TAG_PATTERN = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/
-const DOMAIN_NAME_PATTERN = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*$/
+const DOMAIN_NAME_PATTERN =
+  /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*$/
 const PORT_PATTERN = /^[0-9]{1,5}$/
+
+function isPort(value: string): boolean {
+  return PORT_PATTERN.test(value) && Number(value) <= 65535
+}
 
 /** A parsed image reference. At least one of `tag` and `digest` is set. */
 export interface ImageReference {
@@ -66,12 +72,12 @@ export function isRegistryHost(value: string): boolean {
     const close = value.indexOf(']')
     if (close < 0) return false
     const rest = value.slice(close + 1)
-    if (rest !== '' && !(rest.startsWith(':') && PORT_PATTERN.test(rest.slice(1)))) return false
+    if (rest !== '' && !(rest.startsWith(':') && isPort(rest.slice(1)))) return false
     return isIPv6(value.slice(1, close))
   }
   const colon = value.lastIndexOf(':')
   if (colon >= 0) {
-    if (!PORT_PATTERN.test(value.slice(colon + 1))) return false
+    if (!isPort(value.slice(colon + 1))) return false
     host = value.slice(0, colon)
   }
   return isIPv4(host) || DOMAIN_NAME_PATTERN.test(host)
@@ -95,7 +101,8 @@ function looksLikeRegistry(component: string): boolean {
  */
 export function parseReference(input: string, options: ParseReferenceOptions = {}): ImageReference {
   const defaults = options.defaults ?? true
-  if (typeof input !== 'string' || input === '') throw new InvalidReferenceError(String(input), 'empty reference')
+  if (typeof input !== 'string' || input === '')
+    throw new InvalidReferenceError(String(input), 'empty reference')
   if (input.includes('://')) throw new InvalidReferenceError(input, 'a reference has no URL scheme')
 
   let rest = input
@@ -105,7 +112,8 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
     try {
       digest = parseDigest(rest.slice(at + 1))
     } catch (err) {
-      if (err instanceof InvalidDigestError) throw new InvalidReferenceError(input, err.message, 'DIGEST_INVALID')
+      if (err instanceof InvalidDigestError)
+        throw new InvalidReferenceError(input, err.message, 'DIGEST_INVALID')
       throw err
     }
     rest = rest.slice(0, at)
@@ -116,7 +124,10 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
   if (slash >= 0 && looksLikeRegistry(rest.slice(0, slash))) {
     registry = rest.slice(0, slash)
     if (!isRegistryHost(registry)) {
-      throw new InvalidReferenceError(input, `registry ${JSON.stringify(truncate(registry))} is not a host[:port]`)
+      throw new InvalidReferenceError(
+        input,
+        `registry ${JSON.stringify(truncate(registry))} is not a host[:port]`
+      )
     }
     rest = rest.slice(slash + 1)
   }
@@ -125,7 +136,8 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
   const colon = rest.lastIndexOf(':')
   if (colon >= 0 && !rest.slice(colon + 1).includes('/')) {
     tag = rest.slice(colon + 1)
-    if (!TAG_PATTERN.test(tag)) throw new InvalidReferenceError(input, `tag ${JSON.stringify(truncate(tag))} is invalid`)
+    if (!TAG_PATTERN.test(tag))
+      throw new InvalidReferenceError(input, `tag ${JSON.stringify(truncate(tag))} is invalid`)
     rest = rest.slice(0, colon)
   }
 
@@ -181,7 +193,8 @@ export function formatReference(reference: ImageReference): string {
   }
   if (tag !== undefined && !TAG_PATTERN.test(tag)) throw new InvalidReferenceError(out, 'tag is invalid')
   if (digest !== undefined) parseDigest(digest)
-  if (tag === undefined && digest === undefined) throw new InvalidReferenceError(out, 'needs a tag or a digest')
+  if (tag === undefined && digest === undefined)
+    throw new InvalidReferenceError(out, 'needs a tag or a digest')
   return out
 }
 
@@ -191,5 +204,9 @@ export function formatReference(reference: ImageReference): string {
  */
 export function tagKey(reference: ImageReference): string | undefined {
   if (reference.tag === undefined) return undefined
-  return formatReference({ registry: reference.registry, repository: reference.repository, tag: reference.tag })
+  return formatReference({
+    registry: reference.registry,
+    repository: reference.repository,
+    tag: reference.tag
+  })
 }

@@ -18,8 +18,12 @@ export const tag = fc.stringMatching(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,20}$/)
 
 /** A sha256 or sha512 digest. */
 export const digest: fc.Arbitrary<Digest> = fc.oneof(
-  fc.array(fc.constantFrom(...'0123456789abcdef'.split('')), { minLength: 64, maxLength: 64 }).map((h) => `sha256:${h.join('')}` as Digest),
-  fc.array(fc.constantFrom(...'0123456789abcdef'.split('')), { minLength: 128, maxLength: 128 }).map((h) => `sha512:${h.join('')}` as Digest)
+  fc
+    .array(fc.constantFrom(...'0123456789abcdef'.split('')), { minLength: 64, maxLength: 64 })
+    .map((h) => `sha256:${h.join('')}` as Digest),
+  fc
+    .array(fc.constantFrom(...'0123456789abcdef'.split('')), { minLength: 128, maxLength: 128 })
+    .map((h) => `sha512:${h.join('')}` as Digest)
 )
 
 const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?$/)
@@ -38,7 +42,12 @@ export const registry = fc
 
 /** A canonical reference (registry, repository, and a tag and/or a digest). */
 export const reference: fc.Arbitrary<ImageReference> = fc
-  .record({ registry, repository, tag: fc.option(tag, { nil: undefined }), digest: fc.option(digest, { nil: undefined }) })
+  .record({
+    registry,
+    repository,
+    tag: fc.option(tag, { nil: undefined }),
+    digest: fc.option(digest, { nil: undefined })
+  })
   .filter((r) => r.tag !== undefined || r.digest !== undefined)
   .map((r) => {
     const out: ImageReference = { registry: r.registry, repository: r.repository }

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { createDigester, digestAlgorithm, digestHex, digestOf, InvalidDigestError, isDigest, parseDigest } from '../src/index.ts'
+import {
+  createDigester,
+  digestAlgorithm,
+  digestHex,
+  digestOf,
+  InvalidDigestError,
+  isDigest,
+  parseDigest
+} from '../src/index.ts'
 import { digest } from './arbitraries.ts'
 
 const EMPTY_SHA256 = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
@@ -39,7 +47,10 @@ describe('digests', () => {
     [` ${EMPTY_SHA256}`, 'leading space']
   ] as const) {
     it(`rejects a digest with ${why}`, () => {
-      assert.throws(() => parseDigest(input), (err: unknown) => err instanceof InvalidDigestError && err.code === 'DIGEST_INVALID')
+      assert.throws(
+        () => parseDigest(input),
+        (err: unknown) => err instanceof InvalidDigestError && err.code === 'DIGEST_INVALID'
+      )
     })
   }
 

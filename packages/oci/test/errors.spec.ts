@@ -49,7 +49,10 @@ describe('OCI error codes', () => {
   })
 
   it('leaves detail out when there is none', () => {
-    assert.equal(JSON.stringify(ociErrorBody('BLOB_UNKNOWN')), '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}')
+    assert.equal(
+      JSON.stringify(ociErrorBody('BLOB_UNKNOWN')),
+      '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}'
+    )
   })
 
   it('gives an OciError its status and body', () => {

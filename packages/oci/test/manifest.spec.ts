@@ -51,9 +51,18 @@ describe('parseManifest', () => {
     ['invalid JSON', '{'],
     ['an array', '[]'],
     ['schemaVersion 1', '{"schemaVersion":1}'],
-    ['a manifest without layers', `{"schemaVersion":2,"mediaType":"${OCI_MANIFEST}","config":{"mediaType":"x","digest":"${digestOf('')}","size":0}}`],
-    ['a descriptor with a bad digest', `{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[{"mediaType":"x","digest":"sha256:1","size":1}]}`],
-    ['a negative size', `{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[{"mediaType":"x","digest":"${digestOf('')}","size":-1}]}`],
+    [
+      'a manifest without layers',
+      `{"schemaVersion":2,"mediaType":"${OCI_MANIFEST}","config":{"mediaType":"x","digest":"${digestOf('')}","size":0}}`
+    ],
+    [
+      'a descriptor with a bad digest',
+      `{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[{"mediaType":"x","digest":"sha256:1","size":1}]}`
+    ],
+    [
+      'a negative size',
+      `{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[{"mediaType":"x","digest":"${digestOf('')}","size":-1}]}`
+    ],
     ['an unknown media type', '{"schemaVersion":2,"mediaType":"text/plain"}']
   ] as const) {
     it(`rejects ${why}`, () => assert.throws(() => parseManifest(json), InvalidManifestError))
@@ -88,8 +97,14 @@ describe('referencedDescriptors', () => {
 describe('walkImage', () => {
   it('reaches every digest of a multi-platform index exactly once', async () => {
     const shared = bytes('shared layer')
-    const amd = buildImage({ layers: [shared, bytes('amd')], platform: { architecture: 'amd64', os: 'linux' } })
-    const arm = buildImage({ layers: [shared, bytes('arm')], platform: { architecture: 'arm64', os: 'linux' } })
+    const amd = buildImage({
+      layers: [shared, bytes('amd')],
+      platform: { architecture: 'amd64', os: 'linux' }
+    })
+    const arm = buildImage({
+      layers: [shared, bytes('arm')],
+      platform: { architecture: 'arm64', os: 'linux' }
+    })
     const index = buildIndex([amd, arm])
     const entries = await collect(walkImage(index.root, (d) => index.blobs.get(d.digest)))
     assert.deepEqual(new Set(entries.map((e) => e.descriptor.digest)), new Set(index.blobs.keys()))
@@ -100,7 +115,9 @@ describe('walkImage', () => {
   it('marks a child manifest the loader lacks as missing and does not descend into it', async () => {
     const amd = buildImage({ layers: [bytes('amd')] })
     const index = buildIndex([amd])
-    const entries = await collect(walkImage(index.root, (d) => (d.digest === amd.root.digest ? undefined : index.blobs.get(d.digest))))
+    const entries = await collect(
+      walkImage(index.root, (d) => (d.digest === amd.root.digest ? undefined : index.blobs.get(d.digest)))
+    )
     assert.deepEqual(
       entries.map((e) => [e.relation, e.missing ?? false]),
       [

@@ -27,7 +27,11 @@ describe('parseDistributionPath', () => {
   })
 
   it('parses a digest manifest path without ns', () => {
-    assert.deepEqual(parseDistributionPath(`/v2/a/b/c/manifests/${DIGEST}`), { kind: 'manifest', repository: 'a/b/c', digest: DIGEST })
+    assert.deepEqual(parseDistributionPath(`/v2/a/b/c/manifests/${DIGEST}`), {
+      kind: 'manifest',
+      repository: 'a/b/c',
+      digest: DIGEST
+    })
   })
 
   it('parses a blob path', () => {
@@ -45,16 +49,20 @@ describe('parseDistributionPath', () => {
   })
 
   it('ignores an empty ns', () => {
-    assert.deepEqual(parseDistributionPath('/v2/a/manifests/t?ns='), { kind: 'manifest', repository: 'a', tag: 't' })
+    assert.deepEqual(parseDistributionPath('/v2/a/manifests/t?ns='), {
+      kind: 'manifest',
+      repository: 'a',
+      tag: 't'
+    })
   })
 
   for (const [target, code] of [
     ['/v2/../etc/passwd/blobs/x', 'NAME_INVALID'],
-    ['/v2/a/../../blobs/' + DIGEST, 'NAME_INVALID'],
-    ['/v2/%2e%2e/blobs/' + DIGEST, 'NAME_INVALID'],
-    ['/v2/a%2Fb/blobs/' + DIGEST, 'NAME_INVALID'],
-    ['/v2/a//b/blobs/' + DIGEST, 'NAME_INVALID'],
-    ['/v2/A/blobs/' + DIGEST, 'NAME_INVALID'],
+    [`/v2/a/../../blobs/${DIGEST}`, 'NAME_INVALID'],
+    [`/v2/%2e%2e/blobs/${DIGEST}`, 'NAME_INVALID'],
+    [`/v2/a%2Fb/blobs/${DIGEST}`, 'NAME_INVALID'],
+    [`/v2/a//b/blobs/${DIGEST}`, 'NAME_INVALID'],
+    [`/v2/A/blobs/${DIGEST}`, 'NAME_INVALID'],
     ['/v2/a/blobs/sha256:xyz', 'DIGEST_INVALID'],
     ['/v2/a/blobs/latest', 'DIGEST_INVALID'],
     ['/v2/a/manifests/-bad', 'MANIFEST_INVALID'],
@@ -67,7 +75,10 @@ describe('parseDistributionPath', () => {
     [`/v2/${'a/'.repeat(2100)}manifests/t`, 'NAME_INVALID']
   ] as const) {
     it(`rejects ${target.slice(0, 50)} with ${code}`, () => {
-      assert.throws(() => parseDistributionPath(target), (err: unknown) => err instanceof InvalidPathError && err.code === code)
+      assert.throws(
+        () => parseDistributionPath(target),
+        (err: unknown) => err instanceof InvalidPathError && err.code === code
+      )
     })
   }
 
@@ -90,7 +101,9 @@ describe('parseDistributionPath', () => {
     const target = fc.oneof(
       fc.string({ maxLength: 200 }).map((s) => `/v2/${s}`),
       fc.string({ maxLength: 200 }),
-      fc.string({ unit: fc.constantFrom(...'/v2ab.%:?=&sh256mnifestblo'.split('')), maxLength: 80 }).map((s) => `/v2/${s}`)
+      fc
+        .string({ unit: fc.constantFrom(...'/v2ab.%:?=&sh256mnifestblo'.split('')), maxLength: 80 })
+        .map((s) => `/v2/${s}`)
     )
     fc.assert(
       fc.property(target, (t) => {
@@ -108,7 +121,11 @@ describe('parseDistributionPath', () => {
 describe('referenceOfPath', () => {
   it('names the image of a tag path with ns', () => {
     const path = parseDistributionPath('/v2/library/nginx/manifests/1.27?ns=docker.io')
-    assert.deepEqual(path.kind === 'manifest' && referenceOfPath(path), { registry: 'docker.io', repository: 'library/nginx', tag: '1.27' })
+    assert.deepEqual(path.kind === 'manifest' && referenceOfPath(path), {
+      registry: 'docker.io',
+      repository: 'library/nginx',
+      tag: '1.27'
+    })
   })
 
   it('is undefined without ns', () => {

@@ -1,17 +1,31 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { formatReference, InvalidReferenceError, isRegistryHost, parseReference, tagKey } from '../src/index.ts'
+import {
+  formatReference,
+  InvalidReferenceError,
+  isRegistryHost,
+  parseReference,
+  tagKey
+} from '../src/index.ts'
 import { reference } from './arbitraries.ts'
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`
 
 describe('parseReference', () => {
   it('applies Docker defaults to a bare name', () => {
-    assert.deepEqual(parseReference('nginx'), { registry: 'docker.io', repository: 'library/nginx', tag: 'latest' })
+    assert.deepEqual(parseReference('nginx'), {
+      registry: 'docker.io',
+      repository: 'library/nginx',
+      tag: 'latest'
+    })
   })
 
   it('keeps a user namespace on docker.io without adding library/', () => {
-    assert.deepEqual(parseReference('bitnami/redis:7'), { registry: 'docker.io', repository: 'bitnami/redis', tag: '7' })
+    assert.deepEqual(parseReference('bitnami/redis:7'), {
+      registry: 'docker.io',
+      repository: 'bitnami/redis',
+      tag: '7'
+    })
   })
 
   it('maps index.docker.io to docker.io', () => {
@@ -19,7 +33,11 @@ describe('parseReference', () => {
   })
 
   it('parses a registry with a dotted name and a tag', () => {
-    assert.deepEqual(parseReference('registry.k8s.io/pause:3.10'), { registry: 'registry.k8s.io', repository: 'pause', tag: '3.10' })
+    assert.deepEqual(parseReference('registry.k8s.io/pause:3.10'), {
+      registry: 'registry.k8s.io',
+      repository: 'pause',
+      tag: '3.10'
+    })
   })
 
   it('parses a digest-only reference without inventing a tag', () => {
@@ -48,7 +66,11 @@ describe('parseReference', () => {
   })
 
   it('treats a single lowercase first component as part of the repository', () => {
-    assert.deepEqual(parseReference('team/app:1'), { registry: 'docker.io', repository: 'team/app', tag: '1' })
+    assert.deepEqual(parseReference('team/app:1'), {
+      registry: 'docker.io',
+      repository: 'team/app',
+      tag: '1'
+    })
   })
 
   it('rejects uppercase repositories', () => {
@@ -60,7 +82,10 @@ describe('parseReference', () => {
   })
 
   it('rejects a bad digest with DIGEST_INVALID', () => {
-    assert.throws(() => parseReference('nginx@sha256:abc'), (err: unknown) => err instanceof InvalidReferenceError && err.code === 'DIGEST_INVALID')
+    assert.throws(
+      () => parseReference('nginx@sha256:abc'),
+      (err: unknown) => err instanceof InvalidReferenceError && err.code === 'DIGEST_INVALID'
+    )
   })
 
   it('rejects an unbracketed IPv6 registry', () => {
@@ -128,7 +153,10 @@ describe('formatReference', () => {
   })
 
   it('rejects a registry that is not a host', () => {
-    assert.throws(() => formatReference({ registry: 'a/b', repository: 'a', tag: '1' }), InvalidReferenceError)
+    assert.throws(
+      () => formatReference({ registry: 'a/b', repository: 'a', tag: '1' }),
+      InvalidReferenceError
+    )
   })
 })
 
@@ -143,10 +171,29 @@ describe('tagKey', () => {
 })
 
 describe('isRegistryHost', () => {
-  for (const host of ['docker.io', 'localhost', 'localhost:5000', '127.0.0.1:5000', '[::1]', '[::1]:5000', 'my-registry.local']) {
+  for (const host of [
+    'docker.io',
+    'localhost',
+    'localhost:5000',
+    '127.0.0.1:5000',
+    '[::1]',
+    '[::1]:5000',
+    'my-registry.local'
+  ]) {
     it(`accepts ${host}`, () => assert.equal(isRegistryHost(host), true))
   }
-  for (const host of ['', 'a/b', '[::1', '[::1]x', 'host:port', '-bad.com', 'a..b', '[zz::]:1', 'h:123456']) {
+  for (const host of [
+    '',
+    'a/b',
+    '[::1',
+    '[::1]x',
+    'host:port',
+    '-bad.com',
+    'a..b',
+    '[zz::]:1',
+    'h:123456',
+    'h:65536'
+  ]) {
     it(`rejects ${JSON.stringify(host)}`, () => assert.equal(isRegistryHost(host), false))
   }
 })

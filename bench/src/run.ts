@@ -1,0 +1,20 @@
+/**
+ * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store] [-- bench options]
+ */
+import { benchStore } from './store.ts'
+
+const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = { store: benchStore }
+
+const args = process.argv.slice(2)
+const firstOption = args.findIndex((a) => a.startsWith('-'))
+const names = firstOption < 0 ? args : args.slice(0, firstOption)
+const options = firstOption < 0 ? [] : args.slice(firstOption)
+const unknown = names.filter((n) => !(n in BENCHES))
+if (unknown.length > 0) {
+  console.error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`)
+  process.exit(2)
+}
+for (const name of names.length > 0 ? names : Object.keys(BENCHES)) {
+  await (BENCHES[name] as (args: string[]) => Promise<boolean>)(options)
+}
