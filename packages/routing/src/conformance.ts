@@ -1,0 +1,143 @@
+/**
+ * The Router conformance suite: behaviour every Router must have, as mocha tests. `setup(n)` returns `n`
+ * routers that can reach each other (and are ready); `teardown` closes them.
+ *
+ * @example
+ * ```ts
+ * import { routerConformance } from '@kadmirror/routing/conformance'
+ * import { createMemoryNetwork } from '@kadmirror/routing'
+ *
+ * routerConformance('MemoryRouter', {
+ *   async setup(n) {
+ *     const network = createMemoryNetwork()
+ *     return Array.from({ length: n }, (_, i) => network.createRouter({ registryUrl: `http://node-${i}:5000` }))
+ *   },
+ *   async teardown(routers) { await Promise.all(routers.map((r) => r.close())) }
+ * })
+ * ```
+ */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { type Provider, type Router, RouterClosedError } from './router.ts'
+
+/** How the suite makes routers. */
+export interface RouterConformanceOptions {
+  /** `count` connected, ready routers. */
+  setup(count: number): Promise<Router[]>
+  teardown(routers: Router[]): Promise<void>
+  /** Time advertisements may take to be visible, in ms; default 5000. */
+  settleMs?: number
+}
+
+/** Collects a lookup. */
+export async function collectProviders(router: Router, key: string, count?: number): Promise<Provider[]> {
+  const out: Provider[] = []
+  for await (const provider of router.lookup(key, count === undefined ? {} : { count })) out.push(provider)
+  return out
+}
+
+/** Retries `check` until it passes or `ms` pass. */
+async function eventually(ms: number, check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      await check()
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+}
+
+const uniqueKey = (): string =>
+  `sha256:${Buffer.from(randomUUID().replaceAll('-', '').repeat(2), 'hex').toString('hex')}`
+
+/** Registers the conformance tests of a Router implementation named `name`. */
+export function routerConformance(name: string, options: RouterConformanceOptions): void {
+  const settleMs = options.settleMs ?? 5000
+
+  describe(`Router conformance: ${name}`, () => {
+    let routers: Router[]
+    const node = (i: number): Router => routers[i] as Router
+
+    beforeEach(async () => {
+      routers = await options.setup(3)
+    })
+
+    afterEach(async () => {
+      await options.teardown(routers)
+    })
+
+    it('is ready once it knows a peer', async () => {
+      assert.equal(await node(0).ready(), true)
+    })
+
+    it('finds a key advertised by another node', async () => {
+      const key = uniqueKey()
+      await node(0).advertise([key])
+      await eventually(settleMs, async () => {
+        const providers = await collectProviders(node(1), key)
+        assert.equal(providers.length, 1)
+        assert.match(providers[0]?.registryUrl ?? '', /^https?:\/\//)
+      })
+    })
+
+    it('finds every node that advertised a key, each once', async () => {
+      const key = uniqueKey()
+      await node(0).advertise([key, key])
+      await node(1).advertise([key])
+      await eventually(settleMs, async () => {
+        const providers = await collectProviders(node(2), key)
+        assert.equal(providers.length, 2)
+        assert.equal(new Set(providers.map((p) => p.id)).size, 2)
+      })
+    })
+
+    it('never yields itself', async () => {
+      const key = uniqueKey()
+      await node(0).advertise([key])
+      await node(1).advertise([key])
+      await eventually(settleMs, async () => {
+        const providers = await collectProviders(node(0), key)
+        assert.equal(providers.length, 1)
+      })
+    })
+
+    it('stops after count providers', async () => {
+      const key = uniqueKey()
+      await node(0).advertise([key])
+      await node(1).advertise([key])
+      await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 2))
+      assert.equal((await collectProviders(node(2), key, 1)).length, 1)
+    })
+
+    it('ends with no provider for a key nobody advertised', async () => {
+      assert.deepEqual(await collectProviders(node(1), uniqueKey()), [])
+    })
+
+    it('no longer finds a withdrawn key', async () => {
+      const key = uniqueKey()
+      await node(0).advertise([key])
+      await eventually(settleMs, async () => assert.equal((await collectProviders(node(1), key)).length, 1))
+      await node(0).withdraw([key])
+      await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 0))
+    })
+
+    it('ends a lookup when its signal aborts', async () => {
+      const controller = new AbortController()
+      controller.abort()
+      const out: Provider[] = []
+      for await (const provider of node(1).lookup(uniqueKey(), { signal: controller.signal }))
+        out.push(provider)
+      assert.deepEqual(out, [])
+    })
+
+    it('rejects use after close with RouterClosedError', async () => {
+      await node(2).close()
+      await assert.rejects(node(2).advertise([uniqueKey()]), RouterClosedError)
+      await assert.rejects(node(2).ready(), RouterClosedError)
+      assert.throws(() => node(2).lookup(uniqueKey()), RouterClosedError)
+    })
+  })
+}

@@ -1,0 +1,53 @@
+/**
+ * @packageDocumentation
+ * Digest advertisement and provider lookup. {@link Router} is the interface; {@link createLibp2pRouter} runs
+ * it on libp2p's Kademlia DHT, wire-compatible with Spegel (`/spegel/kad/1.0.0`, sha2-256 raw CIDv1 keys);
+ * {@link createMemoryNetwork} makes in-memory routers for tests and embedding. Bootstrappers find the first
+ * peers (static list, DNS, HTTP(S) with mTLS), and {@link createAdvertiser} keeps a ContentStore advertised.
+ *
+ * @example
+ * ```ts
+ * import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
+ *
+ * const router = await createLibp2pRouter({
+ *   listen: ['/ip4/0.0.0.0/tcp/5001'],
+ *   dataDir: '/var/lib/kadmirror',
+ *   bootstrapper: staticBootstrapper(['/ip4/10.0.0.2/tcp/5001'])
+ * })
+ * await router.advertise(['sha256:…', 'docker.io/library/nginx:1.27'])
+ * for await (const peer of router.lookup('sha256:…')) console.log(peer.registryUrl)
+ * await router.close()
+ * ```
+ */
+export {
+  type AddrInfoJson,
+  type BootstrapOptions,
+  type BootstrapPeer,
+  type Bootstrapper,
+  completeAddress,
+  type DnsBootstrapperInit,
+  dnsBootstrapper,
+  InvalidBootstrapPeerError,
+  parseAddrInfo,
+  parseAddrInfos,
+  staticBootstrapper,
+  toAddrInfo
+} from './bootstrap.ts'
+export * as constants from './constants.ts'
+export { keyToCid } from './keys.ts'
+export {
+  createLibp2pRouter,
+  type Libp2pRouter,
+  type Libp2pRouterInit,
+  LOOKUP_HEDGE_MS,
+  REGISTRY_INFO_PROTOCOL,
+  WITHDRAW_PROTOCOL
+} from './libp2p-router.ts'
+export {
+  createMemoryNetwork,
+  type MemoryNetwork,
+  type MemoryRouter,
+  type MemoryRouterInit
+} from './memory-router.ts'
+export { InvalidPeerKeyError, loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.ts'
+export { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'

@@ -1,0 +1,823 @@
+/**
+ * `Libp2pRouter`: a Router on libp2p's Kademlia DHT, wire-compatible with Spegel (`/spegel/kad/1.0.0`,
+ * sha2-256 raw CIDv1 keys). `@libp2p/kad-dht` runs as a DHT server and answers every peer, Spegel's included.
+ * On the client side this router keeps a full view of the cluster (it connects to every DHT node it learns
+ * of) and so needs no multi-hop query: it stores each provider record at the few peers closest to the key
+ * and looks a key up by asking the closest peers in parallel, one round in the common case.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { IdentifyResult, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
+import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { lpStream, pbStream } from '@libp2p/utils'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import * as Digest from 'multiformats/hashes/digest'
+import { type Logger, pino } from 'pino'
+import { toString as bytesToString } from 'uint8arrays/to-string'
+import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
+import { SharedLookup } from './channel.ts'
+import {
+  ADVERTISE_BATCH_SIZE,
+  ADVERTISE_PEER_CONCURRENCY,
+  BOOTSTRAP_INTERVAL_MS,
+  BOOTSTRAP_MAX_BACKOFF_MS,
+  BOOTSTRAP_MIN_BACKOFF_MS,
+  DEFAULT_DHT_PROTOCOL,
+  DEFAULT_LOOKUP_ALPHA,
+  DEFAULT_LOOKUP_COUNT,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REGISTRY_PORT,
+  DEFAULT_REPLICATION,
+  DEFAULT_ROUTER_PORT,
+  K,
+  LOOKUP_CACHE_TTL_MS,
+  MISS_CACHE_TTL_MS,
+  PEER_EXCHANGE_INTERVAL_MS,
+  PROVIDER_VALIDITY_MS,
+  REQUEST_TIMEOUT_MS
+} from './constants.ts'
+import { type KadMessage, KadMessageCodec, MessageType, type WirePeer } from './kad-message.ts'
+import { compareDistance, kadId, keyToCid, peerKadId } from './keys.ts'
+import { loadOrCreatePeerKey } from './peer-key.ts'
+import { ProviderDatastore } from './provider-datastore.ts'
+import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
+
+/** kadmirror's protocol for a node's registry port and scheme (Spegel nodes do not speak it). */
+export const REGISTRY_INFO_PROTOCOL = '/kadmirror/registry/1.0.0'
+/** kadmirror's protocol to drop provider records at once instead of waiting for them to expire. */
+export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
+/** The answer a node sends once it has dropped the records of a withdraw stream. */
+const WITHDRAW_ACK = new TextEncoder().encode('ok')
+/** Time a hedged lookup waits for a peer before also asking the next closest, in ms. */
+export const LOOKUP_HEDGE_MS = 15
+/** Debounce of the work done when peers join (handing them records, asking them for peers), in ms. */
+const JOIN_DEBOUNCE_MS = 200
+/** Longest time a dial started by the router may take, in ms. */
+const DIAL_TIMEOUT_MS = 5_000
+/** Dials to newly learnt peers run at once. */
+const DIAL_CONCURRENCY = 16
+
+/** Options of {@link createLibp2pRouter}. Every field is optional. */
+export interface Libp2pRouterInit {
+  /** Listen multiaddrs; default `/ip4/0.0.0.0/tcp/5001` and `/ip6/::/tcp/5001`. */
+  listen?: string[]
+  /** Addresses to announce instead of the listen addresses. */
+  announce?: string[]
+  /** Announce and accept loopback addresses (local clusters on 127.0.0.1); default false. */
+  allowLoopback?: boolean
+  /** Directory for the persistent peer key (`private.key`, created with mode 0600). Without it (and `privateKey`) the id is new on every start. */
+  dataDir?: string
+  /** The peer key to use (overrides `dataDir`). */
+  privateKey?: PrivateKey
+  /** Port of this node's registry mirror, announced to peers; also assumed for peers that announce nothing. Default 5000. */
+  registryPort?: number
+  /** Scheme of this node's registry mirror; default `http`. */
+  registryScheme?: 'http' | 'https'
+  /** DHT protocol; default `/spegel/kad/1.0.0`. */
+  protocol?: string
+  /** Where to find other nodes. Without one the node waits to be dialled. */
+  bootstrapper?: Bootstrapper
+  /** Peers that store each provider record; default 5. */
+  replication?: number
+  /** Peers asked in parallel per lookup round; default 3. */
+  alpha?: number
+  /** Longest wait for one peer's answer, in ms; default 1000. */
+  requestTimeoutMs?: number
+  /** Validity of provider records this node stores for others, in ms; default 19 min (Spegel's). */
+  providerValidityMs?: number
+  /** How long lookups with providers are cached, in ms; default 5000. */
+  lookupCacheTtlMs?: number
+  /** How long lookups without providers are cached, in ms; default 500. */
+  missCacheTtlMs?: number
+  /** Most open connections; default 1000 (a connection to every node of the cluster). */
+  maxConnections?: number
+  /**
+   * Inbound connections per second accepted from one host. Production nodes dial from distinct IPs and keep
+   * libp2p's default; with `allowLoopback` (every node on 127.0.0.1) the default is lifted to 100 000.
+   */
+  inboundConnectionThreshold?: number
+  /** Structured logger; default silent. */
+  logger?: Logger
+}
+
+/** A Router on libp2p, with a few extras for operators and tests. */
+export interface Libp2pRouter extends Router {
+  /** This node's peer id. */
+  readonly peerId: string
+  /** The underlying libp2p node (for metrics and debugging; do not stop it directly). */
+  readonly libp2p: Libp2p
+  /** Multiaddrs this node announces, without `/p2p/`. */
+  addresses(): string[]
+  /** This node as a bootstrap entry (`{ id, addresses }`), for `/id` and bootstrap servers. */
+  self(): BootstrapPeer
+  /** Peer ids of the DHT nodes this node is connected to. */
+  peers(): string[]
+  /** Runs one bootstrap round now; resolves true when at least one bootstrap peer was reached. */
+  bootstrap(): Promise<boolean>
+  /** Number of provider records this node stores for the cluster. */
+  providerRecords(): number
+}
+
+interface Member {
+  id: PeerId
+  kad: Uint8Array
+}
+
+interface KeyInfo {
+  mh: Uint8Array
+  mhKey: string
+  target: Uint8Array
+}
+
+interface Candidate {
+  id: PeerId
+  key: string
+  kad: Uint8Array
+  state: 'new' | 'asking' | 'slow' | 'done' | 'failed'
+}
+
+interface RegistryInfo {
+  port: number
+  scheme: 'http' | 'https'
+}
+
+const silent = pino({ level: 'silent' })
+
+function isLoopback(address: Multiaddr): boolean {
+  const first = address.getComponents()[0]
+  if (first === undefined) return false
+  return (
+    (first.name === 'ip4' && (first.value ?? '').startsWith('127.')) ||
+    (first.name === 'ip6' && first.value === '::1')
+  )
+}
+
+function withoutPeerId(address: Multiaddr): Multiaddr {
+  const components = address.getComponents().filter((c) => c.name !== 'p2p')
+  return multiaddr(components.map((c) => `/${c.name}${c.value === undefined ? '' : `/${c.value}`}`).join(''))
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    timer.unref()
+    function done(): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Runs `task` over `items` with at most `concurrency` at once. */
+async function forEachConcurrently<T>(
+  items: readonly T[],
+  concurrency: number,
+  task: (item: T) => Promise<void>
+): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await task(items[next++] as T)
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+}
+
+/** The `count` members closest to `target`, closest first. */
+function closest(members: Iterable<Member>, target: Uint8Array, count: number): Member[] {
+  const top: Member[] = []
+  for (const member of members) {
+    if (top.length === count && compareDistance(member.kad, (top[count - 1] as Member).kad, target) >= 0)
+      continue
+    let i = top.length
+    while (i > 0 && compareDistance(member.kad, (top[i - 1] as Member).kad, target) < 0) i--
+    top.splice(i, 0, member)
+    if (top.length > count) top.pop()
+  }
+  return top
+}
+
+/**
+ * Creates and starts a libp2p router.
+ * @throws when libp2p cannot listen on the addresses, or the peer key in `dataDir` is invalid.
+ */
+export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
+  const log = init.logger ?? silent
+  const protocol = init.protocol ?? DEFAULT_DHT_PROTOCOL
+  const allowLoopback = init.allowLoopback ?? false
+  const registryPort = init.registryPort ?? DEFAULT_REGISTRY_PORT
+  const registryScheme = init.registryScheme ?? 'http'
+  const replication = init.replication ?? DEFAULT_REPLICATION
+  const alpha = init.alpha ?? DEFAULT_LOOKUP_ALPHA
+  const requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
+  const lookupCacheTtlMs = init.lookupCacheTtlMs ?? LOOKUP_CACHE_TTL_MS
+  const missCacheTtlMs = init.missCacheTtlMs ?? MISS_CACHE_TTL_MS
+  const privateKey =
+    init.privateKey ?? (init.dataDir === undefined ? undefined : await loadOrCreatePeerKey(init.dataDir))
+  const datastore = new ProviderDatastore({ validityMs: init.providerValidityMs ?? PROVIDER_VALIDITY_MS })
+
+  const peerInfoMapper: PeerInfoMapper = (peer) =>
+    allowLoopback ? peer : { ...peer, multiaddrs: peer.multiaddrs.filter((address) => !isLoopback(address)) }
+
+  const libp2p = await createLibp2p({
+    ...(privateKey === undefined ? {} : { privateKey }),
+    datastore,
+    addresses: {
+      listen: init.listen ?? [
+        `/ip4/0.0.0.0/tcp/${DEFAULT_ROUTER_PORT}`,
+        `/ip6/::/tcp/${DEFAULT_ROUTER_PORT}`
+      ],
+      ...(init.announce === undefined ? {} : { announce: init.announce }),
+      announceFilter: (addresses) =>
+        allowLoopback ? addresses : addresses.filter((address) => !isLoopback(address))
+    },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      ...(init.inboundConnectionThreshold !== undefined
+        ? { inboundConnectionThreshold: init.inboundConnectionThreshold }
+        : allowLoopback
+          ? { inboundConnectionThreshold: 100_000, maxIncomingPendingConnections: 1000 }
+          : {})
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol,
+        clientMode: false,
+        peerInfoMapper,
+        // Keep every node of a cluster in the routing table, as go-libp2p's accelerated client does.
+        kBucketSize: 1024,
+        kBucketSplitThreshold: K,
+        // This router keeps its own view with peer exchange and never stores its own records, so the
+        // stock self-query and reprovider only clean up: run them rarely.
+        querySelfInterval: 10 * 60_000,
+        reprovide: {
+          validity: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
+          interval: 60_000,
+          threshold: 0
+        }
+      })
+    }
+  })
+
+  const self = libp2p.peerId
+  const selfId = self.toString()
+  const members = new Map<string, Member>()
+  const registryInfo = new Map<string, RegistryInfo>()
+  const advertised = new Set<string>()
+  const keyInfos = new Map<string, KeyInfo>()
+  const lookups = new Map<string, { lookup: SharedLookup; expires: number }>()
+  const dialing = new Set<string>()
+  const joined = new Set<string>()
+  const shutdown = new AbortController()
+  let closed = false
+  let joinTimer: NodeJS.Timeout | undefined
+
+  const check = (): void => {
+    if (closed) throw new RouterClosedError()
+  }
+
+  const keyInfo = (key: string): KeyInfo => {
+    let info = keyInfos.get(key)
+    if (info === undefined) {
+      const mh = keyToCid(key).multihash.bytes
+      info = { mh, mhKey: bytesToString(mh, 'base32'), target: kadId(mh) }
+      keyInfos.set(key, info)
+    }
+    return info
+  }
+
+  const selfAddresses = (): Multiaddr[] => libp2p.getMultiaddrs().map(withoutPeerId)
+
+  const registryUrl = (peer: string, addresses: readonly Multiaddr[]): string | undefined => {
+    const info = registryInfo.get(peer)
+    for (const address of addresses) {
+      if (!allowLoopback && isLoopback(address)) continue
+      const first = address.getComponents()[0]
+      if (first?.value === undefined || (first.name !== 'ip4' && first.name !== 'ip6')) continue
+      const host = first.name === 'ip6' ? `[${first.value}]` : first.value
+      return `${info?.scheme ?? registryScheme}://${host}:${info?.port ?? registryPort}`
+    }
+    return undefined
+  }
+
+  const toProvider = (peer: string, addresses: readonly Multiaddr[]): Provider | undefined => {
+    const url = registryUrl(peer, addresses)
+    if (url === undefined) return undefined
+    return { id: peer, addresses: addresses.map((a) => a.toString()), registryUrl: url }
+  }
+
+  // --- wire helpers -----------------------------------------------------------------------------
+
+  /** Sends one request on the DHT protocol and reads one answer. */
+  const request = async (peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> => {
+    const stream = await libp2p.dialProtocol(peer, protocol, { signal })
+    try {
+      const messages = pbStream(stream).pb(KadMessageCodec)
+      await messages.write(message, { signal })
+      const answer = await messages.read({ signal })
+      stream.close().catch(() => stream.abort(new Error('close failed')))
+      return answer
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  /** Parses the peers of an answer, skipping malformed entries and this node; merges their addresses into the peer store. */
+  const learnPeers = async (
+    peers: readonly WirePeer[]
+  ): Promise<Array<{ id: PeerId; addresses: Multiaddr[] }>> => {
+    const out: Array<{ id: PeerId; addresses: Multiaddr[] }> = []
+    for (const peer of peers) {
+      try {
+        const id = peerIdFromMultihash(Digest.decode(peer.id))
+        if (id.equals(self)) continue
+        const addresses = peer.multiaddrs
+          .map((bytes) => multiaddr(bytes))
+          .filter((a) => allowLoopback || !isLoopback(a))
+        if (addresses.length > 0) await libp2p.peerStore.merge(id, { multiaddrs: addresses })
+        out.push({ id, addresses })
+      } catch (err) {
+        log.debug({ err }, 'ignoring a malformed peer in a DHT answer')
+      }
+    }
+    return out
+  }
+
+  const addressesOf = async (peer: PeerId): Promise<Multiaddr[]> => {
+    try {
+      return (await libp2p.peerStore.get(peer)).addresses.map((a) => a.multiaddr)
+    } catch {
+      return []
+    }
+  }
+
+  // --- view of the cluster ----------------------------------------------------------------------
+
+  const connect = (peer: PeerId): void => {
+    const key = peer.toString()
+    if (
+      closed ||
+      peer.equals(self) ||
+      members.has(key) ||
+      dialing.has(key) ||
+      libp2p.getConnections(peer).length > 0
+    )
+      return
+    if (dialing.size >= DIAL_CONCURRENCY * 8) return
+    dialing.add(key)
+    libp2p
+      .dial(peer, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+      .catch((err: unknown) => log.debug({ err, peer: key }, 'could not dial a learnt peer'))
+      .finally(() => dialing.delete(key))
+  }
+
+  /** Asks a peer for the nodes it knows closest to a random target, and connects to them. */
+  const exchangePeers = async (peer: PeerId): Promise<void> => {
+    const target = new Uint8Array(32)
+    crypto.getRandomValues(target)
+    const answer = await request(
+      peer,
+      { type: MessageType.FIND_NODE, key: target, closer: [], providers: [] },
+      AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 5)])
+    )
+    for (const { id } of await learnPeers(answer.closer)) connect(id)
+  }
+
+  const fetchRegistryInfo = async (peer: PeerId): Promise<void> => {
+    const stream = await libp2p.dialProtocol(peer, REGISTRY_INFO_PROTOCOL, {
+      signal: AbortSignal.timeout(requestTimeoutMs * 5)
+    })
+    try {
+      const frame = await lpStream(stream, { maxDataLength: 1024 }).read({
+        signal: AbortSignal.timeout(requestTimeoutMs * 5)
+      })
+      const value: unknown = JSON.parse(bytesToString(frame.subarray()))
+      const { port, scheme } = (value ?? {}) as { port?: unknown; scheme?: unknown }
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+        throw new Error('port is not 1..65535')
+      if (scheme !== undefined && scheme !== 'http' && scheme !== 'https')
+        throw new Error('scheme is not http or https')
+      registryInfo.set(peer.toString(), { port, scheme: scheme ?? 'http' })
+      stream.close().catch(() => {})
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
+    const { peerId, protocols, connection } = event.detail
+    if (closed || connection.status !== 'open') return
+    const key = peerId.toString()
+    if (protocols.includes(REGISTRY_INFO_PROTOCOL) && !registryInfo.has(key)) {
+      fetchRegistryInfo(peerId).catch((err: unknown) =>
+        log.warn({ err, peer: key }, 'peer sent an invalid registry announcement; assuming our registry port')
+      )
+    }
+    if (!protocols.includes(protocol) || members.has(key)) return
+    members.set(key, { id: peerId, kad: peerKadId(peerId) })
+    joined.add(key)
+    clearTimeout(joinTimer)
+    joinTimer = setTimeout(onJoined, JOIN_DEBOUNCE_MS)
+    joinTimer.unref()
+  }
+
+  const onDisconnect = (event: CustomEvent<PeerId>): void => {
+    const key = event.detail.toString()
+    if (libp2p.getConnections(event.detail).length === 0) members.delete(key)
+  }
+
+  /** Hands the records of advertised keys to peers that joined and are now among the closest, and asks them for peers. */
+  const onJoined = (): void => {
+    const fresh = [...joined].filter((key) => members.has(key))
+    joined.clear()
+    if (closed || fresh.length === 0) return
+    for (const key of fresh.slice(0, 4)) {
+      const member = members.get(key)
+      if (member !== undefined)
+        exchangePeers(member.id).catch((err: unknown) =>
+          log.debug({ err, peer: key }, 'peer exchange failed')
+        )
+    }
+    if (advertised.size === 0) return
+    const wanted = new Set(fresh)
+    announce([...advertised], wanted).catch((err: unknown) =>
+      log.warn({ err }, 'could not hand records to joining peers')
+    )
+  }
+
+  libp2p.addEventListener('peer:identify', onIdentify)
+  libp2p.addEventListener('peer:disconnect', onDisconnect)
+
+  await libp2p.handle(REGISTRY_INFO_PROTOCOL, async (stream: Stream) => {
+    try {
+      await lpStream(stream).write(
+        new TextEncoder().encode(JSON.stringify({ port: registryPort, scheme: registryScheme }))
+      )
+      await stream.close()
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  })
+
+  await libp2p.handle(WITHDRAW_PROTOCOL, async (stream: Stream, connection) => {
+    const sender = connection.remotePeer.toString()
+    const frames = lpStream(stream, { maxDataLength: 128 })
+    try {
+      while (true) {
+        const frame = await frames
+          .read({ signal: AbortSignal.timeout(requestTimeoutMs * 10) })
+          .catch((err: unknown) => {
+            if (stream.remoteWriteStatus !== 'writable') return undefined
+            throw err
+          })
+        if (frame === undefined) break
+        datastore.deleteProvider(bytesToString(frame.subarray(), 'base32'), sender)
+      }
+      await frames.write(WITHDRAW_ACK)
+      await stream.close()
+    } catch (err) {
+      log.warn({ err, peer: sender }, 'invalid withdraw stream')
+      stream.abort(err as Error)
+    }
+  })
+
+  // --- advertising ------------------------------------------------------------------------------
+
+  /** Sends ADD_PROVIDER for `mhs` to one peer, all on one stream. */
+  const sendProviderRecords = async (peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> => {
+    const selfPeer = { id: self.toMultihash().bytes, multiaddrs: selfAddresses().map((a) => a.bytes) }
+    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10 + mhs.length)])
+    const stream = await libp2p.dialProtocol(peer, protocol, { signal })
+    try {
+      const messages = pbStream(stream).pb(KadMessageCodec)
+      for (let i = 0; i < mhs.length; i += ADVERTISE_BATCH_SIZE) {
+        const batch = mhs
+          .slice(i, i + ADVERTISE_BATCH_SIZE)
+          .map(
+            (key): KadMessage => ({ type: MessageType.ADD_PROVIDER, key, closer: [], providers: [selfPeer] })
+          )
+        await messages.writeV(batch, { signal })
+      }
+      await stream.close({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  /** Sends the records of `keys` to their closest peers (only to `onlyTo`, when given). */
+  const announce = async (keys: readonly string[], onlyTo?: ReadonlySet<string>): Promise<void> => {
+    if (members.size === 0) return
+    const batches = new Map<string, { peer: PeerId; mhs: Uint8Array[] }>()
+    for (const key of keys) {
+      const info = keyInfo(key)
+      for (const holder of closest(members.values(), info.target, replication)) {
+        const id = holder.id.toString()
+        if (onlyTo !== undefined && !onlyTo.has(id)) continue
+        let batch = batches.get(id)
+        if (batch === undefined) {
+          batch = { peer: holder.id, mhs: [] }
+          batches.set(id, batch)
+        }
+        batch.mhs.push(info.mh)
+      }
+    }
+    let failures = 0
+    await forEachConcurrently([...batches.values()], ADVERTISE_PEER_CONCURRENCY, async ({ peer, mhs }) => {
+      try {
+        await sendProviderRecords(peer, mhs)
+      } catch (err) {
+        failures++
+        log.debug({ err, peer: peer.toString() }, 'could not send provider records')
+      }
+    })
+    if (failures > 0) log.warn({ failures, peers: batches.size }, 'some peers did not take provider records')
+  }
+
+  const sendWithdrawals = async (peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> => {
+    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10)])
+    const stream = await libp2p.dialProtocol(peer, WITHDRAW_PROTOCOL, { signal })
+    try {
+      const frames = lpStream(stream, { maxDataLength: 128 })
+      await frames.writeV([...mhs], { signal })
+      await stream.close({ signal })
+      await frames.read({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  // --- lookups ----------------------------------------------------------------------------------
+
+  /** Runs one lookup of `key` into `into`: local records first, then the closest peers, round by round. */
+  const runLookup = async (key: string, into: SharedLookup): Promise<void> => {
+    const info = keyInfo(key)
+    const emit = async (peer: string, addresses: Multiaddr[]): Promise<void> => {
+      if (peer === selfId) return
+      const known = addresses.length > 0 ? addresses : await addressesOf(peerIdFromString(peer))
+      const provider = toProvider(peer, known)
+      if (provider !== undefined) into.push(provider)
+    }
+    for (const peer of datastore.providersOf(info.mhKey)) await emit(peer, [])
+
+    const candidates: Candidate[] = closest(members.values(), info.target, K).map((m) => ({
+      id: m.id,
+      key: m.id.toString(),
+      kad: m.kad,
+      state: 'new'
+    }))
+    const known = new Set(candidates.map((c) => c.key))
+    const controller = new AbortController()
+    const signal = AbortSignal.any([controller.signal, shutdown.signal])
+    let inFlight = 0
+
+    await new Promise<void>((resolve) => {
+      const schedule = (): void => {
+        if (signal.aborted) {
+          resolve()
+          return
+        }
+        // The window: the closest candidates that have not failed, `alpha` of them plus one more for each
+        // that is slow to answer (hedging). The lookup has settled when every candidate in the window has
+        // answered or is slow, and at least `alpha` (or all there are) have answered.
+        let size = alpha
+        let length = 0
+        let answered = 0
+        let settled = true
+        for (const candidate of candidates) {
+          if (length === size) break
+          if (candidate.state === 'failed') continue
+          length++
+          if (candidate.state === 'slow') size++
+          else if (candidate.state === 'done') answered++
+          else settled = false
+          if (candidate.state === 'new') ask(candidate)
+        }
+        if (settled && answered >= Math.min(alpha, length)) {
+          controller.abort()
+          resolve()
+        } else if (inFlight === 0) {
+          resolve()
+        }
+      }
+
+      const ask = (candidate: Candidate): void => {
+        candidate.state = 'asking'
+        inFlight++
+        const hedge = setTimeout(() => {
+          if (candidate.state === 'asking') {
+            candidate.state = 'slow'
+            schedule()
+          }
+        }, LOOKUP_HEDGE_MS)
+        const requestSignal = AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)])
+        request(
+          candidate.id,
+          { type: MessageType.GET_PROVIDERS, key: info.mh, closer: [], providers: [] },
+          requestSignal
+        )
+          .then(async (answer) => {
+            candidate.state = 'done'
+            for (const provider of await learnPeers(answer.providers))
+              await emit(provider.id.toString(), provider.addresses)
+            for (const peer of await learnPeers(answer.closer)) {
+              const id = peer.id.toString()
+              if (known.has(id) || peer.addresses.length === 0) continue
+              known.add(id)
+              const entry: Candidate = { id: peer.id, key: id, kad: peerKadId(peer.id), state: 'new' }
+              let i = candidates.length
+              while (
+                i > 0 &&
+                compareDistance(entry.kad, (candidates[i - 1] as Candidate).kad, info.target) < 0
+              )
+                i--
+              candidates.splice(i, 0, entry)
+              connect(peer.id)
+            }
+          })
+          .catch((err: unknown) => {
+            candidate.state = 'failed'
+            if (!signal.aborted) log.debug({ err, peer: candidate.key, key }, 'lookup request failed')
+          })
+          .finally(() => {
+            clearTimeout(hedge)
+            inFlight--
+            schedule()
+          })
+      }
+
+      schedule()
+    })
+  }
+
+  const lookup = (key: string, options: LookupOptions = {}): AsyncIterable<Provider> => {
+    check()
+    const count = options.count ?? DEFAULT_LOOKUP_COUNT
+    const now = Date.now()
+    let entry = lookups.get(key)
+    if (entry === undefined || entry.expires <= now) {
+      const shared = new SharedLookup()
+      const fresh = { lookup: shared, expires: Number.POSITIVE_INFINITY }
+      entry = fresh
+      lookups.set(key, fresh)
+      runLookup(key, shared)
+        .catch((err: unknown) => log.warn({ err, key }, 'lookup failed'))
+        .finally(() => {
+          shared.finish()
+          fresh.expires = Date.now() + (shared.providers.length > 0 ? lookupCacheTtlMs : missCacheTtlMs)
+        })
+    }
+    return entry.lookup.read(count, options.signal)
+  }
+
+  // --- bootstrap --------------------------------------------------------------------------------
+
+  const selfPeer = (): BootstrapPeer => ({ id: selfId, addresses: selfAddresses().map((a) => a.toString()) })
+
+  const bootstrapOnce = async (): Promise<boolean> => {
+    const bootstrapper = init.bootstrapper
+    if (bootstrapper === undefined) return members.size > 0
+    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(30_000)])
+    if (bootstrapper.register !== undefined) {
+      await bootstrapper
+        .register(selfPeer(), { signal })
+        .catch((err: unknown) => log.warn({ err }, 'could not register with the bootstrapper'))
+    }
+    const peers = await bootstrapper.peers({ signal })
+    const own = new Set(selfAddresses().map((a) => a.toString()))
+    let reached = 0
+    await Promise.all(
+      peers.map(async (peer) => {
+        if (peer.id === selfId || peer.addresses.every((a) => own.has(a))) return
+        try {
+          const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+          const addresses = peer.addresses.map((a) => multiaddr(a))
+          if (peer.id !== undefined) {
+            const id = peerIdFromString(peer.id)
+            await libp2p.peerStore.merge(id, { multiaddrs: addresses })
+            await libp2p.dial(id, { signal: dialSignal })
+          } else {
+            await libp2p.dial(addresses, { signal: dialSignal })
+          }
+          reached++
+        } catch (err) {
+          if ((err as Error).name === 'DialError' && /dial self/i.test((err as Error).message)) return
+          log.debug({ err, peer }, 'could not dial a bootstrap peer')
+        }
+      })
+    )
+    if (reached === 0 && peers.length > 0)
+      log.warn({ peers: peers.length }, 'no bootstrap peer could be reached')
+    return reached > 0
+  }
+
+  const bootstrapLoop = async (): Promise<void> => {
+    let backoff = BOOTSTRAP_MIN_BACKOFF_MS
+    while (!closed) {
+      let ok = false
+      try {
+        ok = await bootstrapOnce()
+      } catch (err) {
+        if (!closed) log.warn({ err }, 'bootstrap failed; retrying')
+      }
+      if (ok || members.size > 0) {
+        backoff = BOOTSTRAP_MIN_BACKOFF_MS
+        await sleep(BOOTSTRAP_INTERVAL_MS, shutdown.signal)
+      } else {
+        await sleep(backoff, shutdown.signal)
+        backoff = Math.min(backoff * 2, BOOTSTRAP_MAX_BACKOFF_MS)
+      }
+    }
+  }
+
+  const maintenance = setInterval(() => {
+    datastore.sweep()
+    const now = Date.now()
+    for (const [key, entry] of lookups) if (entry.expires <= now) lookups.delete(key)
+    const all = [...members.values()]
+    const pick = all[Math.floor(Math.random() * all.length)]
+    if (pick !== undefined)
+      exchangePeers(pick.id).catch((err: unknown) => log.debug({ err }, 'peer exchange failed'))
+  }, PEER_EXCHANGE_INTERVAL_MS)
+  maintenance.unref()
+
+  if (init.bootstrapper !== undefined)
+    bootstrapLoop().catch((err: unknown) => log.error({ err }, 'bootstrap loop ended'))
+
+  const router: Libp2pRouter = {
+    peerId: selfId,
+    libp2p,
+    addresses: () => selfAddresses().map((a) => a.toString()),
+    self: selfPeer,
+    peers: () => [...members.keys()],
+    providerRecords: () => datastore.recordCount(),
+    async bootstrap() {
+      check()
+      return bootstrapOnce()
+    },
+    async advertise(keys) {
+      check()
+      for (const key of keys) advertised.add(key)
+      await announce(keys)
+    },
+    async withdraw(keys) {
+      check()
+      const batches = new Map<string, { peer: PeerId; mhs: Uint8Array[] }>()
+      for (const key of keys) {
+        advertised.delete(key)
+        const info = keyInfo(key)
+        keyInfos.delete(key)
+        lookups.delete(key)
+        for (const holder of closest(members.values(), info.target, replication)) {
+          const id = holder.id.toString()
+          let batch = batches.get(id)
+          if (batch === undefined) {
+            batch = { peer: holder.id, mhs: [] }
+            batches.set(id, batch)
+          }
+          batch.mhs.push(info.mh)
+        }
+      }
+      await forEachConcurrently([...batches.values()], ADVERTISE_PEER_CONCURRENCY, async ({ peer, mhs }) => {
+        await sendWithdrawals(peer, mhs).catch((err: unknown) =>
+          log.debug({ err, peer: peer.toString() }, 'peer did not take withdrawals')
+        )
+      })
+    },
+    lookup,
+    async ready() {
+      check()
+      return members.size > 0
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      shutdown.abort()
+      clearInterval(maintenance)
+      clearTimeout(joinTimer)
+      libp2p.removeEventListener('peer:identify', onIdentify)
+      libp2p.removeEventListener('peer:disconnect', onDisconnect)
+      const bootstrapper = init.bootstrapper
+      if (bootstrapper?.unregister !== undefined) {
+        await bootstrapper.unregister(selfPeer(), { signal: AbortSignal.timeout(2000) }).catch(() => {})
+      }
+      await bootstrapper?.close?.()
+      await libp2p.stop()
+    }
+  }
+  return router
+}

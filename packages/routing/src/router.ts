@@ -1,0 +1,51 @@
+/**
+ * The `Router` interface: advertise the keys a node holds, and find the peers that hold a key.
+ * Implementations: {@link createLibp2pRouter} (Kademlia, Spegel-compatible) and {@link createMemoryNetwork}.
+ */
+
+/** A peer that holds a key. */
+export interface Provider {
+  /** The peer's id (a libp2p peer id for the libp2p router). */
+  id: string
+  /** The peer's addresses, as multiaddr strings (`/ip4/10.0.0.5/tcp/5001`). */
+  addresses: string[]
+  /** Base URL of the peer's registry mirror, without trailing slash: `http://10.0.0.5:5000`. */
+  registryUrl: string
+}
+
+/** Options of {@link Router.lookup}. */
+export interface LookupOptions {
+  /** Stop after this many providers. Default 4. */
+  count?: number
+  /** Ends the lookup early. */
+  signal?: AbortSignal
+}
+
+/**
+ * Advertises keys (digests and `registry/repository:tag` references) and finds who holds them.
+ * All methods reject with `RouterClosedError` after {@link Router.close}.
+ */
+export interface Router {
+  /** Announces that this node holds `keys`. Resolves when the announcements have been sent. */
+  advertise(keys: readonly string[]): Promise<void>
+  /** Stops announcing `keys`, and tells the peers that hold the records, where they understand it. */
+  withdraw(keys: readonly string[]): Promise<void>
+  /**
+   * Peers holding `key`, each yielded the moment it is known, deduplicated, never this node. Ends when no
+   * candidate is left, `count` providers were yielded, or `signal` aborts.
+   */
+  lookup(key: string, options?: LookupOptions): AsyncIterable<Provider>
+  /** True once the node knows at least one peer (it can advertise and look up). */
+  ready(): Promise<boolean>
+  /** Leaves the network and releases everything. Idempotent. */
+  close(): Promise<void>
+}
+
+/** The router was used after `close()`. */
+export class RouterClosedError extends Error {
+  override name = 'RouterClosedError'
+
+  constructor() {
+    super('the router is closed')
+  }
+}

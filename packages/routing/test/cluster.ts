@@ -1,0 +1,48 @@
+// Real libp2p clusters on 127.0.0.1 for tests: the first node listens, the others bootstrap from it.
+import {
+  createLibp2pRouter,
+  type Libp2pRouter,
+  type Libp2pRouterInit,
+  staticBootstrapper
+} from '../src/index.ts'
+
+/** Waits until `check` is true, polling every 20 ms; throws after `ms`. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = 'condition'
+): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Starts one node on an ephemeral loopback port. */
+export function startNode(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
+  return createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true, ...init })
+}
+
+/** Starts `count` nodes that bootstrap from the first and waits until every node knows every other. */
+export async function startCluster(count: number, init: Libp2pRouterInit = {}): Promise<Libp2pRouter[]> {
+  const first = await startNode(init)
+  const seed = first.addresses()
+  const rest = await Promise.all(
+    Array.from({ length: count - 1 }, () =>
+      startNode({ bootstrapper: staticBootstrapper(seed.map((a) => `${a}/p2p/${first.peerId}`)), ...init })
+    )
+  )
+  const nodes = [first, ...rest]
+  await waitFor(
+    () => nodes.every((n) => n.peers().length === count - 1),
+    20_000,
+    `a full mesh of ${count} nodes`
+  )
+  return nodes
+}
+
+/** Closes every node. */
+export async function stopAll(nodes: readonly Libp2pRouter[]): Promise<void> {
+  await Promise.all(nodes.map((n) => n.close()))
+}
