@@ -19,6 +19,8 @@
  * await router.close()
  * ```
  */
+
+export { type Advertiser, type AdvertiserInit, createAdvertiser } from './advertiser.ts'
 export {
   type AddrInfoJson,
   type BootstrapOptions,
@@ -34,6 +36,20 @@ export {
   toAddrInfo
 } from './bootstrap.ts'
 export * as constants from './constants.ts'
+export {
+  type BootstrapServer,
+  type BootstrapServerInit,
+  CA_FILE,
+  CERT_FILE,
+  createBootstrapServer,
+  type HttpBootstrapperInit,
+  httpBootstrapper,
+  InvalidCertDirError,
+  idHandler,
+  KEY_FILE,
+  readCertDir,
+  type TlsMaterial
+} from './http-bootstrap.ts'
 export { keyToCid } from './keys.ts'
 export {
   createLibp2pRouter,

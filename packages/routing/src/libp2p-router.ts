@@ -496,7 +496,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   // --- advertising ------------------------------------------------------------------------------
 
-  /** Sends ADD_PROVIDER for `mhs` to one peer, all on one stream. */
+  /** Sends ADD_PROVIDER for `mhs` to one peer, all on one stream, and waits until the peer has stored them. */
   const sendProviderRecords = async (peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> => {
     const selfPeer = { id: self.toMultihash().bytes, multiaddrs: selfAddresses().map((a) => a.bytes) }
     const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10 + mhs.length)])
@@ -511,6 +511,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
           )
         await messages.writeV(batch, { signal })
       }
+      // ADD_PROVIDER has no answer; a node handles the messages of a stream in order, so the answer to a
+      // trailing PING says every record before it is stored.
+      await messages.write({ type: MessageType.PING, closer: [], providers: [] }, { signal })
+      await messages.read({ signal })
       await stream.close({ signal })
     } catch (err) {
       stream.abort(err as Error)

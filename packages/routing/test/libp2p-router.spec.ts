@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { collectProviders, routerConformance } from '../src/conformance.ts'
-import { keyToCid, type Libp2pRouter } from '../src/index.ts'
-import { startCluster, stopAll } from './cluster.ts'
+import {
+  createLibp2pRouter,
+  InvalidPeerKeyError,
+  keyToCid,
+  type Libp2pRouter,
+  PEER_KEY_FILE,
+  staticBootstrapper
+} from '../src/index.ts'
+import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
 
 routerConformance('Libp2pRouter (3 nodes on 127.0.0.1)', {
   setup: (count) => startCluster(count),
@@ -46,6 +56,112 @@ describe('Libp2pRouter cluster of 10 nodes', function () {
         providers.map((p) => p.id),
         [nodes[0]?.peerId]
       )
+    }
+  })
+})
+
+describe('Libp2pRouter membership changes', function () {
+  this.timeout(90_000)
+
+  it('still finds a key after three nodes die, and from a node that joins later', async () => {
+    const nodes = await startCluster(10)
+    const [owner, ...others] = nodes as [Libp2pRouter, ...Libp2pRouter[]]
+    try {
+      const key = 'sha256:2222222222222222222222222222222222222222222222222222222222222222'
+      await owner.advertise([key])
+      const dead = others.splice(0, 3)
+      await stopAll(dead)
+      await waitFor(
+        () => others.every((n) => n.peers().length === others.length),
+        10_000,
+        'the dead nodes to leave every view'
+      )
+      for (const node of others)
+        assert.deepEqual(
+          (await collectProviders(node, key)).map((p) => p.id),
+          [owner.peerId]
+        )
+
+      const late = await startNode({ bootstrapper: staticBootstrapper(others[0]?.addresses() ?? []) })
+      others.push(late)
+      await waitFor(() => late.peers().length === others.length, 20_000, 'the late node to know everyone')
+      assert.deepEqual(
+        (await collectProviders(late, key)).map((p) => p.id),
+        [owner.peerId]
+      )
+    } finally {
+      await stopAll([owner, ...others])
+    }
+  })
+})
+
+describe('Libp2pRouter node identity and addresses', function () {
+  this.timeout(30_000)
+  let dir: string
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kadmirror-router-'))
+  })
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('keeps its peer id across restarts in a 0600 PEM key file, as Spegel writes it', async () => {
+    const first = await startNode({ dataDir: dir })
+    const id = first.peerId
+    await first.close()
+    const info = await stat(join(dir, PEER_KEY_FILE))
+    assert.equal(info.mode & 0o777, 0o600)
+    assert.match(await readFile(join(dir, PEER_KEY_FILE), 'utf8'), /^-----BEGIN PRIVATE KEY-----/)
+    const second = await startNode({ dataDir: dir })
+    assert.equal(second.peerId, id)
+    await second.close()
+  })
+
+  it('refuses a key file that is not an Ed25519 key', async () => {
+    await writeFile(join(dir, PEER_KEY_FILE), 'garbage')
+    await assert.rejects(startNode({ dataDir: dir }), InvalidPeerKeyError)
+  })
+
+  it('does not announce loopback addresses unless told to', async () => {
+    const node = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'] })
+    assert.deepEqual(node.addresses(), [])
+    await node.close()
+  })
+
+  it('gives the registry port a peer announces in its provider URL', async () => {
+    const a = await startNode({ registryPort: 6123 })
+    const b = await startNode({ bootstrapper: staticBootstrapper(a.addresses()) })
+    try {
+      await waitFor(() => b.peers().length === 1, 10_000, 'b to join a')
+      const key = 'sha256:3333333333333333333333333333333333333333333333333333333333333333'
+      await a.advertise([key])
+      await waitFor(async () => (await collectProviders(b, key)).length === 1, 5_000, 'the key to be found')
+      assert.deepEqual(
+        (await collectProviders(b, key)).map((p) => p.registryUrl),
+        ['http://127.0.0.1:6123']
+      )
+    } finally {
+      await stopAll([a, b])
+    }
+  })
+
+  it('keeps working after a peer sends garbage on the DHT protocol', async () => {
+    const [a, b] = (await startCluster(2)) as [Libp2pRouter, Libp2pRouter]
+    try {
+      const stream = await b.libp2p.dialProtocol(a.libp2p.peerId, '/spegel/kad/1.0.0')
+      stream.send(new Uint8Array([0x05, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02]))
+      await stream.close().catch(() => {})
+      const key = 'sha256:4444444444444444444444444444444444444444444444444444444444444444'
+      await b.advertise([key])
+      await waitFor(
+        async () => (await collectProviders(a, key)).length === 1,
+        5_000,
+        'a lookup after the garbage'
+      )
+    } finally {
+      await stopAll([a, b])
     }
   })
 })
