@@ -2,9 +2,10 @@
  * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
  * bench/results/<name>.json. Usage: node bench/src/run.ts [store] [-- bench options]
  */
+import { benchDht } from './dht.ts'
 import { benchStore } from './store.ts'
 
-const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = { store: benchStore }
+const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = { store: benchStore, dht: benchDht }
 
 const args = process.argv.slice(2)
 const firstOption = args.findIndex((a) => a.startsWith('-'))

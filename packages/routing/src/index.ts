@@ -56,6 +56,7 @@ export {
   type Libp2pRouter,
   type Libp2pRouterInit,
   LOOKUP_HEDGE_MS,
+  PROVIDE_PROTOCOL,
   REGISTRY_INFO_PROTOCOL,
   WITHDRAW_PROTOCOL
 } from './libp2p-router.ts'

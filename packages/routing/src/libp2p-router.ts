@@ -9,7 +9,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import type { IdentifyResult, PeerId, PrivateKey, Stream } from '@libp2p/interface'
-import { kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
+import { type KadDHT, kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -46,19 +46,34 @@ import { compareDistance, kadId, keyToCid, peerKadId } from './keys.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
 import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
+import { Sessions } from './sessions.ts'
 
 /** kadmirror's protocol for a node's registry port and scheme (Spegel nodes do not speak it). */
 export const REGISTRY_INFO_PROTOCOL = '/kadmirror/registry/1.0.0'
 /** kadmirror's protocol to drop provider records at once instead of waiting for them to expire. */
 export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
-/** The answer a node sends once it has dropped the records of a withdraw stream. */
-const WITHDRAW_ACK = new TextEncoder().encode('ok')
+/**
+ * kadmirror's protocol to store many provider records of the sender in one stream: one frame per key
+ * multihash, the sender's addresses known from its connection. Stock ADD_PROVIDER costs the receiver a peer
+ * store write per record; Spegel peers, which do not speak this, get stock ADD_PROVIDER messages.
+ */
+export const PROVIDE_PROTOCOL = '/kadmirror/provide/1.0.0'
+/** The answer a node sends once it has handled every frame of a provide or withdraw stream. */
+const RECORDS_ACK = new TextEncoder().encode('ok')
 /** Time a hedged lookup waits for a peer before also asking the next closest, in ms. */
 export const LOOKUP_HEDGE_MS = 15
 /** Debounce of the work done when peers join (handing them records, asking them for peers), in ms. */
 const JOIN_DEBOUNCE_MS = 200
 /** Longest time a dial started by the router may take, in ms. */
 const DIAL_TIMEOUT_MS = 5_000
+/** How often connected peers missing from the view are looked for, in ms. */
+const RECONCILE_INTERVAL_MS = 2_000
+/** After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. */
+const VIEW_GROWTH_WINDOW_MS = 30_000
+/** Longest wait between redials of a known DHT peer that is not connected, in ms. */
+const REDIAL_MAX_BACKOFF_MS = 5 * 60_000
+/** Failed redials after which a peer is forgotten (it left the cluster). */
+const MAX_REDIAL_FAILURES = 8
 /** Dials to newly learnt peers run at once. */
 const DIAL_CONCURRENCY = 16
 
@@ -109,8 +124,8 @@ export interface Libp2pRouterInit {
 export interface Libp2pRouter extends Router {
   /** This node's peer id. */
   readonly peerId: string
-  /** The underlying libp2p node (for metrics and debugging; do not stop it directly). */
-  readonly libp2p: Libp2p
+  /** The underlying libp2p node, with its stock DHT service (for metrics, debugging and comparison; do not stop it directly). */
+  readonly libp2p: Libp2p<{ dht: KadDHT }>
   /** Multiaddrs this node announces, without `/p2p/`. */
   addresses(): string[]
   /** This node as a bootstrap entry (`{ id, addresses }`), for `/id` and bootstrap servers. */
@@ -126,6 +141,8 @@ export interface Libp2pRouter extends Router {
 interface Member {
   id: PeerId
   kad: Uint8Array
+  /** Speaks {@link PROVIDE_PROTOCOL} (a kadmirror node, not a Spegel one). */
+  batches: boolean
 }
 
 interface KeyInfo {
@@ -282,6 +299,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const shutdown = new AbortController()
   let closed = false
   let joinTimer: NodeJS.Timeout | undefined
+  let lastGrowth = Date.now()
 
   const check = (): void => {
     if (closed) throw new RouterClosedError()
@@ -319,20 +337,12 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   // --- wire helpers -----------------------------------------------------------------------------
 
+  /** Request streams kept open per peer; optimistic protocol selection saves a round trip when one opens. */
+  const sessions = new Sessions((peer, signal) => libp2p.dialProtocol(peer, protocol, { signal }))
+
   /** Sends one request on the DHT protocol and reads one answer. */
-  const request = async (peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> => {
-    const stream = await libp2p.dialProtocol(peer, protocol, { signal })
-    try {
-      const messages = pbStream(stream).pb(KadMessageCodec)
-      await messages.write(message, { signal })
-      const answer = await messages.read({ signal })
-      stream.close().catch(() => stream.abort(new Error('close failed')))
-      return answer
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
-  }
+  const request = (peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> =>
+    sessions.request(peer, message, signal)
 
   /** Parses the peers of an answer, skipping malformed entries and this node; merges their addresses into the peer store. */
   const learnPeers = async (
@@ -346,7 +356,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         const addresses = peer.multiaddrs
           .map((bytes) => multiaddr(bytes))
           .filter((a) => allowLoopback || !isLoopback(a))
-        if (addresses.length > 0) await libp2p.peerStore.merge(id, { multiaddrs: addresses })
+        // The peer store is slow to write; the peers this node is connected to are in it already.
+        if (addresses.length > 0 && !members.has(id.toString()))
+          await libp2p.peerStore.merge(id, { multiaddrs: addresses })
         out.push({ id, addresses })
       } catch (err) {
         log.debug({ err }, 'ignoring a malformed peer in a DHT answer')
@@ -417,26 +429,78 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
   }
 
-  const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
-    const { peerId, protocols, connection } = event.detail
-    if (closed || connection.status !== 'open') return
+  /** Takes a connected peer into the view when it speaks the DHT protocol, and learns its registry port. */
+  const admit = (peerId: PeerId, protocols: readonly string[]): void => {
+    if (closed || libp2p.getConnections(peerId).length === 0) return
     const key = peerId.toString()
     if (protocols.includes(REGISTRY_INFO_PROTOCOL) && !registryInfo.has(key)) {
-      fetchRegistryInfo(peerId).catch((err: unknown) =>
+      registryInfo.set(key, { port: registryPort, scheme: registryScheme })
+      fetchRegistryInfo(peerId).catch((err: unknown) => {
+        registryInfo.delete(key)
         log.warn({ err, peer: key }, 'peer sent an invalid registry announcement; assuming our registry port')
-      )
+      })
     }
     if (!protocols.includes(protocol) || members.has(key)) return
-    members.set(key, { id: peerId, kad: peerKadId(peerId) })
+    members.set(key, { id: peerId, kad: peerKadId(peerId), batches: protocols.includes(PROVIDE_PROTOCOL) })
+    lastGrowth = Date.now()
     joined.add(key)
     clearTimeout(joinTimer)
     joinTimer = setTimeout(onJoined, JOIN_DEBOUNCE_MS)
     joinTimer.unref()
   }
 
+  const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
+    if (event.detail.connection.status === 'open') admit(event.detail.peerId, event.detail.protocols)
+  }
+
+  /** Admits connected peers whose identify event was missed (identify failed or raced a duplicate connection). */
+  const reconcile = async (): Promise<void> => {
+    for (const peer of libp2p.getPeers()) {
+      if (members.has(peer.toString())) continue
+      try {
+        admit(peer, (await libp2p.peerStore.get(peer)).protocols)
+      } catch {
+        // not in the peer store yet: identify has not finished
+      }
+    }
+  }
+
+  /** Per known-but-unconnected DHT peer: failed redials and when to try again (exponential backoff). */
+  const redials = new Map<string, { failures: number; next: number }>()
+
+  /** Dials the DHT peers this node knows of but is not connected to, so the view stays complete. */
+  const redialKnownPeers = async (): Promise<void> => {
+    const now = Date.now()
+    for (const peer of await libp2p.peerStore.all({ filters: [(p) => p.protocols.includes(protocol)] })) {
+      const key = peer.id.toString()
+      if (peer.id.equals(self) || members.has(key) || libp2p.getConnections(peer.id).length > 0) {
+        redials.delete(key)
+        continue
+      }
+      const state = redials.get(key) ?? { failures: 0, next: 0 }
+      if (state.next > now) continue
+      if (state.failures >= MAX_REDIAL_FAILURES) {
+        redials.delete(key)
+        await libp2p.peerStore.delete(peer.id).catch(() => {})
+        continue
+      }
+      redials.set(key, state)
+      libp2p
+        .dial(peer.id, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+        .then(() => redials.delete(key))
+        .catch(() => {
+          state.failures++
+          state.next =
+            Date.now() + Math.min(REDIAL_MAX_BACKOFF_MS, RECONCILE_INTERVAL_MS * 2 ** state.failures)
+        })
+    }
+  }
+
   const onDisconnect = (event: CustomEvent<PeerId>): void => {
     const key = event.detail.toString()
-    if (libp2p.getConnections(event.detail).length === 0) members.delete(key)
+    if (libp2p.getConnections(event.detail).length > 0) return
+    members.delete(key)
+    sessions.drop(event.detail)
   }
 
   /** Hands the records of advertised keys to peers that joined and are now among the closest, and asks them for peers. */
@@ -472,31 +536,64 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
   })
 
-  await libp2p.handle(WITHDRAW_PROTOCOL, async (stream: Stream, connection) => {
-    const sender = connection.remotePeer.toString()
-    const frames = lpStream(stream, { maxDataLength: 128 })
-    try {
-      while (true) {
-        const frame = await frames
-          .read({ signal: AbortSignal.timeout(requestTimeoutMs * 10) })
-          .catch((err: unknown) => {
-            if (stream.remoteWriteStatus !== 'writable') return undefined
-            throw err
-          })
-        if (frame === undefined) break
-        datastore.deleteProvider(bytesToString(frame.subarray(), 'base32'), sender)
+  /** Handles a stream of key multihash frames from a peer, applying `apply` to each, then acknowledges. */
+  const handleRecords =
+    (name: string, apply: (mhKey: string, sender: string) => void) =>
+    async (stream: Stream, connection: { remotePeer: PeerId }): Promise<void> => {
+      const sender = connection.remotePeer.toString()
+      const frames = lpStream(stream, { maxDataLength: 128 })
+      try {
+        while (true) {
+          const frame = await frames
+            .read({ signal: AbortSignal.timeout(requestTimeoutMs * 10) })
+            .catch((err: unknown) => {
+              if (stream.remoteWriteStatus !== 'writable') return undefined
+              throw err
+            })
+          if (frame === undefined) break
+          apply(bytesToString(frame.subarray(), 'base32'), sender)
+        }
+        await frames.write(RECORDS_ACK)
+        await stream.close()
+      } catch (err) {
+        log.warn({ err, peer: sender }, `invalid ${name} stream`)
+        stream.abort(err as Error)
       }
-      await frames.write(WITHDRAW_ACK)
-      await stream.close()
-    } catch (err) {
-      log.warn({ err, peer: sender }, 'invalid withdraw stream')
-      stream.abort(err as Error)
     }
-  })
+
+  await libp2p.handle(
+    WITHDRAW_PROTOCOL,
+    handleRecords('withdraw', (mhKey, sender) => datastore.deleteProvider(mhKey, sender))
+  )
+  await libp2p.handle(
+    PROVIDE_PROTOCOL,
+    handleRecords('provide', (mhKey, sender) => datastore.putProvider(mhKey, sender, Date.now()))
+  )
+
+  /** Sends key multihashes to a peer on a record protocol and waits for its acknowledgement. */
+  const sendRecords = async (
+    recordProtocol: string,
+    peer: PeerId,
+    mhs: readonly Uint8Array[]
+  ): Promise<void> => {
+    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10 + mhs.length)])
+    const stream = await libp2p.dialProtocol(peer, recordProtocol, { signal })
+    try {
+      const frames = lpStream(stream, { maxDataLength: 128 })
+      for (let i = 0; i < mhs.length; i += ADVERTISE_BATCH_SIZE) {
+        await frames.writeV(mhs.slice(i, i + ADVERTISE_BATCH_SIZE), { signal })
+      }
+      await stream.close({ signal })
+      await frames.read({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
 
   // --- advertising ------------------------------------------------------------------------------
 
-  /** Sends ADD_PROVIDER for `mhs` to one peer, all on one stream, and waits until the peer has stored them. */
+  /** Sends stock ADD_PROVIDER messages for `mhs` to one peer (a Spegel node), all on one stream, and waits until it has stored them. */
   const sendProviderRecords = async (peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> => {
     const selfPeer = { id: self.toMultihash().bytes, multiaddrs: selfAddresses().map((a) => a.bytes) }
     const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10 + mhs.length)])
@@ -525,7 +622,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   /** Sends the records of `keys` to their closest peers (only to `onlyTo`, when given). */
   const announce = async (keys: readonly string[], onlyTo?: ReadonlySet<string>): Promise<void> => {
     if (members.size === 0) return
-    const batches = new Map<string, { peer: PeerId; mhs: Uint8Array[] }>()
+    const batches = new Map<string, { peer: PeerId; batches: boolean; mhs: Uint8Array[] }>()
     for (const key of keys) {
       const info = keyInfo(key)
       for (const holder of closest(members.values(), info.target, replication)) {
@@ -533,36 +630,27 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         if (onlyTo !== undefined && !onlyTo.has(id)) continue
         let batch = batches.get(id)
         if (batch === undefined) {
-          batch = { peer: holder.id, mhs: [] }
+          batch = { peer: holder.id, batches: holder.batches, mhs: [] }
           batches.set(id, batch)
         }
         batch.mhs.push(info.mh)
       }
     }
     let failures = 0
-    await forEachConcurrently([...batches.values()], ADVERTISE_PEER_CONCURRENCY, async ({ peer, mhs }) => {
-      try {
-        await sendProviderRecords(peer, mhs)
-      } catch (err) {
-        failures++
-        log.debug({ err, peer: peer.toString() }, 'could not send provider records')
+    await forEachConcurrently(
+      [...batches.values()],
+      ADVERTISE_PEER_CONCURRENCY,
+      async ({ peer, batches: batched, mhs }) => {
+        try {
+          if (batched) await sendRecords(PROVIDE_PROTOCOL, peer, mhs)
+          else await sendProviderRecords(peer, mhs)
+        } catch (err) {
+          failures++
+          log.debug({ err, peer: peer.toString() }, 'could not send provider records')
+        }
       }
-    })
+    )
     if (failures > 0) log.warn({ failures, peers: batches.size }, 'some peers did not take provider records')
-  }
-
-  const sendWithdrawals = async (peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> => {
-    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 10)])
-    const stream = await libp2p.dialProtocol(peer, WITHDRAW_PROTOCOL, { signal })
-    try {
-      const frames = lpStream(stream, { maxDataLength: 128 })
-      await frames.writeV([...mhs], { signal })
-      await stream.close({ signal })
-      await frames.read({ signal })
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
   }
 
   // --- lookups ----------------------------------------------------------------------------------
@@ -748,14 +836,27 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
   }
 
-  const maintenance = setInterval(() => {
-    datastore.sweep()
-    const now = Date.now()
-    for (const [key, entry] of lookups) if (entry.expires <= now) lookups.delete(key)
+  const exchangeWithRandomMember = (): void => {
     const all = [...members.values()]
     const pick = all[Math.floor(Math.random() * all.length)]
     if (pick !== undefined)
       exchangePeers(pick.id).catch((err: unknown) => log.debug({ err }, 'peer exchange failed'))
+  }
+
+  let rounds = 0
+  const reconciler = setInterval(() => {
+    reconcile().catch((err: unknown) => log.debug({ err }, 'reconcile failed'))
+    if (rounds++ % 5 === 4) redialKnownPeers().catch((err: unknown) => log.debug({ err }, 'redial failed'))
+    // While the view is still growing (a node starting, or joining a cluster), ask for peers every tick.
+    if (Date.now() - lastGrowth < VIEW_GROWTH_WINDOW_MS) exchangeWithRandomMember()
+  }, RECONCILE_INTERVAL_MS)
+  reconciler.unref()
+
+  const maintenance = setInterval(() => {
+    datastore.sweep()
+    const now = Date.now()
+    for (const [key, entry] of lookups) if (entry.expires <= now) lookups.delete(key)
+    exchangeWithRandomMember()
   }, PEER_EXCHANGE_INTERVAL_MS)
   maintenance.unref()
 
@@ -797,7 +898,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         }
       }
       await forEachConcurrently([...batches.values()], ADVERTISE_PEER_CONCURRENCY, async ({ peer, mhs }) => {
-        await sendWithdrawals(peer, mhs).catch((err: unknown) =>
+        await sendRecords(WITHDRAW_PROTOCOL, peer, mhs).catch((err: unknown) =>
           log.debug({ err, peer: peer.toString() }, 'peer did not take withdrawals')
         )
       })
@@ -812,7 +913,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       closed = true
       shutdown.abort()
       clearInterval(maintenance)
+      clearInterval(reconciler)
       clearTimeout(joinTimer)
+      sessions.closeAll()
       libp2p.removeEventListener('peer:identify', onIdentify)
       libp2p.removeEventListener('peer:disconnect', onDisconnect)
       const bootstrapper = init.bootstrapper

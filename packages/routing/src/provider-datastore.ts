@@ -66,12 +66,7 @@ export class ProviderDatastore extends BaseDatastore {
     } catch {
       time = this.now()
     }
-    let peers = this.providers.get(parts.mh)
-    if (peers === undefined) {
-      peers = new Map()
-      this.providers.set(parts.mh, peers)
-    }
-    peers.set(parts.peer, { value, time })
+    this.putProvider(parts.mh, parts.peer, time)
     return key
   }
 
@@ -105,6 +100,16 @@ export class ProviderDatastore extends BaseDatastore {
     const peers = this.providers.get(parts.mh)
     peers?.delete(parts.peer)
     if (peers?.size === 0) this.providers.delete(parts.mh)
+  }
+
+  /** Stores (or renews) the record of `peer` for the key with multihash `mh` (base32), written at `time` (ms). */
+  putProvider(mh: string, peer: string, time: number): void {
+    let peers = this.providers.get(mh)
+    if (peers === undefined) {
+      peers = new Map()
+      this.providers.set(mh, peers)
+    }
+    peers.set(peer, { value: varint.encode(time), time })
   }
 
   /** Deletes the record of `peer` for the key with multihash `mh` (base32). */

@@ -1,0 +1,397 @@
+/**
+ * bench/dht: the libp2p router on real libp2p nodes over TCP on 127.0.0.1.
+ *
+ * In-process clusters (all nodes share one event loop, so every hop looks slower than on real hosts) of
+ * N = 10, 50, 100, 200 nodes, and a cluster with one process per node. For each: time to advertise 1 key and
+ * 10 000 keys, time to first provider over 200+ lookups, time to learn that nobody has a key, RSS per node,
+ * and CPU to reprovide 10 000 keys. Stock `@libp2p/kad-dht` lookups (its own multi-hop query, default
+ * options) on the same cluster are measured alongside for reference.
+ *
+ * Usage: node --expose-gc bench/src/dht.ts [--sizes 10,50,100,200] [--lookups 200] [--keys 10000] [--processes 8]
+ */
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createLibp2pRouter, keyToCid, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
+import { printTable, type Row, writeResults } from './report.ts'
+
+/** Targets of the routing issue, at 100 nodes (10 000 keys at 50). */
+const TARGETS = { hitP50Ms: 5, hitP99Ms: 25, missP99Ms: 25, advertise10kMs: 30_000, rssPerNodeMiB: 6 }
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
+}
+
+function gc(): void {
+  ;(globalThis as { gc?: () => void }).gc?.()
+}
+
+const randomKey = (): string =>
+  `sha256:${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('hex')}`
+const now = (): number => performance.now()
+
+async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/** Time until the first provider, or until the lookup ends (a miss). */
+async function timeLookup(router: Libp2pRouter, key: string): Promise<{ ms: number; found: boolean }> {
+  const start = now()
+  for await (const _ of router.lookup(key, { count: 1 })) return { ms: now() - start, found: true }
+  return { ms: now() - start, found: false }
+}
+
+/** The same with the stock kad-dht query (`findProviders`), stopping at the first provider. */
+async function timeStockLookup(router: Libp2pRouter, key: string): Promise<{ ms: number; found: boolean }> {
+  const start = now()
+  const signal = AbortSignal.timeout(10_000)
+  try {
+    for await (const event of router.libp2p.services.dht.findProviders(keyToCid(key), { signal })) {
+      if (event.name === 'PROVIDER' && event.providers.some((p) => !p.id.equals(router.libp2p.peerId))) {
+        return { ms: now() - start, found: true }
+      }
+    }
+  } catch {
+    // a timed-out stock query counts as a miss at its duration
+  }
+  return { ms: now() - start, found: false }
+}
+
+interface ClusterResult extends Row {
+  mode: string
+  nodes: number
+  'form s': number
+  'adv 1 key ms': number
+  'adv 10k keys ms': number
+  'hit p50 ms': number
+  'hit p95 ms': number
+  'hit p99 ms': number
+  'hits found': string
+  'miss p50 ms': number
+  'miss p99 ms': number
+  'RSS/node MiB': number
+  'reprovide 10k CPU ms': number
+}
+
+async function inProcess(
+  size: number,
+  lookups: number,
+  keyCount: number,
+  stockLookups: number
+): Promise<{ ours: ClusterResult; stock: Row }> {
+  gc()
+  const rssBefore = process.memoryUsage().rss
+  const formStart = now()
+  const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
+  const seed = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
+  const nodes = [first]
+  for (let i = 1; i < size; i += 25) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(25, size - i) }, () =>
+        createLibp2pRouter({
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          allowLoopback: true,
+          bootstrapper: staticBootstrapper(seed)
+        })
+      )
+    )
+    nodes.push(...batch)
+  }
+  try {
+    await waitFor(() => nodes.every((n) => n.peers().length === size - 1), 300_000, `a full mesh of ${size}`)
+    const formSeconds = (now() - formStart) / 1000
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    gc()
+    const rssPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
+    const pick = (): Libp2pRouter => nodes[Math.floor(Math.random() * nodes.length)] as Libp2pRouter
+
+    // Advertising.
+    let start = now()
+    await pick().advertise([randomKey()])
+    const advertiseOneMs = now() - start
+    const bulk = Array.from({ length: keyCount }, randomKey)
+    const bulkOwner = pick()
+    start = now()
+    const cpuStart = process.cpuUsage()
+    await bulkOwner.advertise(bulk)
+    const advertiseBulkMs = now() - start
+    const cpu = process.cpuUsage(cpuStart)
+    // A reprovide sends the same records again; its CPU is what each TTL costs the whole cluster (one process here).
+    const reprovideStart = process.cpuUsage()
+    await bulkOwner.advertise(bulk)
+    const reprovide = process.cpuUsage(reprovideStart)
+    void cpu
+
+    // Hits: distinct keys, each advertised by a random node, looked up once from another random node.
+    const hitKeys = Array.from({ length: lookups }, () => ({ key: randomKey(), owner: pick() }))
+    for (const { key, owner } of hitKeys) await owner.advertise([key])
+    const hits: number[] = []
+    let found = 0
+    for (const { key, owner } of hitKeys) {
+      let from = pick()
+      while (from === owner) from = pick()
+      const result = await timeLookup(from, key)
+      if (result.found) {
+        found++
+        hits.push(result.ms)
+      }
+    }
+    const misses: number[] = []
+    for (let i = 0; i < lookups; i++) misses.push((await timeLookup(pick(), randomKey())).ms)
+
+    // Stock kad-dht queries on the same cluster, for reference.
+    const stockHits: number[] = []
+    let stockFound = 0
+    for (const { key, owner } of hitKeys.slice(0, stockLookups)) {
+      let from = pick()
+      while (from === owner) from = pick()
+      const result = await timeStockLookup(from, key)
+      if (result.found) {
+        stockFound++
+        stockHits.push(result.ms)
+      }
+    }
+    const stockMisses: number[] = []
+    for (let i = 0; i < stockLookups; i++) stockMisses.push((await timeStockLookup(pick(), randomKey())).ms)
+
+    const ours: ClusterResult = {
+      mode: 'in-process',
+      nodes: size,
+      'form s': formSeconds,
+      'adv 1 key ms': advertiseOneMs,
+      'adv 10k keys ms': advertiseBulkMs,
+      'hit p50 ms': percentile(hits, 50),
+      'hit p95 ms': percentile(hits, 95),
+      'hit p99 ms': percentile(hits, 99),
+      'hits found': `${found}/${lookups}`,
+      'miss p50 ms': percentile(misses, 50),
+      'miss p99 ms': percentile(misses, 99),
+      'RSS/node MiB': rssPerNode,
+      'reprovide 10k CPU ms': (reprovide.user + reprovide.system) / 1000
+    }
+    const stock: Row = {
+      mode: 'stock kad-dht query',
+      nodes: size,
+      'hit p50 ms': percentile(stockHits, 50),
+      'hit p99 ms': percentile(stockHits, 99),
+      'hits found': `${stockFound}/${stockLookups}`,
+      'miss p50 ms': percentile(stockMisses, 50),
+      'miss p99 ms': percentile(stockMisses, 99)
+    }
+    return { ours, stock }
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()))
+  }
+}
+
+/** The child side of the multi-process cluster: one router per process, driven over IPC. */
+async function child(): Promise<void> {
+  const send = (message: unknown): void => {
+    process.send?.(message)
+  }
+  let router: Libp2pRouter | undefined
+  process.on(
+    'message',
+    async (message: { op: string; seed?: string[]; keys?: string[]; key?: string; id: number }) => {
+      try {
+        switch (message.op) {
+          case 'start':
+            router = await createLibp2pRouter({
+              listen: ['/ip4/127.0.0.1/tcp/0'],
+              allowLoopback: true,
+              ...(message.seed === undefined ? {} : { bootstrapper: staticBootstrapper(message.seed) })
+            })
+            return send({ id: message.id, peerId: router.peerId, addresses: router.addresses() })
+          case 'peers':
+            return send({ id: message.id, peers: router?.peers().length ?? 0 })
+          case 'advertise': {
+            const start = now()
+            const cpu = process.cpuUsage()
+            await router?.advertise(message.keys ?? [])
+            const used = process.cpuUsage(cpu)
+            return send({ id: message.id, ms: now() - start, cpuMs: (used.user + used.system) / 1000 })
+          }
+          case 'lookup': {
+            const result = await timeLookup(router as Libp2pRouter, message.key as string)
+            return send({ id: message.id, ...result })
+          }
+          case 'rss':
+            gc()
+            return send({ id: message.id, rss: process.memoryUsage().rss })
+          case 'stop':
+            await router?.close()
+            send({ id: message.id })
+            process.exit(0)
+        }
+      } catch (err) {
+        send({ id: message.id, error: String(err) })
+      }
+    }
+  )
+  send({ ready: true })
+}
+
+interface ChildHandle {
+  call<T>(message: Record<string, unknown>): Promise<T>
+  kill(): void
+}
+
+function spawnChild(): Promise<ChildHandle> {
+  const proc = fork(fileURLToPath(import.meta.url), ['--child'], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  let next = 0
+  const pending = new Map<number, (value: unknown) => void>()
+  proc.on('message', (message: { id?: number; error?: string }) => {
+    if (message.id === undefined) return
+    pending.get(message.id)?.(message)
+    pending.delete(message.id)
+  })
+  const handle: ChildHandle = {
+    call: <T>(message: Record<string, unknown>) =>
+      new Promise<T>((resolve, reject) => {
+        const id = next++
+        pending.set(id, (value) =>
+          (value as { error?: string }).error === undefined
+            ? resolve(value as T)
+            : reject(new Error((value as { error: string }).error))
+        )
+        proc.send({ ...message, id })
+      }),
+    kill: () => proc.kill()
+  }
+  return new Promise((resolve, reject) => {
+    proc.once('message', () => resolve(handle))
+    proc.once('error', reject)
+  })
+}
+
+async function multiProcess(size: number, lookups: number, keyCount: number): Promise<ClusterResult> {
+  const children = await Promise.all(Array.from({ length: size }, spawnChild))
+  try {
+    const formStart = now()
+    const first = await (children[0] as ChildHandle).call<{ peerId: string; addresses: string[] }>({
+      op: 'start'
+    })
+    const seed = first.addresses.map((a) => `${a}/p2p/${first.peerId}`)
+    await Promise.all(children.slice(1).map((c) => c.call({ op: 'start', seed })))
+    const deadline = Date.now() + 120_000
+    for (;;) {
+      const counts = await Promise.all(children.map((c) => c.call<{ peers: number }>({ op: 'peers' })))
+      if (counts.every((c) => c.peers === size - 1)) break
+      if (Date.now() > deadline) throw new Error('multi-process cluster did not form')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    const formSeconds = (now() - formStart) / 1000
+    const pick = (): ChildHandle => children[Math.floor(Math.random() * children.length)] as ChildHandle
+    const one = await pick().call<{ ms: number }>({ op: 'advertise', keys: [randomKey()] })
+    const owner = pick()
+    const bulk = Array.from({ length: keyCount }, randomKey)
+    const bulkResult = await owner.call<{ ms: number; cpuMs: number }>({ op: 'advertise', keys: bulk })
+    const reprovide = await owner.call<{ ms: number; cpuMs: number }>({ op: 'advertise', keys: bulk })
+    const hitKeys = Array.from({ length: lookups }, () => ({ key: randomKey(), owner: pick() }))
+    for (const { key, owner } of hitKeys) await owner.call({ op: 'advertise', keys: [key] })
+    const hits: number[] = []
+    let found = 0
+    for (const { key, owner } of hitKeys) {
+      let from = pick()
+      while (from === owner) from = pick()
+      const result = await from.call<{ ms: number; found: boolean }>({ op: 'lookup', key })
+      if (result.found) {
+        found++
+        hits.push(result.ms)
+      }
+    }
+    const misses: number[] = []
+    for (let i = 0; i < lookups; i++)
+      misses.push((await pick().call<{ ms: number }>({ op: 'lookup', key: randomKey() })).ms)
+    const rss = await Promise.all(children.map((c) => c.call<{ rss: number }>({ op: 'rss' })))
+    return {
+      mode: 'process per node',
+      nodes: size,
+      'form s': formSeconds,
+      'adv 1 key ms': one.ms,
+      'adv 10k keys ms': bulkResult.ms,
+      'hit p50 ms': percentile(hits, 50),
+      'hit p95 ms': percentile(hits, 95),
+      'hit p99 ms': percentile(hits, 99),
+      'hits found': `${found}/${lookups}`,
+      'miss p50 ms': percentile(misses, 50),
+      'miss p99 ms': percentile(misses, 99),
+      'RSS/node MiB': rss.reduce((sum, r) => sum + r.rss, 0) / rss.length / 1024 / 1024,
+      'reprovide 10k CPU ms': reprovide.cpuMs
+    }
+  } finally {
+    await Promise.all(children.map((c) => c.call({ op: 'stop' }).catch(() => c.kill())))
+  }
+}
+
+/** Runs the DHT benchmark; resolves true when the targets at 100 nodes (10 000 keys at 50) are met. */
+export async function benchDht(args: string[] = []): Promise<boolean> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      sizes: { type: 'string', default: '10,50,100,200' },
+      lookups: { type: 'string', default: '200' },
+      keys: { type: 'string', default: '10000' },
+      processes: { type: 'string', default: '8' },
+      'stock-lookups': { type: 'string', default: '50' }
+    }
+  })
+  const sizes = (values.sizes ?? '')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 1)
+  const lookups = Number(values.lookups)
+  const keyCount = Number(values.keys)
+  const processes = Number(values.processes)
+  const rows: ClusterResult[] = []
+  const stockRows: Row[] = []
+  for (const size of sizes) {
+    console.error(`bench/dht: ${size} nodes in one process…`)
+    try {
+      const { ours, stock } = await inProcess(size, lookups, keyCount, Number(values['stock-lookups']))
+      rows.push(ours)
+      stockRows.push(stock)
+    } catch (err) {
+      console.error(`bench/dht: ${size} nodes failed: ${(err as Error).message}`)
+    }
+  }
+  if (processes > 1) {
+    console.error(`bench/dht: ${processes} nodes, one process each…`)
+    rows.push(await multiProcess(processes, lookups, keyCount))
+  }
+  printTable('bench/dht: kadmirror router (one-round lookups to the closest peers)', rows)
+  printTable('bench/dht: stock @libp2p/kad-dht findProviders on the same clusters, for reference', stockRows)
+  const at100 = rows.find((r) => r.mode === 'in-process' && r.nodes === 100)
+  const at50 = rows.find((r) => r.mode === 'in-process' && r.nodes === 50)
+  const checks = {
+    'hit p50 ≤ 5 ms @100': at100 === undefined ? undefined : at100['hit p50 ms'] <= TARGETS.hitP50Ms,
+    'hit p99 ≤ 25 ms @100': at100 === undefined ? undefined : at100['hit p99 ms'] <= TARGETS.hitP99Ms,
+    'miss p99 ≤ 25 ms @100': at100 === undefined ? undefined : at100['miss p99 ms'] <= TARGETS.missP99Ms,
+    '10k keys ≤ 30 s @50': at50 === undefined ? undefined : at50['adv 10k keys ms'] <= TARGETS.advertise10kMs,
+    'RSS ≤ 6 MiB/node @100': at100 === undefined ? undefined : at100['RSS/node MiB'] <= TARGETS.rssPerNodeMiB
+  }
+  for (const [name, met] of Object.entries(checks))
+    console.log(`target ${name}: ${met === undefined ? 'not measured' : met ? 'met' : 'NOT met'}`)
+  const file = await writeResults('dht', {
+    targets: TARGETS,
+    checks,
+    rows,
+    stock: stockRows,
+    lookups,
+    keys: keyCount
+  })
+  console.log(`wrote ${file}`)
+  return Object.values(checks).every((m) => m !== false)
+}
+
+if (process.argv.includes('--child')) await child()
+else if (import.meta.main) await benchDht(process.argv.slice(2))
