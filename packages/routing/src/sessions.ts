@@ -73,7 +73,10 @@ class Session {
     answer.catch(() => {})
     const onAbort = (): void => {
       const reason = signal.reason instanceof Error ? signal.reason : new Error('request aborted')
-      if (reason.name === 'TimeoutError') return this.fail(reason)
+      if (reason.name === 'TimeoutError') {
+        this.fail(reason)
+        return
+      }
       if (waiter === undefined) return
       waiter.abandoned = true
       waiter.reject(reason)
