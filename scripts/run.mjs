@@ -122,13 +122,13 @@ ensureInstalled(pnpm)
 const [task, ...rest] = process.argv.slice(2)
 switch (task) {
   case 'start':
-    process.exit(run(process.execPath, [join(root, 'examples', 'layout-demo', 'src', 'main.ts'), ...rest]))
+    process.exit(run(process.execPath, [join(root, 'examples', 'cluster-demo', 'src', 'main.ts'), ...rest]))
     break
   case 'test':
     process.exit(test(rest))
     break
   case 'bench':
-    process.exit(run(process.execPath, [join(root, 'bench', 'src', 'run.ts'), ...rest]))
+    process.exit(run(process.execPath, ['--expose-gc', join(root, 'bench', 'src', 'run.ts'), ...rest]))
     break
   case 'pnpm':
     process.exit(run(pnpm, rest))

@@ -1,4 +1,4 @@
-// The README's main job (`npm start`) runs the layout demo: it must run and print what a node advertises.
+// The README's main job (`npm start`) runs the cluster demo; the layout demo is the store-only example.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { dirname, join } from 'node:path'
@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 
-describe('layout demo (npm start)', () => {
+describe('layout demo', () => {
   it('prints the advertised keys and the withdrawals of a removed image', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, [
       join(root, 'examples', 'layout-demo', 'src', 'main.ts'),
@@ -28,6 +28,33 @@ describe('layout demo (npm start)', () => {
       ]),
       (err: { code?: number; stderr?: string }) =>
         err.code === 2 && /--layer-mib must be/.test(err.stderr ?? '')
+    )
+  })
+})
+
+describe('cluster demo (npm start)', function () {
+  this.timeout(60_000)
+
+  it('finds node 1 for a tag and digests from the last node, misses an unknown digest, and misses a deleted tag', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      join(root, 'examples', 'cluster-demo', 'src', 'main.ts'),
+      '--layer-mib',
+      '0.1'
+    ])
+    assert.match(stdout, /3 nodes on 127\.0\.0\.1 know each other/)
+    assert.match(stdout, /tag registry\.example\.com\/team\/app:1\.0 → node 1 at http:\/\/127\.0\.0\.1:5000/)
+    assert.match(stdout, /\(nobody has it\) → nobody/)
+    assert.match(stdout, /tag registry\.k8s\.io\/pause:3\.10 → nobody/)
+  })
+
+  it('exits with a one-line error on a bad node count', async () => {
+    await assert.rejects(
+      promisify(execFile)(process.execPath, [
+        join(root, 'examples', 'cluster-demo', 'src', 'main.ts'),
+        '--nodes',
+        '1'
+      ]),
+      (err: { code?: number; stderr?: string }) => err.code === 2 && /--nodes must be/.test(err.stderr ?? '')
     )
   })
 })

@@ -104,7 +104,11 @@ async function inProcess(
     nodes.push(...batch)
   }
   try {
-    await waitFor(() => nodes.every((n) => n.peers().length === size - 1), 300_000, `a full mesh of ${size}`)
+    await waitFor(
+      () => nodes.every((n) => n.peers().length === size - 1),
+      size * 10_000,
+      `a full mesh of ${size}`
+    )
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, 500))
     gc()

@@ -66,6 +66,8 @@ export const LOOKUP_HEDGE_MS = 15
 const JOIN_DEBOUNCE_MS = 200
 /** Longest time a dial started by the router may take, in ms. */
 const DIAL_TIMEOUT_MS = 5_000
+/** How often libp2p checks a connection with a ping, in ms (its default, 10 s, costs N pings per 10 s per node). */
+const CONNECTION_PING_INTERVAL_MS = 60_000
 /** How often connected peers missing from the view are looked for, in ms. */
 const RECONCILE_INTERVAL_MS = 2_000
 /** After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. */
@@ -257,6 +259,13 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    // libp2p pings every connection every 10 s and drops it when a ping is slow. A mirror keeps a connection
+    // to every node of the cluster, so that is N pings per 10 s per node, and a busy node would lose its
+    // connections in a storm of timeouts and redials. Ping each connection once a minute, and be patient.
+    connectionMonitor: {
+      pingInterval: CONNECTION_PING_INTERVAL_MS,
+      pingTimeout: { minTimeout: 5_000, maxTimeout: 30_000 }
+    },
     connectionManager: {
       maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       ...(init.inboundConnectionThreshold !== undefined

@@ -36,7 +36,11 @@ describe('interop with a stock kad-dht node on /spegel/kad/1.0.0', function () {
     nodes = await startCluster(3, { registryPort: 5055 })
     stock = await stockNode()
     for (const node of nodes) await stock.dial(multiaddr(`${node.addresses()[0]}/p2p/${node.peerId}`))
-    await waitFor(() => nodes.every((n) => n.peers().includes(stock.peerId.toString())), 10_000, 'the stock node to join every view')
+    await waitFor(
+      () => nodes.every((n) => n.peers().includes(stock.peerId.toString())),
+      10_000,
+      'the stock node to join every view'
+    )
   })
 
   after(async () => {
@@ -48,7 +52,9 @@ describe('interop with a stock kad-dht node on /spegel/kad/1.0.0', function () {
     const key = 'sha256:5555555555555555555555555555555555555555555555555555555555555555'
     await nodes[0]?.advertise([key])
     const found = new Set<string>()
-    for await (const event of stock.services.dht.findProviders(keyToCid(key), { signal: AbortSignal.timeout(10_000) })) {
+    for await (const event of stock.services.dht.findProviders(keyToCid(key), {
+      signal: AbortSignal.timeout(10_000)
+    })) {
       if (event.name === 'PROVIDER') for (const provider of event.providers) found.add(provider.id.toString())
       if (found.size > 0) break
     }
@@ -57,7 +63,9 @@ describe('interop with a stock kad-dht node on /spegel/kad/1.0.0', function () {
 
   it('finds a key the stock node provided, assuming its registry port is ours', async () => {
     const key = 'docker.io/library/nginx:1.27'
-    for await (const _ of stock.services.dht.provide(keyToCid(key), { signal: AbortSignal.timeout(10_000) })) {
+    for await (const _ of stock.services.dht.provide(keyToCid(key), {
+      signal: AbortSignal.timeout(10_000)
+    })) {
       // drain the query
     }
     const providers = await collectProviders(nodes[1] as Libp2pRouter, key)
