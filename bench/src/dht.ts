@@ -41,14 +41,14 @@ async function waitFor(check: () => boolean, ms: number, what: string): Promise<
 }
 
 /** Time until the first provider, or until the lookup ends (a miss). */
-async function timeLookup(router: Libp2pRouter, key: string): Promise<{ ms: number; found: boolean }> {
+async function timeLookup(router: Libp2pRouter, key: string): Promise<LookupResult> {
   const start = now()
   for await (const _ of router.lookup(key, { count: 1 })) return { ms: now() - start, found: true }
   return { ms: now() - start, found: false }
 }
 
 /** The same with the stock kad-dht query (`findProviders`), stopping at the first provider. */
-async function timeStockLookup(router: Libp2pRouter, key: string): Promise<{ ms: number; found: boolean }> {
+async function timeStockLookup(router: Libp2pRouter, key: string): Promise<LookupResult> {
   const start = now()
   const signal = AbortSignal.timeout(10_000)
   try {
@@ -61,6 +61,38 @@ async function timeStockLookup(router: Libp2pRouter, key: string): Promise<{ ms:
     // a timed-out stock query counts as a miss at its duration
   }
   return { ms: now() - start, found: false }
+}
+
+interface LookupResult {
+  ms: number
+  found: boolean
+}
+
+/** Looks each key up once from a random node other than its owner; times of the lookups that found it. */
+async function timeHits<T>(
+  keys: ReadonlyArray<{ key: string; owner: T }>,
+  pick: () => T,
+  time: (node: T, key: string) => Promise<LookupResult>
+): Promise<{ times: number[]; found: number }> {
+  const times: number[] = []
+  for (const { key, owner } of keys) {
+    let from = pick()
+    while (from === owner) from = pick()
+    const result = await time(from, key)
+    if (result.found) times.push(result.ms)
+  }
+  return { times, found: times.length }
+}
+
+/** Looks `count` keys nobody has up from random nodes; times until each lookup ended. */
+async function timeMisses<T>(
+  count: number,
+  pick: () => T,
+  time: (node: T, key: string) => Promise<LookupResult>
+): Promise<number[]> {
+  const times: number[] = []
+  for (let i = 0; i < count; i++) times.push((await time(pick(), randomKey())).ms)
+  return times
 }
 
 interface ClusterResult extends Row {
@@ -122,47 +154,26 @@ async function inProcess(
     const bulk = Array.from({ length: keyCount }, randomKey)
     const bulkOwner = pick()
     start = now()
-    const cpuStart = process.cpuUsage()
     await bulkOwner.advertise(bulk)
     const advertiseBulkMs = now() - start
-    const cpu = process.cpuUsage(cpuStart)
     // A reprovide sends the same records again; its CPU is what each TTL costs the whole cluster (one process here).
     const reprovideStart = process.cpuUsage()
     await bulkOwner.advertise(bulk)
     const reprovide = process.cpuUsage(reprovideStart)
-    void cpu
 
     // Hits: distinct keys, each advertised by a random node, looked up once from another random node.
     const hitKeys = Array.from({ length: lookups }, () => ({ key: randomKey(), owner: pick() }))
     for (const { key, owner } of hitKeys) await owner.advertise([key])
-    const hits: number[] = []
-    let found = 0
-    for (const { key, owner } of hitKeys) {
-      let from = pick()
-      while (from === owner) from = pick()
-      const result = await timeLookup(from, key)
-      if (result.found) {
-        found++
-        hits.push(result.ms)
-      }
-    }
-    const misses: number[] = []
-    for (let i = 0; i < lookups; i++) misses.push((await timeLookup(pick(), randomKey())).ms)
+    const { times: hits, found } = await timeHits(hitKeys, pick, timeLookup)
+    const misses = await timeMisses(lookups, pick, timeLookup)
 
     // Stock kad-dht queries on the same cluster, for reference.
-    const stockHits: number[] = []
-    let stockFound = 0
-    for (const { key, owner } of hitKeys.slice(0, stockLookups)) {
-      let from = pick()
-      while (from === owner) from = pick()
-      const result = await timeStockLookup(from, key)
-      if (result.found) {
-        stockFound++
-        stockHits.push(result.ms)
-      }
-    }
-    const stockMisses: number[] = []
-    for (let i = 0; i < stockLookups; i++) stockMisses.push((await timeStockLookup(pick(), randomKey())).ms)
+    const { times: stockHits, found: stockFound } = await timeHits(
+      hitKeys.slice(0, stockLookups),
+      pick,
+      timeStockLookup
+    )
+    const stockMisses = await timeMisses(stockLookups, pick, timeStockLookup)
 
     const ours: ClusterResult = {
       mode: 'in-process',
@@ -302,20 +313,10 @@ async function multiProcess(size: number, lookups: number, keyCount: number): Pr
     const reprovide = await owner.call<{ ms: number; cpuMs: number }>({ op: 'advertise', keys: bulk })
     const hitKeys = Array.from({ length: lookups }, () => ({ key: randomKey(), owner: pick() }))
     for (const { key, owner } of hitKeys) await owner.call({ op: 'advertise', keys: [key] })
-    const hits: number[] = []
-    let found = 0
-    for (const { key, owner } of hitKeys) {
-      let from = pick()
-      while (from === owner) from = pick()
-      const result = await from.call<{ ms: number; found: boolean }>({ op: 'lookup', key })
-      if (result.found) {
-        found++
-        hits.push(result.ms)
-      }
-    }
-    const misses: number[] = []
-    for (let i = 0; i < lookups; i++)
-      misses.push((await pick().call<{ ms: number }>({ op: 'lookup', key: randomKey() })).ms)
+    const lookup = (node: ChildHandle, key: string): Promise<LookupResult> =>
+      node.call<LookupResult>({ op: 'lookup', key })
+    const { times: hits, found } = await timeHits(hitKeys, pick, lookup)
+    const misses = await timeMisses(lookups, pick, lookup)
     const rss = await Promise.all(children.map((c) => c.call<{ rss: number }>({ op: 'rss' })))
     return {
       mode: 'process per node',

@@ -12,7 +12,8 @@ import {
   referencedDescriptors,
   tagKey
 } from '@kadmirror/oci'
-import type { StoreEvent, StoreKey } from './content-store.ts'
+import type { ContentInfo, StoreEvent, StoreKey, SubscribeOptions } from './content-store.ts'
+import { EventHub } from './events.ts'
 
 /** An image as a store lists it: its tag reference (canonical, or undefined when it has none) and root. */
 export interface CatalogImage {
@@ -167,5 +168,52 @@ export function imageName(name: string | undefined): {
     return { reference: tagKey(parsed), registry: parsed.registry }
   } catch {
     return { reference: undefined, registry: undefined }
+  }
+}
+
+/**
+ * The catalog a store serves from: replaced whole when what the store holds changes, the difference published
+ * to subscribers as events. Holds what every store answers from its catalog.
+ */
+export class LiveCatalog {
+  private current: Catalog
+  private readonly hub = new EventHub()
+
+  constructor(initial: Catalog = emptyCatalog()) {
+    this.current = initial
+  }
+
+  /** Replaces the catalog; returns (and publishes) the events that turn the old one into it. */
+  replace(next: Catalog): StoreEvent[] {
+    const events = diffCatalogs(this.current, next)
+    this.current = next
+    this.hub.publish(events)
+    return events
+  }
+
+  /** A snapshot of the keys to advertise. */
+  async *keys(): AsyncGenerator<StoreKey> {
+    yield* [...this.current.keys.values()]
+  }
+
+  /** See {@link resolveReference}. */
+  resolve(reference: string, has: (digest: Digest) => Promise<boolean>): Promise<Digest | undefined> {
+    return resolveReference(this.current, reference, has)
+  }
+
+  /** Content info of a digest of `size` bytes, with the media type when the catalog knows it. */
+  info(digest: Digest, size: number): ContentInfo {
+    const info: ContentInfo = { digest, size }
+    const mediaType = this.current.mediaTypes.get(digest)
+    if (mediaType !== undefined) info.mediaType = mediaType
+    return info
+  }
+
+  subscribe(options?: SubscribeOptions): AsyncIterable<StoreEvent> {
+    return this.hub.subscribe(options)
+  }
+
+  close(): void {
+    this.hub.close()
   }
 }

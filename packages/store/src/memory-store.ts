@@ -12,17 +12,9 @@ import {
   RangeNotSatisfiableError,
   tagKey
 } from '@kadmirror/oci'
-import {
-  buildCatalog,
-  type Catalog,
-  type CatalogImage,
-  diffCatalogs,
-  emptyCatalog,
-  resolveReference
-} from './catalog.ts'
+import { buildCatalog, type CatalogImage, LiveCatalog } from './catalog.ts'
 import type { ContentInfo, ContentStore, StoreEvent, StoreKey, SubscribeOptions } from './content-store.ts'
 import { ContentNotFoundError, StoreClosedError } from './errors.ts'
-import { EventHub } from './events.ts'
 import { createSerialQueue } from './serial.ts'
 
 /** Size of the chunks a MemoryStore read yields, in bytes. */
@@ -44,8 +36,7 @@ export interface MemoryStore extends ContentStore {
 export function createMemoryStore(): MemoryStore {
   const blobs = new Map<Digest, Uint8Array>()
   const images = new Map<string, CatalogImage>()
-  const hub = new EventHub()
-  let catalog: Catalog = emptyCatalog()
+  const catalog = new LiveCatalog()
   let closed = false
   const serial = createSerialQueue()
 
@@ -56,29 +47,23 @@ export function createMemoryStore(): MemoryStore {
   const recatalog = (): Promise<StoreEvent[]> =>
     serial(async () => {
       const next = await buildCatalog(images.values(), { load: async (d) => blobs.get(d), has })
-      const events = diffCatalogs(catalog, next)
-      catalog = next
-      hub.publish(events)
-      return events
+      return catalog.replace(next)
     })
 
   return {
     async *keys(): AsyncIterable<StoreKey> {
       check()
-      yield* [...catalog.keys.values()]
+      yield* catalog.keys()
     },
     async resolve(reference) {
       check()
-      return resolveReference(catalog, reference, has)
+      return catalog.resolve(reference, has)
     },
     async stat(digest): Promise<ContentInfo | undefined> {
       check()
       const bytes = blobs.get(parseDigest(digest))
       if (bytes === undefined) return undefined
-      const info: ContentInfo = { digest, size: bytes.byteLength }
-      const mediaType = catalog.mediaTypes.get(digest)
-      if (mediaType !== undefined) info.mediaType = mediaType
-      return info
+      return catalog.info(digest, bytes.byteLength)
     },
     async read(digest, range?: ByteRange) {
       check()
@@ -93,11 +78,11 @@ export function createMemoryStore(): MemoryStore {
     },
     subscribe(options?: SubscribeOptions) {
       check()
-      return hub.subscribe(options)
+      return catalog.subscribe(options)
     },
     async close() {
       closed = true
-      hub.close()
+      catalog.close()
     },
     async addImage(reference, image) {
       check()

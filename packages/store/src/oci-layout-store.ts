@@ -36,14 +36,7 @@ import {
   tagKey,
   walkImage
 } from '@kadmirror/oci'
-import {
-  buildCatalog,
-  type Catalog,
-  type CatalogImage,
-  diffCatalogs,
-  imageName,
-  resolveReference
-} from './catalog.ts'
+import { buildCatalog, type Catalog, type CatalogImage, imageName, LiveCatalog } from './catalog.ts'
 import type { ContentInfo, ContentStore, StoreKey, SubscribeOptions } from './content-store.ts'
 import {
   ContentMismatchError,
@@ -52,7 +45,6 @@ import {
   InvalidLayoutError,
   StoreClosedError
 } from './errors.ts'
-import { EventHub } from './events.ts'
 import { createSerialQueue } from './serial.ts'
 
 /** Annotation of the OCI image-layout spec naming an image in `index.json`. */
@@ -139,7 +131,6 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
   }
   await ensureLayout(directory, create)
 
-  const hub = new EventHub()
   const serial = createSerialQueue()
   const onError = init.onError ?? (() => {})
   let closed = false
@@ -210,14 +201,11 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
         onError(new InvalidLayoutError(`manifest ${digest} is invalid: ${error.message}`))
     })
 
-  let catalog = await catalogOf(await readIndex())
+  const catalog = new LiveCatalog(await catalogOf(await readIndex()))
 
   /** Re-reads index.json; must run inside `serial`. */
   const reload = async (): Promise<void> => {
-    const next = await catalogOf(await readIndex())
-    const events = diffCatalogs(catalog, next)
-    catalog = next
-    hub.publish(events)
+    catalog.replace(await catalogOf(await readIndex()))
   }
   const refresh = (): Promise<void> => serial(reload)
 
@@ -293,21 +281,18 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
     directory,
     async *keys(): AsyncIterable<StoreKey> {
       check()
-      yield* [...catalog.keys.values()]
+      yield* catalog.keys()
     },
     async resolve(reference) {
       check()
-      return resolveReference(catalog, reference, has)
+      return catalog.resolve(reference, has)
     },
     async stat(digest): Promise<ContentInfo | undefined> {
       check()
       try {
         const info = await lstat(blobPath(parseDigest(digest)))
         if (!info.isFile()) return undefined
-        const out: ContentInfo = { digest, size: info.size }
-        const mediaType = catalog.mediaTypes.get(digest)
-        if (mediaType !== undefined) out.mediaType = mediaType
-        return out
+        return catalog.info(digest, info.size)
       } catch (err) {
         if (isMissing(err)) return undefined
         throw err
@@ -329,14 +314,14 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
     },
     subscribe(options?: SubscribeOptions) {
       check()
-      return hub.subscribe(options)
+      return catalog.subscribe(options)
     },
     async close() {
       if (closed) return
       closed = true
       clearTimeout(debounce)
       watcher?.close()
-      hub.close()
+      catalog.close()
       await serial(async () => {})
     },
     putBlob,
