@@ -68,6 +68,10 @@ const JOIN_DEBOUNCE_MS = 200
 const DIAL_TIMEOUT_MS = 5_000
 /** How often libp2p checks a connection with a ping, in ms (its default, 10 s, costs N pings per 10 s per node). */
 const CONNECTION_PING_INTERVAL_MS = 60_000
+/** How long identify may take on a new connection, in ms (libp2p's default of 5 s is short for a busy node). */
+const IDENTIFY_TIMEOUT_MS = 15_000
+/** Least time between two extra identify runs on one connected peer missing from the view, in ms. */
+const REIDENTIFY_INTERVAL_MS = 30_000
 /** How often connected peers missing from the view are looked for, in ms. */
 const RECONCILE_INTERVAL_MS = 2_000
 /** After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. */
@@ -275,7 +279,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
           : {})
     },
     services: {
-      identify: identify(),
+      identify: identify({ timeout: IDENTIFY_TIMEOUT_MS }),
       ping: ping(),
       dht: kadDHT({
         protocol,
@@ -462,16 +466,36 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     if (event.detail.connection.status === 'open') admit(event.detail.peerId, event.detail.protocols)
   }
 
-  /** Admits connected peers whose identify event was missed (identify failed or raced a duplicate connection). */
+  /** When identify was last run again on a connected peer missing from the view, ms since the epoch. */
+  const reidentified = new Map<string, number>()
+
+  /**
+   * Admits connected peers whose identify event was missed (identify raced a duplicate connection), and runs
+   * identify again, at most every 30 s, on connections where it failed (a busy node times out).
+   */
   const reconcile = async (): Promise<void> => {
     for (const peer of libp2p.getPeers()) {
-      if (members.has(peer.toString())) continue
+      const key = peer.toString()
+      if (members.has(key)) continue
+      let protocols: string[] = []
       try {
-        admit(peer, (await libp2p.peerStore.get(peer)).protocols)
+        protocols = (await libp2p.peerStore.get(peer)).protocols
       } catch {
-        // not in the peer store yet: identify has not finished
+        // not in the peer store yet
       }
+      if (protocols.includes(protocol)) {
+        admit(peer, protocols)
+        continue
+      }
+      const connection = libp2p.getConnections(peer)[0]
+      if (connection === undefined || (reidentified.get(key) ?? 0) > Date.now() - REIDENTIFY_INTERVAL_MS) continue
+      reidentified.set(key, Date.now())
+      libp2p.services.identify
+        .identify(connection, { signal: AbortSignal.timeout(requestTimeoutMs * 10) })
+        .then((result) => admit(peer, result.protocols))
+        .catch((err: unknown) => log.debug({ err, peer: key }, 'identify failed again'))
     }
+    for (const key of reidentified.keys()) if (members.has(key)) reidentified.delete(key)
   }
 
   /** Per known-but-unconnected DHT peer: failed redials and when to try again (exponential backoff). */
