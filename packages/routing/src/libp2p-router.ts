@@ -488,7 +488,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         continue
       }
       const connection = libp2p.getConnections(peer)[0]
-      if (connection === undefined || (reidentified.get(key) ?? 0) > Date.now() - REIDENTIFY_INTERVAL_MS) continue
+      if (connection === undefined || (reidentified.get(key) ?? 0) > Date.now() - REIDENTIFY_INTERVAL_MS)
+        continue
       reidentified.set(key, Date.now())
       libp2p.services.identify
         .identify(connection, { signal: AbortSignal.timeout(requestTimeoutMs * 10) })
