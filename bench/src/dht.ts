@@ -95,6 +95,18 @@ async function timeMisses<T>(
   return times
 }
 
+/** The lookup columns of a result row: first-provider and miss percentiles, in ms. */
+function lookupColumns(hits: number[], found: number, misses: number[], lookups: number) {
+  return {
+    'hit p50 ms': percentile(hits, 50),
+    'hit p95 ms': percentile(hits, 95),
+    'hit p99 ms': percentile(hits, 99),
+    'hits found': `${found}/${lookups}`,
+    'miss p50 ms': percentile(misses, 50),
+    'miss p99 ms': percentile(misses, 99)
+  }
+}
+
 interface ClusterResult extends Row {
   mode: string
   nodes: number
@@ -181,12 +193,7 @@ async function inProcess(
       'form s': formSeconds,
       'adv 1 key ms': advertiseOneMs,
       'adv 10k keys ms': advertiseBulkMs,
-      'hit p50 ms': percentile(hits, 50),
-      'hit p95 ms': percentile(hits, 95),
-      'hit p99 ms': percentile(hits, 99),
-      'hits found': `${found}/${lookups}`,
-      'miss p50 ms': percentile(misses, 50),
-      'miss p99 ms': percentile(misses, 99),
+      ...lookupColumns(hits, found, misses, lookups),
       'RSS/node MiB': rssPerNode,
       'reprovide 10k CPU ms': (reprovide.user + reprovide.system) / 1000
     }
@@ -324,12 +331,7 @@ async function multiProcess(size: number, lookups: number, keyCount: number): Pr
       'form s': formSeconds,
       'adv 1 key ms': one.ms,
       'adv 10k keys ms': bulkResult.ms,
-      'hit p50 ms': percentile(hits, 50),
-      'hit p95 ms': percentile(hits, 95),
-      'hit p99 ms': percentile(hits, 99),
-      'hits found': `${found}/${lookups}`,
-      'miss p50 ms': percentile(misses, 50),
-      'miss p99 ms': percentile(misses, 99),
+      ...lookupColumns(hits, found, misses, lookups),
       'RSS/node MiB': rss.reduce((sum, r) => sum + r.rss, 0) / rss.length / 1024 / 1024,
       'reprovide 10k CPU ms': reprovide.cpuMs
     }

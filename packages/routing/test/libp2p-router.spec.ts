@@ -60,6 +60,27 @@ describe('Libp2pRouter cluster of 10 nodes', function () {
   })
 })
 
+describe('Libp2pRouter lookup sharing', function () {
+  this.timeout(30_000)
+
+  it('serves concurrent lookups of one key, and a repeat within the cache time, from one network lookup', async () => {
+    const nodes = await startCluster(4)
+    try {
+      const key = 'sha256:7777777777777777777777777777777777777777777777777777777777777777'
+      await nodes[0]?.advertise([key])
+      const asker = nodes[3] as Libp2pRouter
+      const [first, second] = await Promise.all([collectProviders(asker, key), collectProviders(asker, key)])
+      const third = await collectProviders(asker, key)
+      assert.equal(first.length, 1)
+      // One lookup fills one list of providers that every reader iterates: the same objects, not equal copies.
+      assert.equal(first[0], second[0])
+      assert.equal(first[0], third[0])
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+})
+
 describe('Libp2pRouter membership changes', function () {
   this.timeout(90_000)
 
