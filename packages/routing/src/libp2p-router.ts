@@ -318,12 +318,13 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     if (closed) throw new RouterClosedError()
   }
 
+  /** The multihash and Kademlia id of a key; kept for advertised keys, which are sent again at every reprovide. */
   const keyInfo = (key: string): KeyInfo => {
     let info = keyInfos.get(key)
     if (info === undefined) {
       const mh = keyToCid(key).multihash.bytes
       info = { mh, mhKey: bytesToString(mh, 'base32'), target: kadId(mh) }
-      keyInfos.set(key, info)
+      if (advertised.has(key)) keyInfos.set(key, info)
     }
     return info
   }
