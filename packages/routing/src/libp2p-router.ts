@@ -285,9 +285,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         protocol,
         clientMode: false,
         peerInfoMapper,
-        // Keep every node of a cluster in the routing table, as go-libp2p's accelerated client does.
-        kBucketSize: 1024,
-        kBucketSplitThreshold: K,
+        // The stock routing table (K = 20 per bucket) serves FIND_NODE and GET_PROVIDERS answers, which carry
+        // up to a bucket's size of closer peers: keep it at K, or every answer lists the whole cluster. This
+        // router's own full view is `members`.
         // This router keeps its own view with peer exchange and never stores its own records, so the
         // stock self-query and reprovider only clean up: run them rarely.
         querySelfInterval: 10 * 60_000,
