@@ -351,7 +351,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   // --- wire helpers -----------------------------------------------------------------------------
 
-  /** Request streams kept open per peer; optimistic protocol selection saves a round trip when one opens. */
+  /** Request streams kept open per peer (see sessions.ts). */
   const sessions = new Sessions((peer, signal) => libp2p.dialProtocol(peer, protocol, { signal }))
 
   /** Sends one request on the DHT protocol and reads one answer. */
@@ -654,38 +654,42 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
   }
 
-  /** Sends the records of `keys` to their closest peers (only to `onlyTo`, when given). */
-  const announce = async (keys: readonly string[], onlyTo?: ReadonlySet<string>): Promise<void> => {
-    if (members.size === 0) return
-    const batches = new Map<string, { peer: PeerId; batches: boolean; mhs: Uint8Array[] }>()
-    for (const key of keys) {
-      const info = keyInfo(key)
+  /** The multihashes of `keys` grouped by the members that hold their records (the `replication` closest), only `onlyTo` when given. */
+  const groupByHolder = (
+    infos: Iterable<KeyInfo>,
+    onlyTo?: ReadonlySet<string>
+  ): Array<{ holder: Member; mhs: Uint8Array[] }> => {
+    const groups = new Map<string, { holder: Member; mhs: Uint8Array[] }>()
+    for (const info of infos) {
       for (const holder of closest(members.values(), info.target, replication)) {
         const id = holder.id.toString()
         if (onlyTo !== undefined && !onlyTo.has(id)) continue
-        let batch = batches.get(id)
-        if (batch === undefined) {
-          batch = { peer: holder.id, batches: holder.batches, mhs: [] }
-          batches.set(id, batch)
+        let group = groups.get(id)
+        if (group === undefined) {
+          group = { holder, mhs: [] }
+          groups.set(id, group)
         }
-        batch.mhs.push(info.mh)
+        group.mhs.push(info.mh)
       }
     }
+    return [...groups.values()]
+  }
+
+  /** Sends the records of `keys` to their closest peers (only to `onlyTo`, when given). */
+  const announce = async (keys: readonly string[], onlyTo?: ReadonlySet<string>): Promise<void> => {
+    if (members.size === 0) return
+    const groups = groupByHolder(keys.map(keyInfo), onlyTo)
     let failures = 0
-    await forEachConcurrently(
-      [...batches.values()],
-      ADVERTISE_PEER_CONCURRENCY,
-      async ({ peer, batches: batched, mhs }) => {
-        try {
-          if (batched) await sendRecords(PROVIDE_PROTOCOL, peer, mhs)
-          else await sendProviderRecords(peer, mhs)
-        } catch (err) {
-          failures++
-          log.debug({ err, peer: peer.toString() }, 'could not send provider records')
-        }
+    await forEachConcurrently(groups, ADVERTISE_PEER_CONCURRENCY, async ({ holder, mhs }) => {
+      try {
+        if (holder.batches) await sendRecords(PROVIDE_PROTOCOL, holder.id, mhs)
+        else await sendProviderRecords(holder.id, mhs)
+      } catch (err) {
+        failures++
+        log.debug({ err, peer: holder.id.toString() }, 'could not send provider records')
       }
-    )
-    if (failures > 0) log.warn({ failures, peers: batches.size }, 'some peers did not take provider records')
+    })
+    if (failures > 0) log.warn({ failures, peers: groups.length }, 'some peers did not take provider records')
   }
 
   // --- lookups ----------------------------------------------------------------------------------
@@ -916,25 +920,16 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     },
     async withdraw(keys) {
       check()
-      const batches = new Map<string, { peer: PeerId; mhs: Uint8Array[] }>()
-      for (const key of keys) {
-        advertised.delete(key)
+      const infos = keys.map((key) => {
         const info = keyInfo(key)
+        advertised.delete(key)
         keyInfos.delete(key)
         lookups.delete(key)
-        for (const holder of closest(members.values(), info.target, replication)) {
-          const id = holder.id.toString()
-          let batch = batches.get(id)
-          if (batch === undefined) {
-            batch = { peer: holder.id, mhs: [] }
-            batches.set(id, batch)
-          }
-          batch.mhs.push(info.mh)
-        }
-      }
-      await forEachConcurrently([...batches.values()], ADVERTISE_PEER_CONCURRENCY, async ({ peer, mhs }) => {
-        await sendRecords(WITHDRAW_PROTOCOL, peer, mhs).catch((err: unknown) =>
-          log.debug({ err, peer: peer.toString() }, 'peer did not take withdrawals')
+        return info
+      })
+      await forEachConcurrently(groupByHolder(infos), ADVERTISE_PEER_CONCURRENCY, async ({ holder, mhs }) => {
+        await sendRecords(WITHDRAW_PROTOCOL, holder.id, mhs).catch((err: unknown) =>
+          log.debug({ err, peer: holder.id.toString() }, 'peer did not take withdrawals')
         )
       })
     },
