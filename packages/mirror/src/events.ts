@@ -1,0 +1,64 @@
+/**
+ * What the mirror handler reports, for metrics and logs: one `response` per request, and one event per
+ * peer failure and per digest mismatch.
+ */
+
+/** Where an answer came from. */
+export type ResponseSource =
+  /** Served from the node's own store. */
+  | 'local'
+  /** Streamed from a peer found through the router. */
+  | 'peer'
+  /** No one had the content: 404, the client goes upstream. */
+  | 'miss'
+  /** A registry filter or the registry list refused it: 404. */
+  | 'filtered'
+  /** The request was invalid (path, method, range, credentials). */
+  | 'invalid'
+  /** Started from a peer but could not be completed; the response was cut so the client retries. */
+  | 'failed'
+  /** `/v2/`, `/readyz`, `/livez`. */
+  | 'meta'
+
+/** One finished request. */
+export interface ResponseEvent {
+  method: string
+  /** The endpoint: `manifest`, `blob`, `base` (`/v2/`), `health`, or `other`. */
+  kind: 'manifest' | 'blob' | 'base' | 'health' | 'other'
+  /** The upstream registry (`?ns=`), when known. */
+  registry?: string
+  source: ResponseSource
+  status: number
+  /** Bytes of body sent. */
+  bytes: number
+  /** From the request's arrival to the end of the response, in ms. */
+  durationMs: number
+  /** Time spent finding and connecting to a peer, until its response headers, in ms (peer answers and misses). */
+  resolveMs?: number
+  /** The peer that served it (id as the router gives it). */
+  peer?: string
+}
+
+/** A peer request that failed; the mirror moved on to the next peer. */
+export interface PeerFailureEvent {
+  peer: string
+  registryUrl: string
+  /** The DHT key being fetched (a digest or a tag reference). */
+  key: string
+  reason: string
+}
+
+/** A peer sent bytes that do not hash to the requested digest; the response was aborted and the peer is avoided. */
+export interface DigestMismatchEvent {
+  /** Every peer that contributed bytes to the failed transfer. */
+  peers: string[]
+  expected: string
+  actual: string
+}
+
+/** The events of {@link MirrorHandler.events}. */
+export interface MirrorEventMap {
+  response: [ResponseEvent]
+  'peer-failure': [PeerFailureEvent]
+  'digest-mismatch': [DigestMismatchEvent]
+}

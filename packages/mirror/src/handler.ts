@@ -1,0 +1,711 @@
+/**
+ * `createMirrorHandler`: the `/v2/` pull API of a node's mirror. Content in the node's own store is served
+ * directly; otherwise the router finds peers that hold it and the bytes are streamed from one of them,
+ * verified as they pass; when no peer has it, the answer is a fast 404 so the client goes upstream.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import {
+  type BlobPath,
+  type ByteRange,
+  createDigester,
+  type Digest,
+  type DistributionPath,
+  digestAlgorithm,
+  formatContentRange,
+  InvalidPathError,
+  isManifestOrIndexMediaType,
+  type ManifestPath,
+  OciError,
+  parseDistributionPath,
+  parseRange,
+  RangeNotSatisfiableError,
+  type RangeSpec,
+  resolveRange,
+  tagKey
+} from '@kadmirror/oci'
+import type { Provider, Router } from '@kadmirror/routing'
+import { type ContentInfo, ContentNotFoundError, type ContentStore } from '@kadmirror/store'
+import { type Logger, pino } from 'pino'
+import { Agent, type Dispatcher } from 'undici'
+import * as defaults from './constants.ts'
+import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
+import {
+  DigestMismatchError,
+  discard,
+  type FetchSession,
+  fetchManifest,
+  openBlob,
+  type PeerBlob,
+  type PeerFetchConfig,
+  raceProviders,
+  reportFailure
+} from './peer-fetch.ts'
+import { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
+import { API_VERSION_HEADER, sendError, writeChunk } from './respond.ts'
+
+/** Basic-auth credentials. */
+export interface Credentials {
+  username: string
+  password: string
+}
+
+/** Options of {@link createMirrorHandler}. Times are in milliseconds. */
+export interface MirrorHandlerInit {
+  /** The node's own content, served first. */
+  store: ContentStore
+  /** Finds the peers that hold content this node lacks. */
+  router: Router
+  /** Resolve `name:tag` through the local store and the DHT (Spegel's `--resolve-tags`). Default true. */
+  resolveTags?: boolean
+  /**
+   * The registry a tag request without `?ns=` refers to (Docker's `registry-mirrors` send none and mean Docker
+   * Hub). Default `docker.io`; `null` answers such tag requests 404.
+   */
+  defaultTagRegistry?: string | null
+  /** With no peer found within this time and no request in flight, answer 404. Default 20 (Spegel's). */
+  resolveTimeoutMs?: number
+  /** Peers tried after the first, per request (resumes included). Default 3 (Spegel's). */
+  resolveRetries?: number
+  /** Give up connecting to a peer after this. Default 500. Ignored when `dispatcher` is given. */
+  connectTimeoutMs?: number
+  /** Longest time a manifest or HEAD request spends on peers. Default 3000 (Spegel's). */
+  manifestTimeoutMs?: number
+  /** Longest wait for a peer's response headers to a blob request. Default 3000. */
+  responseTimeoutMs?: number
+  /** A peer sending no blob bytes for this long is replaced by the next, resuming where it stopped. Default 3000. */
+  stallTimeoutMs?: number
+  /** Least time before a second peer is asked while the first has not answered. Default 50 (Spegel's). */
+  minHedgeDelayMs?: number
+  /** A peer that sent wrong bytes is not asked again for this long. Default 10 min. */
+  mismatchAvoidMs?: number
+  /** A peer that failed is not asked again for this long. Default 5000. */
+  failureAvoidMs?: number
+  /**
+   * Requests whose `registry/repository[:tag]` matches one of these are answered 404 (never mirrored), as
+   * Spegel's `--registry-filters`. The registry is `?ns=` (empty when absent).
+   */
+  filters?: readonly RegExp[]
+  /** Mirror only these registries (`?ns=` values); requests naming another get 404. Default: all. */
+  registries?: readonly string[]
+  /** Require these basic-auth credentials from clients (401 otherwise). Default: no auth. */
+  credentials?: Credentials
+  /** Credentials sent to peers' mirrors. Default: `credentials`. */
+  peerCredentials?: Credentials
+  /** Serve `GET /readyz` (200 once the router has peers) and `GET /livez`. Default true. */
+  health?: boolean
+  /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
+  dispatcher?: Dispatcher
+  /** Structured logger. Default silent. */
+  logger?: Logger
+}
+
+/**
+ * A Node request handler: `(req, res)` for `node:http` / `node:https`, or `(req, res, next)` as express
+ * middleware, where requests outside `/v2/` and the health paths go to `next`.
+ */
+export interface MirrorHandler {
+  (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void
+  /** `response` per request, `peer-failure`, `digest-mismatch`: for metrics and logs. */
+  readonly events: EventEmitter<MirrorEventMap>
+  /** Closes the peer connections this handler opened (not a `dispatcher` passed in). Idempotent. */
+  close(): Promise<void>
+}
+
+const silent = pino({ level: 'silent' })
+const MIRRORED = defaults.MIRRORED_HEADER
+
+interface Settings {
+  store: ContentStore
+  router: Router
+  resolveTags: boolean
+  defaultTagRegistry: string | undefined
+  manifestTimeoutMs: number
+  mismatchAvoidMs: number
+  filters: readonly RegExp[]
+  registries: ReadonlySet<string> | undefined
+  expectedAuth: Buffer | undefined
+  health: boolean
+  fetch: PeerFetchConfig
+  log: Logger
+}
+
+/** What one request became, for the `response` event. */
+interface Outcome {
+  source: ResponseSource
+  registry?: string
+  resolveMs?: number
+  peer?: string
+  bytes: number
+}
+
+/**
+ * Creates the mirror handler. See {@link MirrorHandlerInit} for the options and their defaults.
+ * @throws {TypeError} for a negative timeout or retry count.
+ */
+export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
+  const connectTimeoutMs = nonNegative('connectTimeoutMs', init.connectTimeoutMs, defaults.CONNECT_TIMEOUT_MS)
+  const ownDispatcher =
+    init.dispatcher === undefined
+      ? new Agent({
+          connect: { timeout: connectTimeoutMs },
+          keepAliveTimeout: defaults.KEEP_ALIVE_TIMEOUT_MS,
+          connections: 64
+        })
+      : undefined
+  const events = new EventEmitter<MirrorEventMap>()
+  const peerCredentials = init.peerCredentials ?? init.credentials
+  const fetchConfig: PeerFetchConfig = {
+    dispatcher: init.dispatcher ?? (ownDispatcher as Dispatcher),
+    resolveTimeoutMs: nonNegative('resolveTimeoutMs', init.resolveTimeoutMs, defaults.RESOLVE_TIMEOUT_MS),
+    maxAttempts: 1 + nonNegative('resolveRetries', init.resolveRetries, defaults.RESOLVE_RETRIES),
+    responseTimeoutMs: nonNegative('responseTimeoutMs', init.responseTimeoutMs, defaults.RESPONSE_TIMEOUT_MS),
+    stallTimeoutMs: nonNegative('stallTimeoutMs', init.stallTimeoutMs, defaults.STALL_TIMEOUT_MS),
+    minHedgeDelayMs: nonNegative('minHedgeDelayMs', init.minHedgeDelayMs, defaults.MIN_HEDGE_DELAY_MS),
+    hedgePercentile: defaults.HEDGE_PERCENTILE,
+    failureAvoidMs: nonNegative('failureAvoidMs', init.failureAvoidMs, defaults.FAILURE_AVOID_MS),
+    maxManifestBytes: defaults.MAX_MANIFEST_BYTES,
+    avoid: new PeerAvoidList(),
+    latency: new LatencyWindow(defaults.HEDGE_WINDOW),
+    events
+  }
+  if (peerCredentials !== undefined) fetchConfig.authorization = basicAuthorization(peerCredentials)
+  const settings: Settings = {
+    store: init.store,
+    router: init.router,
+    resolveTags: init.resolveTags ?? true,
+    defaultTagRegistry:
+      init.defaultTagRegistry === null
+        ? undefined
+        : (init.defaultTagRegistry ?? defaults.DEFAULT_TAG_REGISTRY),
+    manifestTimeoutMs: nonNegative('manifestTimeoutMs', init.manifestTimeoutMs, defaults.MANIFEST_TIMEOUT_MS),
+    mismatchAvoidMs: nonNegative('mismatchAvoidMs', init.mismatchAvoidMs, defaults.MISMATCH_AVOID_MS),
+    filters: init.filters ?? [],
+    registries:
+      init.registries === undefined || init.registries.length === 0 ? undefined : new Set(init.registries),
+    expectedAuth:
+      init.credentials === undefined ? undefined : Buffer.from(basicAuthorization(init.credentials)),
+    health: init.health ?? true,
+    fetch: fetchConfig,
+    log: init.logger ?? silent
+  }
+
+  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
+    const started = performance.now()
+    const outcome: Outcome = { source: 'invalid', bytes: 0 }
+    const kind = endpointKind(req.url ?? '/')
+    if (kind === 'other' && next !== undefined) {
+      next()
+      return
+    }
+    res.once('close', () => {
+      const event: ResponseEvent = {
+        method: req.method ?? '',
+        kind,
+        source: outcome.source,
+        status: res.statusCode,
+        bytes: outcome.bytes,
+        durationMs: performance.now() - started
+      }
+      if (outcome.registry !== undefined) event.registry = outcome.registry
+      if (outcome.resolveMs !== undefined) event.resolveMs = outcome.resolveMs
+      if (outcome.peer !== undefined) event.peer = outcome.peer
+      events.emit('response', event)
+    })
+    handle(settings, req, res, outcome).catch((err: unknown) => {
+      settings.log.error({ err, url: req.url }, 'mirror request failed')
+      outcome.source = 'failed'
+      if (!res.headersSent) sendError(res, 500, 'UNSUPPORTED', 'internal error')
+      else res.destroy()
+    })
+  }) as MirrorHandler
+  Object.defineProperty(handler, 'events', { value: events, enumerable: true })
+  let closed: Promise<void> | undefined
+  handler.close = () => {
+    closed ??= ownDispatcher === undefined ? Promise.resolve() : ownDispatcher.close()
+    return closed
+  }
+  return handler
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isFinite(value) || value < 0)
+    throw new TypeError(`${name} must be a non-negative number, got ${value}`)
+  return value
+}
+
+function basicAuthorization(credentials: Credentials): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
+}
+
+function endpointKind(url: string): ResponseEvent['kind'] {
+  const q = url.indexOf('?')
+  const path = q < 0 ? url : url.slice(0, q)
+  if (path === '/readyz' || path === '/livez') return 'health'
+  if (path === '/v2' || path === '/v2/') return 'base'
+  if (!path.startsWith('/v2/')) return 'other'
+  if (/\/blobs\/[^/]*$/.test(path)) return 'blob'
+  if (/\/manifests\/[^/]*$/.test(path)) return 'manifest'
+  return 'other'
+}
+
+async function handle(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  outcome: Outcome
+): Promise<void> {
+  const url = req.url ?? '/'
+  const method = req.method ?? ''
+  const q = url.indexOf('?')
+  const pathname = q < 0 ? url : url.slice(0, q)
+
+  if (method !== 'GET' && method !== 'HEAD') {
+    sendError(res, 405, 'UNSUPPORTED', `${method} is not supported: the mirror is read-only`, {
+      allow: 'GET, HEAD'
+    })
+    return
+  }
+  if (settings.health && (pathname === '/livez' || pathname === '/readyz')) {
+    outcome.source = 'meta'
+    const ready = pathname === '/livez' || (await settings.router.ready().catch(() => false))
+    res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' })
+    res.end(method === 'HEAD' ? undefined : ready ? 'ok\n' : 'not ready: the router knows no peer\n')
+    return
+  }
+  if (!authorized(settings, req)) {
+    sendError(res, 401, 'UNAUTHORIZED', 'invalid or missing credentials', {
+      'www-authenticate': 'Basic realm="kadmirror"'
+    })
+    return
+  }
+
+  let path: DistributionPath
+  try {
+    path = parseDistributionPath(url)
+  } catch (err) {
+    if (!(err instanceof InvalidPathError)) throw err
+    // An endpoint the mirror does not serve is "not here" (clients then ask the next host); a malformed one is 400.
+    const status = err.code === 'UNSUPPORTED' ? 404 : err.status
+    sendError(res, status, err.code, err.message)
+    return
+  }
+  if (path.kind === 'base') {
+    outcome.source = 'meta'
+    const body = '{}'
+    res.writeHead(200, {
+      [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': body.length
+    })
+    res.end(method === 'HEAD' ? undefined : body)
+    return
+  }
+
+  const missCode = path.kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN'
+  const registry =
+    path.registry ??
+    (path.kind === 'manifest' && path.tag !== undefined ? settings.defaultTagRegistry : undefined)
+  if (registry !== undefined) outcome.registry = registry
+  const filtered = filteredOut(settings, path, registry)
+  if (filtered !== undefined) {
+    outcome.source = 'filtered'
+    sendError(res, 404, missCode, filtered)
+    return
+  }
+
+  let range: RangeSpec | undefined
+  const rangeHeader = req.headers.range
+  if (path.kind === 'blob' && rangeHeader !== undefined) {
+    try {
+      range = parseRange(rangeHeader)
+    } catch (err) {
+      if (!(err instanceof OciError)) throw err
+      sendError(res, err.status, err.code, err.message)
+      return
+    }
+  }
+
+  // The local store first.
+  let digest: Digest | undefined = path.kind === 'blob' ? path.digest : path.digest
+  let reference: string | undefined
+  if (path.kind === 'manifest' && path.tag !== undefined) {
+    if (!settings.resolveTags || registry === undefined) {
+      outcome.source = 'miss'
+      const why = settings.resolveTags ? 'tag requests need ?ns=<registry>' : 'tag resolution is off'
+      sendError(res, 404, missCode, why)
+      return
+    }
+    reference = tagKey({ registry, repository: path.repository, tag: path.tag }) as string
+    digest = await settings.store.resolve(reference)
+  }
+  if (digest !== undefined) {
+    const info = await settings.store.stat(digest)
+    if (info !== undefined && (path.kind === 'blob' || isManifestOrIndexMediaType(info.mediaType ?? ''))) {
+      const served = await serveLocal(settings, req, res, path, info, range, outcome)
+      if (served) return
+    }
+  }
+  if (req.headers[MIRRORED] === 'true') {
+    // A peer forwarded this request: answer from this node's own store only (no loops).
+    outcome.source = 'miss'
+    sendError(res, 404, missCode, 'not held by this node')
+    return
+  }
+
+  // Then the peers.
+  const key = reference ?? (digest as Digest)
+  if (path.kind === 'manifest') await manifestFromPeers(settings, req, res, path, key, outcome)
+  else await blobFromPeers(settings, req, res, path, range, outcome)
+}
+
+function authorized(settings: Settings, req: IncomingMessage): boolean {
+  if (settings.expectedAuth === undefined) return true
+  const given = Buffer.from(req.headers.authorization ?? '')
+  return given.length === settings.expectedAuth.length && timingSafeEqual(given, settings.expectedAuth)
+}
+
+function filteredOut(
+  settings: Settings,
+  path: ManifestPath | BlobPath,
+  registry: string | undefined
+): string | undefined {
+  if (
+    settings.registries !== undefined &&
+    path.registry !== undefined &&
+    !settings.registries.has(path.registry)
+  ) {
+    return `registry ${path.registry} is not mirrored`
+  }
+  if (settings.filters.length === 0) return undefined
+  const tag = path.kind === 'manifest' && path.tag !== undefined ? `:${path.tag}` : ''
+  const subject = `${registry ?? ''}/${path.repository}${tag}`
+  for (const filter of settings.filters) {
+    filter.lastIndex = 0
+    if (filter.test(subject)) return `${subject} is excluded by a registry filter`
+  }
+  return undefined
+}
+
+function contentHeaders(
+  info: { digest: Digest; size: number },
+  contentType: string,
+  range: ByteRange | undefined
+): Record<string, string | number> {
+  const headers: Record<string, string | number> = {
+    [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+    'docker-content-digest': info.digest,
+    etag: `"${info.digest}"`,
+    'accept-ranges': 'bytes',
+    'content-type': contentType,
+    'content-length': range === undefined ? info.size : range.end - range.start + 1
+  }
+  if (range !== undefined) headers['content-range'] = formatContentRange(range, info.size)
+  return headers
+}
+
+/** Resolves a client's range against a size; answers 416 and returns null when it cannot be satisfied. */
+function clientRange(
+  res: ServerResponse,
+  spec: RangeSpec | undefined,
+  size: number
+): ByteRange | undefined | null {
+  if (spec === undefined) return undefined
+  try {
+    return resolveRange(spec, size)
+  } catch (err) {
+    if (!(err instanceof RangeNotSatisfiableError)) throw err
+    sendError(res, 416, 'RANGE_INVALID', err.message, { 'content-range': `bytes */${size}` })
+    return null
+  }
+}
+
+function notModified(req: IncomingMessage, res: ServerResponse, digest: Digest): boolean {
+  const match = req.headers['if-none-match']
+  if (
+    match === undefined ||
+    !match.split(',').some((tag) => tag.trim() === `"${digest}"` || tag.trim() === '*')
+  ) {
+    return false
+  }
+  res.writeHead(304, {
+    [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+    etag: `"${digest}"`,
+    'docker-content-digest': digest
+  })
+  res.end()
+  return true
+}
+
+/** Serves content from the node's store. Resolves false when it vanished before the read started. */
+async function serveLocal(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: ManifestPath | BlobPath,
+  info: ContentInfo,
+  spec: RangeSpec | undefined,
+  outcome: Outcome
+): Promise<boolean> {
+  outcome.source = 'local'
+  const contentType = path.kind === 'manifest' ? (info.mediaType as string) : 'application/octet-stream'
+  const range = clientRange(res, spec, info.size)
+  if (range === null) return true
+  if (notModified(req, res, info.digest)) return true
+  const headers = contentHeaders(info, contentType, range)
+  if (req.method === 'HEAD') {
+    res.writeHead(range === undefined ? 200 : 206, headers)
+    res.end()
+    return true
+  }
+  let stream: Awaited<ReturnType<ContentStore['read']>>
+  try {
+    stream = await settings.store.read(info.digest, range)
+  } catch (err) {
+    if (err instanceof ContentNotFoundError) return false
+    throw err
+  }
+  res.writeHead(range === undefined ? 200 : 206, headers)
+  stream.on('data', (chunk: Uint8Array) => {
+    outcome.bytes += chunk.byteLength
+  })
+  try {
+    await pipeline(stream, res)
+  } catch (err) {
+    if (!res.destroyed) res.destroy()
+    if (!isClientGone(err)) settings.log.warn({ err, digest: info.digest }, 'local read failed mid-response')
+  }
+  return true
+}
+
+function isClientGone(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE'
+}
+
+/** An AbortSignal that fires when the client goes away before the response is complete. */
+function clientSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort()
+  })
+  return controller.signal
+}
+
+function newSession(settings: Settings, key: string, signal: AbortSignal): FetchSession {
+  const count = settings.fetch.maxAttempts + 2
+  return {
+    queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid),
+    attempts: 0,
+    key,
+    signal
+  }
+}
+
+function missMessage(key: string, attempts: number, queueError: unknown): string {
+  if (queueError !== undefined) return `no peer has ${key}: lookup failed (${String(queueError)})`
+  return attempts === 0 ? `no peer has ${key}` : `no peer could serve ${key} after ${attempts} attempts`
+}
+
+async function manifestFromPeers(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: ManifestPath,
+  key: string,
+  outcome: Outcome
+): Promise<void> {
+  const started = performance.now()
+  const lookupController = new AbortController()
+  const signal = AbortSignal.any([
+    clientSignal(res),
+    AbortSignal.timeout(settings.manifestTimeoutMs),
+    lookupController.signal
+  ])
+  const session = newSession(settings, key, signal)
+  try {
+    const accept = req.headers.accept
+    const result = await raceProviders(settings.fetch, session, async (provider, attemptSignal) => {
+      try {
+        return await fetchManifest(settings.fetch, provider, path, accept, attemptSignal)
+      } catch (err) {
+        if (err instanceof DigestMismatchError) mismatch(settings, [provider], err)
+        throw err
+      }
+    })
+    outcome.resolveMs = performance.now() - started
+    const manifest = result.value
+    if (manifest === undefined) {
+      outcome.source = 'miss'
+      sendError(res, 404, 'MANIFEST_UNKNOWN', missMessage(key, result.attempts, session.queue.error))
+      return
+    }
+    outcome.source = 'peer'
+    outcome.peer = manifest.provider.id
+    settings.fetch.avoid.clear(manifest.provider.id)
+    if (notModified(req, res, manifest.digest)) return
+    res.writeHead(
+      200,
+      contentHeaders(
+        { digest: manifest.digest, size: manifest.body.byteLength },
+        manifest.mediaType,
+        undefined
+      )
+    )
+    if (req.method === 'HEAD') res.end()
+    else {
+      outcome.bytes = manifest.body.byteLength
+      res.end(manifest.body)
+    }
+  } finally {
+    lookupController.abort()
+  }
+}
+
+function mismatch(settings: Settings, providers: readonly Provider[], err: DigestMismatchError): void {
+  for (const provider of providers) settings.fetch.avoid.avoid(provider.id, settings.mismatchAvoidMs)
+  settings.fetch.events.emit('digest-mismatch', {
+    peers: providers.map((provider) => provider.id),
+    expected: err.expected,
+    actual: err.actual
+  })
+  settings.log.warn(
+    { peers: providers.map((p) => p.id), expected: err.expected, actual: err.actual },
+    'peer sent wrong bytes'
+  )
+}
+
+async function blobFromPeers(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: BlobPath,
+  spec: RangeSpec | undefined,
+  outcome: Outcome
+): Promise<void> {
+  const started = performance.now()
+  const lookupController = new AbortController()
+  const client = clientSignal(res)
+  const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
+  const capped = method === 'HEAD' ? [AbortSignal.timeout(settings.manifestTimeoutMs)] : []
+  const signal = AbortSignal.any([client, lookupController.signal, ...capped])
+  const session = newSession(settings, path.digest, signal)
+  try {
+    const open = (offset: number, size: number | undefined) =>
+      raceProviders(settings.fetch, session, (provider, attemptSignal) =>
+        openBlob(settings.fetch, provider, path, method, offset, size, attemptSignal)
+      )
+    const first = await open(0, undefined)
+    outcome.resolveMs = performance.now() - started
+    if (first.value === undefined) {
+      outcome.source = 'miss'
+      sendError(res, 404, 'BLOB_UNKNOWN', missMessage(path.digest, first.attempts, session.queue.error))
+      return
+    }
+    const size = first.value.size
+    outcome.source = 'peer'
+    outcome.peer = first.value.provider.id
+    const range = clientRange(res, spec, size)
+    if (range === null || notModified(req, res, path.digest)) {
+      if (first.value.body !== undefined) discard(first.value.body)
+      return
+    }
+    res.writeHead(
+      range === undefined ? 200 : 206,
+      contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
+    )
+    if (method === 'HEAD') {
+      res.end()
+      return
+    }
+    await streamVerified(
+      settings,
+      res,
+      path,
+      size,
+      range ?? { start: 0, end: size - 1 },
+      first.value,
+      outcome,
+      (offset) => open(offset, size)
+    )
+  } finally {
+    lookupController.abort()
+  }
+}
+
+/**
+ * Streams a blob from peers to the client, hashing every byte of the whole blob (also outside the client's
+ * range) and holding back the last chunk until the digest is checked: a client never receives a complete
+ * wrong body. When a peer fails mid-blob, the next one continues from the byte reached.
+ */
+async function streamVerified(
+  settings: Settings,
+  res: ServerResponse,
+  path: BlobPath,
+  size: number,
+  range: ByteRange,
+  first: PeerBlob,
+  outcome: Outcome,
+  resume: (offset: number) => Promise<{ value?: PeerBlob; attempts: number }>
+): Promise<void> {
+  const hasher = createDigester(digestAlgorithm(path.digest))
+  const contributors: Provider[] = []
+  let position = 0
+  let pending: Uint8Array | undefined
+  let current: PeerBlob | undefined = first
+  while (current !== undefined) {
+    const body = current.body as NonNullable<PeerBlob['body']>
+    contributors.push(current.provider)
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (position + chunk.byteLength > size) throw new Error('peer sent more bytes than the blob has')
+        hasher.update(chunk)
+        const from = Math.max(range.start, position)
+        const to = Math.min(range.end + 1, position + chunk.byteLength)
+        position += chunk.byteLength
+        if (from < to) {
+          const slice = chunk.subarray(
+            from - (position - chunk.byteLength),
+            to - (position - chunk.byteLength)
+          )
+          if (pending !== undefined) {
+            if (!(await writeChunk(res, pending))) return discard(body)
+            outcome.bytes += pending.byteLength
+          }
+          pending = slice
+        }
+      }
+      if (position < size) throw new Error(`peer ended the body at byte ${position} of ${size}`)
+      break
+    } catch (err) {
+      discard(body)
+      if (res.destroyed) return
+      reportFailure(settings.fetch, path.digest, current.provider, err)
+      settings.log.info(
+        { peer: current.provider.id, digest: path.digest, position, err },
+        'peer failed mid-blob; resuming'
+      )
+      const next = await resume(position)
+      current = next.value
+      if (current === undefined) {
+        // No one can finish it: cut the response so the client retries (containerd resumes with Range).
+        outcome.source = 'failed'
+        res.destroy()
+        return
+      }
+    }
+  }
+  const actual = hasher.digest()
+  if (actual !== path.digest) {
+    mismatch(settings, contributors, new DigestMismatchError(path.digest, actual))
+    outcome.source = 'failed'
+    res.destroy()
+    return
+  }
+  for (const provider of contributors) settings.fetch.avoid.clear(provider.id)
+  if (pending !== undefined) outcome.bytes += pending.byteLength
+  res.end(pending)
+}

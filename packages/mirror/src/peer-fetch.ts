@@ -1,0 +1,378 @@
+/**
+ * Fetching from peers: ask the providers of a key one after another (a second one when the first is slow),
+ * check what they answer, and hand back the first good answer. Every wait is bounded.
+ */
+import type { EventEmitter } from 'node:events'
+import {
+  type BlobPath,
+  createDigester,
+  type Digest,
+  digestAlgorithm,
+  formatDistributionPath,
+  isManifestOrIndexMediaType,
+  type ManifestPath,
+  parseDigest
+} from '@kadmirror/oci'
+import type { Provider } from '@kadmirror/routing'
+import type { Dispatcher } from 'undici'
+import { MIRRORED_HEADER } from './constants.ts'
+import type { MirrorEventMap } from './events.ts'
+import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
+
+/** The settings a fetch runs with (resolved from {@link MirrorHandlerInit}). */
+export interface PeerFetchConfig {
+  dispatcher: Dispatcher
+  /** `Authorization` header sent to peers, when the mirrors use basic auth. */
+  authorization?: string
+  resolveTimeoutMs: number
+  /** Most peers asked for one request, resumes included. */
+  maxAttempts: number
+  responseTimeoutMs: number
+  stallTimeoutMs: number
+  minHedgeDelayMs: number
+  hedgePercentile: number
+  failureAvoidMs: number
+  maxManifestBytes: number
+  avoid: PeerAvoidList
+  latency: LatencyWindow
+  events: EventEmitter<MirrorEventMap>
+}
+
+/** Why one peer's answer was refused. */
+export class PeerAnswerError extends Error {
+  override name = 'PeerAnswerError'
+}
+
+/** A verified manifest from a peer. */
+export interface PeerManifest {
+  provider: Provider
+  digest: Digest
+  mediaType: string
+  body: Buffer
+}
+
+/** A peer's answer to a blob request: its size, and (for GET) the body from byte `offset`. */
+export interface PeerBlob {
+  provider: Provider
+  /** Size of the whole blob, in bytes. */
+  size: number
+  /** The body, starting at the blob's byte `offset` (GET only). */
+  body?: Dispatcher.ResponseData['body']
+}
+
+/** Outcome of a race over peers: the first good answer, or none, with the number of peers asked. */
+export interface RaceResult<T> {
+  value?: T
+  attempts: number
+}
+
+/** State one request keeps across races (a resume is a new race on the same queue). */
+export interface FetchSession {
+  queue: ProviderQueue
+  /** Peers asked so far. */
+  attempts: number
+  /** The DHT key, for events. */
+  key: string
+  signal: AbortSignal
+}
+
+type Outcome<T> =
+  | { ok: true; provider: Provider; value: T }
+  | { ok: false; provider: Provider; error: unknown }
+
+const HEDGE = Symbol('hedge')
+const ABORTED = Symbol('aborted')
+
+/**
+ * Races `attempt` over the session's providers: starts with one, adds another each time the hedge delay
+ * passes without an answer, moves on at once when one fails, and returns the first success (the others are
+ * cancelled). Gives up when no provider turns up within the resolve timeout, the attempts are used up, or
+ * the session's signal aborts.
+ */
+export async function raceProviders<T>(
+  config: PeerFetchConfig,
+  session: FetchSession,
+  attempt: (provider: Provider, signal: AbortSignal) => Promise<T>
+): Promise<RaceResult<T>> {
+  const inflight = new Map<Promise<Outcome<T>>, { controller: AbortController; provider: Provider }>()
+  const start = (provider: Provider): void => {
+    session.attempts++
+    const controller = new AbortController()
+    const signal = AbortSignal.any([controller.signal, session.signal])
+    const began = performance.now()
+    const promise = attempt(provider, signal).then(
+      (value): Outcome<T> => {
+        config.latency.observe(performance.now() - began)
+        return { ok: true, provider, value }
+      },
+      (error: unknown): Outcome<T> => ({ ok: false, provider, error })
+    )
+    inflight.set(promise, { controller, provider })
+  }
+  const aborted = new Promise<typeof ABORTED>((resolve) => {
+    if (session.signal.aborted) resolve(ABORTED)
+    session.signal.addEventListener('abort', () => resolve(ABORTED), { once: true })
+  })
+
+  try {
+    while (!session.signal.aborted) {
+      if (inflight.size === 0) {
+        if (session.attempts >= config.maxAttempts) break
+        const provider = await Promise.race([session.queue.take(config.resolveTimeoutMs), aborted])
+        if (provider === undefined || provider === ABORTED) break
+        start(provider)
+        continue
+      }
+      const canHedge = session.attempts < config.maxAttempts && !session.queue.exhausted
+      let hedgeTimer: NodeJS.Timeout | undefined
+      const hedge = canHedge
+        ? new Promise<typeof HEDGE>((resolve) => {
+            hedgeTimer = setTimeout(resolve, hedgeDelay(config), HEDGE)
+          })
+        : undefined
+      const next = await Promise.race([...inflight.keys(), aborted, ...(hedge ? [hedge] : [])])
+      clearTimeout(hedgeTimer)
+      if (next === ABORTED) break
+      if (next === HEDGE) {
+        const provider = await session.queue.take(0)
+        if (provider !== undefined) start(provider)
+        else if (inflight.size > 0) {
+          // Nothing to hedge to right now: wait for the answers in flight.
+          const settled = await Promise.race([...inflight.keys(), aborted])
+          if (settled === ABORTED) break
+          const result = settle(config, session, inflight, settled)
+          if (result !== undefined) return { value: result, attempts: session.attempts }
+        }
+        continue
+      }
+      const result = settle(config, session, inflight, next)
+      if (result !== undefined) return { value: result, attempts: session.attempts }
+    }
+    return { attempts: session.attempts }
+  } finally {
+    for (const { controller, provider } of inflight.values()) {
+      controller.abort()
+      // A peer cancelled because another answered first is still good for a later resume.
+      session.queue.putBack(provider)
+    }
+  }
+}
+
+function settle<T>(
+  config: PeerFetchConfig,
+  session: FetchSession,
+  inflight: Map<Promise<Outcome<T>>, { controller: AbortController; provider: Provider }>,
+  outcome: Outcome<T>
+): T | undefined {
+  for (const [promise, entry] of inflight) {
+    if (entry.provider === outcome.provider) inflight.delete(promise)
+  }
+  if (outcome.ok) return outcome.value
+  if (!session.signal.aborted) reportFailure(config, session.key, outcome.provider, outcome.error)
+  return undefined
+}
+
+/** Reports a failed peer and avoids it for a while. */
+export function reportFailure(
+  config: PeerFetchConfig,
+  key: string,
+  provider: Provider,
+  error: unknown
+): void {
+  config.avoid.avoid(provider.id, config.failureAvoidMs)
+  config.events.emit('peer-failure', {
+    peer: provider.id,
+    registryUrl: provider.registryUrl,
+    key,
+    reason: error instanceof Error ? error.message : String(error)
+  })
+}
+
+function hedgeDelay(config: PeerFetchConfig): number {
+  return Math.max(config.minHedgeDelayMs, config.latency.percentile(config.hedgePercentile) ?? 0)
+}
+
+function requestHeaders(config: PeerFetchConfig, extra: Record<string, string> = {}): Record<string, string> {
+  const headers: Record<string, string> = { [MIRRORED_HEADER]: 'true', ...extra }
+  if (config.authorization !== undefined) headers.authorization = config.authorization
+  return headers
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+function contentLength(headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const value = header(headers, 'content-length')
+  if (value === undefined || !/^[0-9]{1,16}$/.test(value)) return undefined
+  const length = Number(value)
+  return Number.isSafeInteger(length) ? length : undefined
+}
+
+async function send(
+  config: PeerFetchConfig,
+  provider: Provider,
+  method: 'GET' | 'HEAD',
+  path: string,
+  signal: AbortSignal,
+  headers: Record<string, string> = {}
+): Promise<Dispatcher.ResponseData> {
+  const url = new URL(path, `${provider.registryUrl}/`)
+  return config.dispatcher.request({
+    origin: url.origin,
+    path: url.pathname + url.search,
+    method,
+    headers: requestHeaders(config, headers),
+    signal,
+    headersTimeout: config.responseTimeoutMs,
+    bodyTimeout: config.stallTimeoutMs
+  })
+}
+
+function refuse(response: Dispatcher.ResponseData, reason: string): never {
+  discard(response.body)
+  throw new PeerAnswerError(reason)
+}
+
+/** Drops a peer's body: a small one is read to keep the connection, a large one closes it. Never throws. */
+export function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {})
+  body.dump({ limit: 64 * 1024 }).catch(() => {})
+}
+
+/**
+ * Fetches a manifest (by tag or digest) from one peer and verifies it: status 200, a manifest media type,
+ * at most `maxManifestBytes`, and bytes that hash to the requested digest (or, for a tag, to the digest
+ * the peer names in `Docker-Content-Digest`).
+ */
+export async function fetchManifest(
+  config: PeerFetchConfig,
+  provider: Provider,
+  path: ManifestPath,
+  accept: string | undefined,
+  signal: AbortSignal
+): Promise<PeerManifest> {
+  const response = await send(
+    config,
+    provider,
+    'GET',
+    formatDistributionPath(path),
+    signal,
+    accept === undefined ? {} : { accept }
+  )
+  if (response.statusCode !== 200) refuse(response, `peer answered ${response.statusCode}`)
+  const named = header(response.headers, 'docker-content-digest')
+  let digest: Digest
+  try {
+    digest = path.digest ?? parseDigest(named ?? '')
+  } catch {
+    refuse(response, 'peer named no valid Docker-Content-Digest for a tag')
+  }
+  if (named !== undefined && named !== digest) refuse(response, `peer named digest ${named}, not ${digest}`)
+  const length = contentLength(response.headers)
+  if (length !== undefined && length > config.maxManifestBytes)
+    refuse(response, `manifest of ${length} bytes is too large`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    size += chunk.byteLength
+    if (size > config.maxManifestBytes) refuse(response, 'manifest is too large')
+    chunks.push(chunk)
+  }
+  const body = Buffer.concat(chunks)
+  if (length !== undefined && length !== size)
+    throw new PeerAnswerError(`peer sent ${size} of ${length} bytes`)
+  const hasher = createDigester(digestAlgorithm(digest))
+  hasher.update(body)
+  const actual = hasher.digest()
+  if (actual !== digest) throw new DigestMismatchError(digest, actual)
+  const mediaType = header(response.headers, 'content-type')?.split(';')[0]?.trim() ?? sniffMediaType(body)
+  if (mediaType === undefined || !isManifestOrIndexMediaType(mediaType)) {
+    throw new PeerAnswerError(`peer sent media type ${String(mediaType)} for a manifest`)
+  }
+  return { provider, digest, mediaType, body }
+}
+
+function sniffMediaType(body: Buffer): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'))
+    if (typeof parsed === 'object' && parsed !== null && 'mediaType' in parsed) {
+      const { mediaType } = parsed
+      return typeof mediaType === 'string' ? mediaType : undefined
+    }
+  } catch {}
+  return undefined
+}
+
+/** A peer sent bytes that do not hash to the digest asked for. */
+export class DigestMismatchError extends PeerAnswerError {
+  override name = 'DigestMismatchError'
+  readonly expected: Digest
+  readonly actual: Digest
+
+  constructor(expected: Digest, actual: Digest) {
+    super(`bytes hash to ${actual}, not ${expected}`)
+    this.expected = expected
+    this.actual = actual
+  }
+}
+
+/**
+ * Asks one peer for a blob: HEAD for its size, or GET from byte `offset` (a Range request when
+ * `offset > 0`, checked against `Content-Range`; a peer answering 200 to it has its first `offset` bytes
+ * skipped). `size`, when known from an earlier peer, must match.
+ */
+export async function openBlob(
+  config: PeerFetchConfig,
+  provider: Provider,
+  path: BlobPath,
+  method: 'GET' | 'HEAD',
+  offset: number,
+  knownSize: number | undefined,
+  signal: AbortSignal
+): Promise<PeerBlob> {
+  const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {}
+  const response = await send(config, provider, method, formatDistributionPath(path), signal, headers)
+  const named = header(response.headers, 'docker-content-digest')
+  if (named !== undefined && named !== path.digest) refuse(response, `peer named digest ${named}`)
+  let size: number | undefined
+  if (response.statusCode === 200) {
+    size = contentLength(response.headers)
+    if (size === undefined) refuse(response, 'peer sent no Content-Length')
+  } else if (response.statusCode === 206 && offset > 0) {
+    const match = /^bytes ([0-9]+)-([0-9]+)\/([0-9]+)$/.exec(header(response.headers, 'content-range') ?? '')
+    size = Number(match?.[3])
+    if (match === null || Number(match[1]) !== offset || Number(match[2]) !== size - 1) {
+      refuse(
+        response,
+        `peer answered range ${String(header(response.headers, 'content-range'))} to bytes=${offset}-`
+      )
+    }
+  } else {
+    refuse(response, `peer answered ${response.statusCode}`)
+  }
+  if (knownSize !== undefined && size !== knownSize)
+    refuse(response, `peer has ${size} bytes, not ${knownSize}`)
+  if (method === 'HEAD') {
+    discard(response.body)
+    return { provider, size }
+  }
+  const body = response.body
+  if (response.statusCode === 200 && offset > 0) await skipBytes(body, offset)
+  return { provider, size, body }
+}
+
+/** Drops the first `count` bytes of a body by unshifting what is left of the chunk that crosses the boundary. */
+async function skipBytes(body: Dispatcher.ResponseData['body'], count: number): Promise<void> {
+  let left = count
+  for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    if (chunk.byteLength > left) {
+      body.unshift(chunk.subarray(left))
+      return
+    }
+    left -= chunk.byteLength
+    if (left === 0) return
+  }
+  throw new PeerAnswerError('peer ended before the resume offset')
+}

@@ -1,0 +1,48 @@
+/**
+ * Writing answers: OCI error bodies, common headers, and writes that respect backpressure.
+ */
+import type { ServerResponse } from 'node:http'
+import { type OciErrorCode, ociErrorBody } from '@kadmirror/oci'
+
+/** Sent on every answer of the distribution API. */
+export const API_VERSION_HEADER = ['docker-distribution-api-version', 'registry/2.0'] as const
+
+/** Answers with an OCI error body. Does nothing when headers were already sent (the caller destroys instead). */
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  code: OciErrorCode,
+  message?: string,
+  headers: Record<string, string> = {}
+): number {
+  if (res.headersSent || res.destroyed) return 0
+  const body = JSON.stringify(ociErrorBody(code, message))
+  res.writeHead(status, {
+    ...headers,
+    [API_VERSION_HEADER[0]]: API_VERSION_HEADER[1],
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body)
+  })
+  res.end(res.req.method === 'HEAD' ? undefined : body)
+  return res.req.method === 'HEAD' ? 0 : Buffer.byteLength(body)
+}
+
+/**
+ * Writes `chunk` and waits for the socket to drain when its buffer is full.
+ * Resolves false when the client went away (nothing more should be written).
+ */
+export async function writeChunk(res: ServerResponse, chunk: Uint8Array): Promise<boolean> {
+  if (res.destroyed || res.writableEnded) return false
+  if (res.write(chunk)) return true
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      res.off('drain', onDrain)
+      res.off('close', onClose)
+      resolve(ok && !res.destroyed)
+    }
+    const onDrain = (): void => done(true)
+    const onClose = (): void => done(false)
+    res.on('drain', onDrain)
+    res.on('close', onClose)
+  })
+}

@@ -1,0 +1,96 @@
+/**
+ * `createMirrorServer`: the mirror handler in a `node:http` server, with OCI error bodies also for what Node
+ * refuses before a handler runs (oversized headers, malformed requests).
+ */
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { ociErrorBody } from '@kadmirror/oci'
+import { DEFAULT_REGISTRY_PORT } from './constants.ts'
+import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from './handler.ts'
+
+/** Options of {@link createMirrorServer}: the handler's, plus where to listen. */
+export interface MirrorServerInit extends MirrorHandlerInit {
+  /** TCP port; default 5000 (Spegel's registry port); 0 picks a free one. */
+  port?: number
+  /** Address to listen on; default all interfaces (`::`, which also takes IPv4 where the system allows). */
+  host?: string
+  /** Largest request head accepted, in bytes; larger ones get 431 with an OCI error body. Default 16 KiB. */
+  maxHeaderSize?: number
+}
+
+/** A listening mirror. */
+export interface MirrorServer {
+  readonly server: Server
+  readonly handler: MirrorHandler
+  /** Base URL, such as `http://127.0.0.1:5000` (the listen address, or 127.0.0.1 when listening on all). */
+  readonly url: string
+  /** The port listened on. */
+  readonly port: number
+  /** Stops listening, closes open connections and the handler's peer connections. Idempotent. */
+  close(): Promise<void>
+}
+
+/**
+ * A `clientError` listener for a `node:http` server that answers what Node refuses before any handler runs
+ * (headers over `maxHeaderSize`: 431; a malformed request: 400) with an OCI error body, then closes the connection.
+ * `createMirrorServer` installs it; add it to your own server with `server.on('clientError', answerClientError)`.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy()
+    return
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
+  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'
+  const body = JSON.stringify(
+    ociErrorBody('UNSUPPORTED', tooLarge ? 'request headers are too large' : 'malformed HTTP request')
+  )
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  )
+}
+
+/**
+ * Starts an HTTP server running {@link createMirrorHandler}.
+ * @throws when the port cannot be bound (for example `EADDRINUSE`).
+ */
+export async function createMirrorServer(init: MirrorServerInit): Promise<MirrorServer> {
+  const handler = createMirrorHandler(init)
+  const server = createServer(
+    { maxHeaderSize: init.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 0 },
+    handler
+  )
+  server.on('clientError', answerClientError)
+  server.listen(init.port ?? DEFAULT_REGISTRY_PORT, init.host)
+  try {
+    await once(server, 'listening')
+  } catch (err) {
+    await handler.close()
+    throw err
+  }
+  const address = server.address() as AddressInfo
+  const host =
+    init.host === undefined || init.host === '::' || init.host === '0.0.0.0'
+      ? '127.0.0.1'
+      : address.family === 'IPv6'
+        ? `[${address.address}]`
+        : address.address
+  let closing: Promise<void> | undefined
+  return {
+    server,
+    handler,
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeAllConnections()
+        await closed
+        await handler.close()
+      })()
+      return closing
+    }
+  }
+}

@@ -1,0 +1,207 @@
+// Test nodes: a store, a router and a real HTTP mirror on 127.0.0.1; fake peers that misbehave on purpose.
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Digest } from '@kadmirror/oci'
+import {
+  createLibp2pRouter,
+  type Libp2pRouter,
+  type MemoryNetwork,
+  type Router,
+  staticBootstrapper
+} from '@kadmirror/routing'
+import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
+import { Agent } from 'undici'
+import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from '../src/index.ts'
+
+/** One node: its store, router, and mirror at `url`. */
+export interface MirrorNode {
+  store: MemoryStore
+  router: Router
+  handler: MirrorHandler
+  server: Server
+  url: string
+  close(): Promise<void>
+}
+
+type HandlerOptions = Omit<MirrorHandlerInit, 'store' | 'router'>
+
+/** Listens on 127.0.0.1 with an ephemeral port; the handler is attached later. */
+export async function listen(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return server
+}
+
+/** Base URL of a listening server. */
+export function urlOf(server: Server): string {
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+/** Stops a server and every connection it has. */
+export async function stopServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  server.closeAllConnections()
+  await closed
+}
+
+async function assemble(server: Server, router: Router, options: HandlerOptions): Promise<MirrorNode> {
+  const store = createMemoryStore()
+  const handler = createMirrorHandler({ store, router, ...options })
+  server.on('request', handler)
+  return {
+    store,
+    router,
+    handler,
+    server,
+    url: urlOf(server),
+    async close() {
+      await stopServer(server)
+      await handler.close()
+      await router.close()
+      await store.close()
+    }
+  }
+}
+
+/** A node on an in-memory network (deterministic provider order: the order peers advertised). */
+export async function startMemoryNode(
+  network: MemoryNetwork,
+  options: HandlerOptions = {}
+): Promise<MirrorNode> {
+  const server = await listen()
+  return assemble(server, network.createRouter({ registryUrl: urlOf(server) }), options)
+}
+
+/** A node with a real libp2p router on 127.0.0.1, bootstrapping from `seed` when given. */
+export async function startLibp2pNode(
+  seed?: Libp2pRouter,
+  options: HandlerOptions = {}
+): Promise<MirrorNode> {
+  const server = await listen()
+  const router = await createLibp2pRouter({
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    allowLoopback: true,
+    registryPort: (server.address() as AddressInfo).port,
+    ...(seed === undefined
+      ? {}
+      : { bootstrapper: staticBootstrapper(seed.addresses().map((a) => `${a}/p2p/${seed.peerId}`)) })
+  })
+  return assemble(server, router, options)
+}
+
+/** A peer whose mirror is `behaviour`, advertising `keys` on `network`. */
+export interface FakePeer {
+  server: Server
+  router: Router
+  /** Requests it received, in order. */
+  requests: { method: string; url: string; headers: IncomingMessage['headers'] }[]
+  close(): Promise<void>
+}
+
+/** Starts a fake peer: a real HTTP server with the given behaviour, advertising `keys`. */
+export async function startFakePeer(
+  network: MemoryNetwork,
+  keys: readonly string[],
+  behaviour: (req: IncomingMessage, res: ServerResponse) => void
+): Promise<FakePeer> {
+  const requests: FakePeer['requests'] = []
+  const server = await listen((req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
+    behaviour(req, res)
+  })
+  const router = network.createRouter({ registryUrl: urlOf(server) })
+  await router.advertise(keys)
+  return {
+    server,
+    router,
+    requests,
+    async close() {
+      await stopServer(server)
+      await router.close()
+    }
+  }
+}
+
+/** Serves `bytes` as a blob (whole, or the range asked for), as a good peer does. */
+export function serveBytes(bytes: Uint8Array, digest: Digest, contentType = 'application/octet-stream') {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const match = /^bytes=([0-9]+)-$/.exec(req.headers.range ?? '')
+    const start = match === null ? 0 : Number(match[1])
+    const headers: Record<string, string | number> = {
+      'content-type': contentType,
+      'docker-content-digest': digest,
+      'content-length': bytes.byteLength - start
+    }
+    if (match !== null)
+      headers['content-range'] = `bytes ${start}-${bytes.byteLength - 1}/${bytes.byteLength}`
+    res.writeHead(match === null ? 200 : 206, headers)
+    res.end(req.method === 'HEAD' ? undefined : Buffer.from(bytes.subarray(start)))
+  }
+}
+
+/** A client response with the whole body read; `error` is set when the body was cut. */
+export interface ClientResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+  error?: Error
+}
+
+const client = new Agent({ keepAliveTimeout: 1000 })
+
+/** Sends a request to a mirror and reads the whole answer. */
+export async function get(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE' | 'PATCH' = 'GET'
+): Promise<ClientResponse> {
+  // The raw path goes on the wire as given (a URL object would resolve `..` before sending).
+  const response = await client.request({ origin: base, path, method, headers })
+  const chunks: Buffer[] = []
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) chunks.push(chunk)
+    return { status: response.statusCode, headers: response.headers, body: Buffer.concat(chunks) }
+  } catch (err) {
+    return {
+      status: response.statusCode,
+      headers: response.headers,
+      body: Buffer.concat(chunks),
+      error: err as Error
+    }
+  }
+}
+
+/** The OCI error code of an error body. */
+export function errorCode(response: ClientResponse): string | undefined {
+  const parsed = JSON.parse(response.body.toString('utf8')) as { errors?: { code?: string }[] }
+  return parsed.errors?.[0]?.code
+}
+
+/** Deterministic pseudo-random bytes (a blob no one compresses away). */
+export function randomBytes(size: number, seed = 1): Buffer {
+  const bytes = Buffer.alloc(size)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    bytes[i] = x & 0xff
+  }
+  return bytes
+}
+
+/** Waits until `check` is true, polling every 20 ms; throws after `ms`. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = 'condition'
+): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}

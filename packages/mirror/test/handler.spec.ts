@@ -1,0 +1,538 @@
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { type BuiltImage, buildImage, type Digest, digestOf, OCI_MANIFEST, tagKey } from '@kadmirror/oci'
+import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import type { DigestMismatchEvent, PeerFailureEvent, ResponseEvent } from '../src/index.ts'
+import {
+  errorCode,
+  type FakePeer,
+  get,
+  type MirrorNode,
+  randomBytes,
+  serveBytes,
+  startFakePeer,
+  startMemoryNode,
+  waitFor
+} from './fixtures.ts'
+
+const LAYER_SIZE = 4 * 1024 * 1024
+
+function layerOf(image: BuiltImage): { digest: Digest; bytes: Uint8Array } {
+  const manifest = JSON.parse(Buffer.from(image.blobs.get(image.root.digest) as Uint8Array).toString()) as {
+    layers: { digest: Digest }[]
+  }
+  const digest = manifest.layers[0]?.digest as Digest
+  return { digest, bytes: image.blobs.get(digest) as Uint8Array }
+}
+
+function blobPath(digest: string, ns = 'example.com'): string {
+  return `/v2/team/app/blobs/${digest}?ns=${ns}`
+}
+
+describe('mirror handler', function () {
+  this.timeout(30_000)
+  let network: MemoryNetwork
+  let nodes: MirrorNode[]
+  let fakes: FakePeer[]
+  let image: BuiltImage
+  let layer: { digest: Digest; bytes: Uint8Array }
+
+  before(() => {
+    image = buildImage({ layers: [randomBytes(LAYER_SIZE, 7), Buffer.from('small layer')] })
+    layer = layerOf(image)
+  })
+
+  beforeEach(() => {
+    network = createMemoryNetwork()
+    nodes = []
+    fakes = []
+  })
+
+  afterEach(async () => {
+    await Promise.all([...nodes, ...fakes].map((n) => n.close()))
+  })
+
+  async function node(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
+    const started = await startMemoryNode(network, options)
+    nodes.push(started)
+    return started
+  }
+
+  async function fake(
+    keys: readonly string[],
+    behaviour: Parameters<typeof startFakePeer>[2]
+  ): Promise<FakePeer> {
+    const started = await startFakePeer(network, keys, behaviour)
+    fakes.push(started)
+    return started
+  }
+
+  /** A node holding the test image as example.com/team/app:v1, advertising every key. */
+  async function holder(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
+    const n = await node(options)
+    await n.store.addImage('example.com/team/app:v1', image)
+    const keys: string[] = []
+    for await (const key of n.store.keys()) keys.push(key.key)
+    await n.router.advertise(keys)
+    return n
+  }
+
+  function events(n: MirrorNode): ResponseEvent[] {
+    const seen: ResponseEvent[] = []
+    n.handler.events.on('response', (e) => seen.push(e))
+    return seen
+  }
+
+  describe('the API root and health', () => {
+    it('answers GET /v2/ with 200 and the registry API version header', async () => {
+      const a = await node()
+      const res = await get(a.url, '/v2/')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0')
+    })
+
+    it('answers /livez with 200 and /readyz with 503 until the router knows a peer', async () => {
+      const a = await node()
+      assert.equal((await get(a.url, '/livez')).status, 200)
+      assert.equal((await get(a.url, '/readyz')).status, 503)
+      await node()
+      assert.equal((await get(a.url, '/readyz')).status, 200)
+    })
+  })
+
+  describe('content in the local store', () => {
+    it('serves a manifest by digest with its media type, digest, length and ETag', async () => {
+      const a = await holder()
+      const res = await get(a.url, `/v2/team/app/manifests/${image.root.digest}?ns=example.com`)
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['content-type'], OCI_MANIFEST)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+      assert.equal(res.headers.etag, `"${image.root.digest}"`)
+      assert.equal(Number(res.headers['content-length']), image.root.size)
+      assert.equal(digestOf(res.body), image.root.digest)
+    })
+
+    it('resolves a tag with ns from the local store', async () => {
+      const a = await holder()
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+    })
+
+    it('resolves a tag without ns as a Docker Hub tag', async () => {
+      const a = await node()
+      await a.store.addImage('docker.io/library/nginx:1.27', image)
+      const res = await get(a.url, '/v2/library/nginx/manifests/1.27')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+    })
+
+    it('answers 404 to a tag without ns when no default registry is set', async () => {
+      const a = await node({ defaultTagRegistry: null })
+      await a.store.addImage('docker.io/library/nginx:1.27', image)
+      const res = await get(a.url, '/v2/library/nginx/manifests/1.27')
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'MANIFEST_UNKNOWN')
+    })
+
+    it('answers 404 to tags when tag resolution is off, and still serves digests', async () => {
+      const a = await holder({ resolveTags: false })
+      assert.equal((await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')).status, 404)
+      assert.equal(
+        (await get(a.url, `/v2/team/app/manifests/${image.root.digest}?ns=example.com`)).status,
+        200
+      )
+    })
+
+    it('serves a blob whole with Accept-Ranges', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['accept-ranges'], 'bytes')
+      assert.equal(res.headers['content-type'], 'application/octet-stream')
+      assert.ok(res.body.equals(layer.bytes))
+    })
+
+    it('answers HEAD of a blob with its headers and no body', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), {}, 'HEAD')
+      assert.equal(res.status, 200)
+      assert.equal(Number(res.headers['content-length']), LAYER_SIZE)
+      assert.equal(res.body.byteLength, 0)
+    })
+
+    it('serves a byte range with 206 and Content-Range', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), { range: 'bytes=1000-1999' })
+      assert.equal(res.status, 206)
+      assert.equal(res.headers['content-range'], `bytes 1000-1999/${LAYER_SIZE}`)
+      assert.ok(res.body.equals(layer.bytes.subarray(1000, 2000)))
+    })
+
+    it('answers 416 with Content-Range bytes */size to a range outside the blob', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), { range: `bytes=${LAYER_SIZE}-` })
+      assert.equal(res.status, 416)
+      assert.equal(res.headers['content-range'], `bytes */${LAYER_SIZE}`)
+      assert.equal(errorCode(res), 'RANGE_INVALID')
+    })
+
+    it('answers 304 when If-None-Match names the digest', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), { 'if-none-match': `"${layer.digest}"` })
+      assert.equal(res.status, 304)
+    })
+  })
+
+  describe('content held by peers', () => {
+    it('streams a blob from the peer that holds it, byte for byte', async () => {
+      await holder()
+      const a = await node()
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], layer.digest)
+      assert.ok(res.body.equals(layer.bytes))
+    })
+
+    it('resolves a tag through the DHT and serves the manifest from a peer', async () => {
+      await holder()
+      const a = await node()
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+      assert.equal(res.headers['content-type'], OCI_MANIFEST)
+      assert.equal(digestOf(res.body), image.root.digest)
+    })
+
+    it('answers HEAD of a manifest from a peer with its digest and no body', async () => {
+      await holder()
+      const a = await node()
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com', {}, 'HEAD')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+      assert.equal(Number(res.headers['content-length']), image.root.size)
+      assert.equal(res.body.byteLength, 0)
+    })
+
+    it('serves a range of a blob from a peer', async () => {
+      await holder()
+      const a = await node()
+      const res = await get(a.url, blobPath(layer.digest), { range: `bytes=${LAYER_SIZE - 100}-` })
+      assert.equal(res.status, 206)
+      assert.equal(res.headers['content-range'], `bytes ${LAYER_SIZE - 100}-${LAYER_SIZE - 1}/${LAYER_SIZE}`)
+      assert.ok(res.body.equals(layer.bytes.subarray(LAYER_SIZE - 100)))
+    })
+
+    it('forwards requests with X-Spegel-Mirrored and ns, so peers answer from their own store', async () => {
+      const peer = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node()
+      await get(a.url, blobPath(layer.digest, '127.0.0.1:5050'))
+      assert.equal(peer.requests[0]?.headers['x-spegel-mirrored'], 'true')
+      assert.equal(peer.requests[0]?.url, `/v2/team/app/blobs/${layer.digest}?ns=127.0.0.1%3A5050`)
+    })
+
+    it('answers a request marked X-Spegel-Mirrored from its own store only', async () => {
+      await holder()
+      const a = await node()
+      const res = await get(a.url, blobPath(layer.digest), { 'x-spegel-mirrored': 'true' })
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+    })
+
+    it('answers 404 BLOB_UNKNOWN when no peer has the blob', async () => {
+      await node()
+      const a = await node()
+      const res = await get(a.url, blobPath(digestOf('nobody has this')))
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+    })
+
+    it('answers 404 MANIFEST_UNKNOWN when no peer has the tag', async () => {
+      const a = await node()
+      const res = await get(a.url, '/v2/team/app/manifests/missing?ns=example.com')
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'MANIFEST_UNKNOWN')
+    })
+  })
+
+  describe('misbehaving peers', () => {
+    const quick = { responseTimeoutMs: 500, stallTimeoutMs: 300, manifestTimeoutMs: 800, minHedgeDelayMs: 50 }
+
+    it('asks a second peer when the first accepts the request and never answers', async () => {
+      const hung = await fake([layer.digest], () => {})
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+      assert.equal(hung.requests.length, 1)
+    })
+
+    it('answers 404 within the manifest cap when the only peer never answers', async () => {
+      await fake([tagKey({ registry: 'example.com', repository: 'team/app', tag: 'v1' }) as string], () => {})
+      const a = await node(quick)
+      const started = Date.now()
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 404)
+      assert.ok(
+        Date.now() - started < quick.manifestTimeoutMs + 1000,
+        'the answer is bounded by the manifest cap'
+      )
+    })
+
+    it('moves to the next peer when the connection is refused', async () => {
+      const dead = await fake([layer.digest], () => {})
+      await dead.server.close()
+      dead.server.closeAllConnections()
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+    })
+
+    it('moves to the next peer when one answers 500', async () => {
+      await fake([layer.digest], (_req, res) => {
+        res.writeHead(500)
+        res.end()
+      })
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const failures: PeerFailureEvent[] = []
+      a.handler.events.on('peer-failure', (e) => failures.push(e))
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+      assert.match(failures[0]?.reason ?? '', /500/)
+    })
+
+    it('resumes from the byte reached when a peer stops sending mid-blob', async () => {
+      const staller = await fake([layer.digest], (_req, res) => {
+        res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
+        res.write(Buffer.from(layer.bytes.subarray(0, 1024 * 1024)))
+      })
+      const good = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.error, undefined)
+      assert.ok(res.body.equals(layer.bytes))
+      assert.equal(staller.requests.length, 1)
+      assert.match(good.requests[0]?.headers.range ?? '', /^bytes=[1-9][0-9]*-$/)
+    })
+
+    it('delivers every byte, correct, when a peer dies in the middle of a blob', async () => {
+      await fake([layer.digest], (_req, res) => {
+        res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
+        res.write(Buffer.from(layer.bytes.subarray(0, 2 * 1024 * 1024)), () => res.socket?.destroy())
+      })
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.error, undefined)
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+    })
+
+    it('cuts the response and never delivers a complete body when a peer sends corrupt bytes', async () => {
+      const corrupt = Buffer.from(layer.bytes)
+      corrupt[corrupt.length - 1] = (corrupt[corrupt.length - 1] as number) ^ 0xff
+      await fake([layer.digest], serveBytes(corrupt, layer.digest))
+      const a = await node(quick)
+      const mismatches: DigestMismatchEvent[] = []
+      a.handler.events.on('digest-mismatch', (e) => mismatches.push(e))
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.ok(res.error !== undefined, 'the body is cut')
+      assert.ok(res.body.byteLength < LAYER_SIZE)
+      assert.equal(mismatches.length, 1)
+      assert.equal(mismatches[0]?.expected, layer.digest)
+    })
+
+    it('avoids a peer that sent corrupt bytes on later requests', async () => {
+      const corrupt = Buffer.from(layer.bytes).fill(0)
+      const bad = await fake([layer.digest], serveBytes(corrupt, layer.digest))
+      const a = await node(quick)
+      await get(a.url, blobPath(layer.digest))
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 404)
+      assert.equal(bad.requests.length, 1)
+    })
+
+    it('serves a manifest from a good peer when the first sends corrupt bytes', async () => {
+      const manifest = image.blobs.get(image.root.digest) as Uint8Array
+      const wrong = Buffer.from(manifest)
+      wrong[10] = 0x20
+      await fake([image.root.digest], serveBytes(wrong, image.root.digest, OCI_MANIFEST))
+      await fake([image.root.digest], serveBytes(manifest, image.root.digest, OCI_MANIFEST))
+      const a = await node(quick)
+      const res = await get(a.url, `/v2/team/app/manifests/${image.root.digest}?ns=example.com`)
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(Buffer.from(manifest)))
+    })
+
+    it('refuses a tag answer whose body does not hash to the digest the peer names', async () => {
+      const key = tagKey({ registry: 'example.com', repository: 'team/app', tag: 'v1' }) as string
+      const manifest = image.blobs.get(image.root.digest) as Uint8Array
+      await fake(
+        [key],
+        serveBytes(Buffer.from(`${Buffer.from(manifest).toString()} `), image.root.digest, OCI_MANIFEST)
+      )
+      const a = await node(quick)
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 404)
+    })
+
+    it('keeps a good peer while the client reads slowly', async () => {
+      // Larger than the socket buffers between peer, mirror and client, so the pause reaches the peer.
+      const big = randomBytes(48 * 1024 * 1024, 3)
+      const digest = digestOf(big)
+      await fake([digest], serveBytes(big, digest))
+      const a = await node(quick)
+      const failures: PeerFailureEvent[] = []
+      a.handler.events.on('peer-failure', (e) => failures.push(e))
+      const response = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+        http.get(`${a.url}${blobPath(digest)}`, resolve).on('error', reject)
+      })
+      const chunks: Buffer[] = []
+      let paused = false
+      for await (const chunk of response as AsyncIterable<Buffer>) {
+        chunks.push(chunk)
+        if (!paused && Buffer.concat(chunks).byteLength > 256 * 1024) {
+          paused = true
+          await new Promise((resolve) => setTimeout(resolve, 4 * quick.stallTimeoutMs))
+        }
+      }
+      assert.ok(Buffer.concat(chunks).equals(big))
+      assert.deepEqual(failures, [])
+    })
+
+    it('cuts the response when the only peer fails mid-blob and no other can resume', async () => {
+      await fake([layer.digest], (_req, res) => {
+        res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
+        res.write(Buffer.from(layer.bytes.subarray(0, 1024 * 1024)), () => res.socket?.destroy())
+      })
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.ok(res.error !== undefined)
+    })
+  })
+
+  describe('bad input', () => {
+    it('answers PUT with 405, Allow and an OCI error: the mirror is read-only', async () => {
+      const a = await node()
+      const res = await get(a.url, blobPath(layer.digest), {}, 'PUT')
+      assert.equal(res.status, 405)
+      assert.equal(res.headers.allow, 'GET, HEAD')
+      assert.equal(errorCode(res), 'UNSUPPORTED')
+    })
+
+    for (const method of ['POST', 'DELETE', 'PATCH'] as const) {
+      it(`answers ${method} with 405`, async () => {
+        const a = await node()
+        assert.equal((await get(a.url, '/v2/team/app/manifests/v1', {}, method)).status, 405)
+      })
+    }
+
+    for (const path of [
+      '/v2/../../etc/passwd/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      '/v2/team/%2e%2e/%2e%2e/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      '/v2/team%2fapp/manifests/latest',
+      '/v2/Team/App/manifests/latest'
+    ]) {
+      it(`answers 400 NAME_INVALID to ${path}`, async () => {
+        const a = await holder()
+        const res = await get(a.url, path)
+        assert.equal(res.status, 400)
+        assert.equal(errorCode(res), 'NAME_INVALID')
+      })
+    }
+
+    it('answers 400 DIGEST_INVALID to a malformed digest', async () => {
+      const a = await node()
+      const res = await get(a.url, '/v2/team/app/blobs/sha256:xyz')
+      assert.equal(res.status, 400)
+      assert.equal(errorCode(res), 'DIGEST_INVALID')
+    })
+
+    it('answers 416 RANGE_INVALID to several ranges', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), { range: 'bytes=0-1,5-9' })
+      assert.equal(res.status, 416)
+      assert.equal(errorCode(res), 'RANGE_INVALID')
+    })
+
+    it('answers 416 RANGE_INVALID to an absurd range', async () => {
+      const a = await holder()
+      const res = await get(a.url, blobPath(layer.digest), { range: 'bytes=99999999999999999999-' })
+      assert.equal(res.status, 416)
+    })
+
+    it('answers 404 to an endpoint the mirror does not serve', async () => {
+      const a = await node()
+      const res = await get(a.url, '/v2/team/app/tags/list')
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'UNSUPPORTED')
+    })
+
+    it('answers 404 to a path outside /v2/ when used without next', async () => {
+      const a = await node()
+      assert.equal((await get(a.url, '/etc/passwd')).status, 404)
+    })
+  })
+
+  describe('filters and credentials', () => {
+    it('answers 404 to a reference a registry filter matches, even when held locally', async () => {
+      const a = await holder({ filters: [/^example\.com\/team\//] })
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'MANIFEST_UNKNOWN')
+    })
+
+    it('serves references no filter matches', async () => {
+      const a = await holder({ filters: [/^private\.example\.com\//] })
+      assert.equal((await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')).status, 200)
+    })
+
+    it('answers 404 to a registry outside the mirrored registries', async () => {
+      const a = await holder({ registries: ['docker.io'] })
+      assert.equal((await get(a.url, blobPath(layer.digest, 'example.com'))).status, 404)
+    })
+
+    it('answers 401 with WWW-Authenticate without the mirror credentials', async () => {
+      const a = await holder({ credentials: { username: 'u', password: 'p' } })
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 401)
+      assert.equal(res.headers['www-authenticate'], 'Basic realm="kadmirror"')
+      assert.equal(errorCode(res), 'UNAUTHORIZED')
+    })
+
+    it('serves clients that send the credentials, and sends them to peers', async () => {
+      const credentials = { username: 'u', password: 'p' }
+      const authorization = `Basic ${Buffer.from('u:p').toString('base64')}`
+      await holder({ credentials })
+      const a = await node({ credentials })
+      const res = await get(a.url, blobPath(layer.digest), { authorization })
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+    })
+  })
+
+  describe('events', () => {
+    it('reports the source, registry and bytes of each answer', async () => {
+      await holder()
+      const a = await node()
+      const seen = events(a)
+      await a.store.addImage('example.com/team/other:v1', buildImage({ layers: [Buffer.from('mine')] }))
+      await get(a.url, blobPath(layer.digest))
+      await get(a.url, blobPath(digestOf('missing')))
+      await waitFor(() => seen.length === 2)
+      const [peer, miss] = seen as [ResponseEvent, ResponseEvent]
+      assert.equal(peer.source, 'peer')
+      assert.equal(peer.registry, 'example.com')
+      assert.equal(peer.bytes, LAYER_SIZE)
+      assert.equal(typeof peer.resolveMs, 'number')
+      assert.equal(miss.source, 'miss')
+      assert.equal(miss.status, 404)
+    })
+  })
+})
