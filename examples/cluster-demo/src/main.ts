@@ -1,18 +1,27 @@
 /**
- * The main job for now (`npm start`): a local cluster of kadmirror nodes on 127.0.0.1. Each node has an
- * embedded OCI image-layout store, a libp2p router on the Spegel-compatible DHT, and an advertiser. Node 1
- * holds generated images; the last node looks up their tags and digests (a hit names node 1 and its registry
- * URL), looks up a digest nobody has (a miss), then node 1 deletes an image and the lookup no longer finds it.
- * The HTTP mirror that serves the bytes comes with @kadmirror/mirror.
+ * The main job (`npm start`): a local multi-node mirror on 127.0.0.1. Each node has an embedded OCI
+ * image-layout store, a libp2p router on the Spegel-compatible DHT, an advertiser, and the HTTP mirror
+ * (`@kadmirror/mirror`). Node 1 holds generated images; the last node pulls one through its own mirror the
+ * way containerd does (HEAD the tag, GET the index and manifests, GET every blob), and each answer says which
+ * node served it. Then a blob nobody has (a fast 404), and an image node 1 deleted (404 after withdrawal).
  *
  * Usage: node examples/cluster-demo/src/main.ts [--nodes 3] [--layer-mib 1]
  */
 import { randomFillSync } from 'node:crypto'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { buildImage, buildIndex } from '@kadmirror/oci'
+import {
+  answerClientError,
+  createMirrorHandler,
+  type MirrorHandler,
+  type ResponseEvent
+} from '@kadmirror/mirror'
+import { buildImage, buildIndex, type Descriptor, digestOf, walkImage } from '@kadmirror/oci'
 import {
   type Advertiser,
   createAdvertiser,
@@ -21,6 +30,7 @@ import {
   staticBootstrapper
 } from '@kadmirror/routing'
 import { type OciLayoutStore, openOciLayoutStore } from '@kadmirror/store'
+import { Agent } from 'undici'
 
 const { values } = parseArgs({
   options: { nodes: { type: 'string', default: '3' }, 'layer-mib': { type: 'string', default: '1' } }
@@ -41,6 +51,9 @@ interface Node {
   store: OciLayoutStore
   router: Libp2pRouter
   advertiser: Advertiser
+  server: Server
+  mirror: MirrorHandler
+  url: string
 }
 
 const root = await mkdtemp(join(tmpdir(), 'kadmirror-cluster-'))
@@ -49,23 +62,51 @@ const ms = (start: number): string => `${(performance.now() - start).toFixed(1)}
 
 async function startNode(index: number, seed?: string[]): Promise<Node> {
   const store = await openOciLayoutStore({ directory: join(root, `node-${index + 1}`) })
+  // The mirror's port must be known before the router starts (the router announces it to peers), so the
+  // server listens first and the handler is attached once the router exists.
+  const server = createServer()
+  server.on('clientError', answerClientError)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
-    registryPort: 5000 + index,
+    registryPort: port,
     dataDir: join(root, `node-${index + 1}`, 'router'),
     ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
   })
   const advertiser = createAdvertiser({ store, router })
   await advertiser.start()
-  return { name: `node ${index + 1}`, store, router, advertiser }
+  const mirror = createMirrorHandler({ store, router })
+  server.on('request', mirror)
+  return {
+    name: `node ${index + 1}`,
+    store,
+    router,
+    advertiser,
+    server,
+    mirror,
+    url: `http://127.0.0.1:${port}`
+  }
 }
 
-async function lookup(router: Libp2pRouter, key: string): Promise<string> {
+const client = new Agent()
+
+/** One request to a mirror, as containerd sends it; the answer with who served it. */
+async function pull(node: Node, method: 'GET' | 'HEAD', path: string) {
+  const served = once(node.mirror.events, 'response') as Promise<[ResponseEvent]>
   const start = performance.now()
-  const found: string[] = []
-  for await (const peer of router.lookup(key)) found.push(`${nodeName(peer.id)} at ${peer.registryUrl}`)
-  return `${found.length === 0 ? 'nobody' : found.join(', ')} (${ms(start)})`
+  const res = await client.request({ origin: node.url, path, method })
+  const body = Buffer.from(await res.body.arrayBuffer())
+  const [event] = await served
+  const from =
+    event.source === 'peer'
+      ? `from ${nodeName(event.peer ?? '')}`
+      : event.source === 'local'
+        ? 'local'
+        : event.source
+  return { status: res.statusCode, headers: res.headers, body, from, time: ms(start) }
 }
 
 function nodeName(peerId: string): string {
@@ -97,30 +138,61 @@ try {
   console.log(`\n${first.name} added 2 images; it advertises ${first.advertiser.size()} keys:`)
   for (const [registry, n] of first.advertiser.counts()) console.log(`  ${registry.padEnd(22)} ${n} keys`)
 
-  console.log(`\n${asker.name} looks up:`)
+  const ns = '?ns=registry.example.com'
+  console.log(`\n${asker.name} pulls registry.example.com/team/app:1.0 through its mirror at ${asker.url}:`)
+  const pullStart = performance.now()
+  const head = await pull(asker, 'HEAD', `/v2/team/app/manifests/1.0${ns}`)
   console.log(
-    `  tag registry.example.com/team/app:1.0 → ${await lookup(asker.router, 'registry.example.com/team/app:1.0')}`
+    `  HEAD manifests/1.0 → ${head.status} ${head.headers['docker-content-digest']} (${head.from}, ${head.time})`
   )
-  for (const digest of [...app.blobs.keys()].slice(0, 3))
-    console.log(`  ${digest.slice(0, 19)}… → ${await lookup(asker.router, digest)}`)
+  let bytes = 0
+  const load = async (descriptor: Descriptor) => {
+    const res = await pull(asker, 'GET', `/v2/team/app/manifests/${descriptor.digest}${ns}`)
+    console.log(
+      `  GET manifests/${descriptor.digest.slice(0, 19)}… → ${res.status} (${res.from}, ${res.time})`
+    )
+    bytes += res.body.byteLength
+    return res.status === 200 ? res.body : undefined
+  }
+  let verified = 0
+  for await (const entry of walkImage(app.root, load)) {
+    if (entry.relation === 'manifest' || entry.relation === 'root') continue
+    const res = await pull(asker, 'GET', `/v2/team/app/blobs/${entry.descriptor.digest}${ns}`)
+    const ok = res.status === 200 && digestOf(res.body) === entry.descriptor.digest
+    if (ok) verified++
+    bytes += res.body.byteLength
+    console.log(
+      `  GET blobs/${entry.descriptor.digest.slice(0, 19)}… → ${res.status} ${res.body.byteLength} bytes ${ok ? 'verified' : 'WRONG'} (${res.from}, ${res.time})`
+    )
+  }
+  const seconds = (performance.now() - pullStart) / 1000
+  console.log(
+    `  pulled ${(bytes / 1024 / 1024).toFixed(1)} MiB in ${(seconds * 1000).toFixed(0)} ms, ${verified} blobs verified`
+  )
+
   const unknown = `sha256:${'0'.repeat(64)}`
-  console.log(`  ${unknown.slice(0, 19)}… (nobody has it) → ${await lookup(asker.router, unknown)}`)
+  const miss = await pull(asker, 'GET', `/v2/team/app/blobs/${unknown}${ns}`)
+  console.log(
+    `\n${asker.name} asks for a blob nobody has → ${miss.status} ${miss.body.toString().trim()} (${miss.time}); containerd would now go upstream`
+  )
 
   await first.store.removeImage('registry.k8s.io/pause:3.10')
   await new Promise((resolve) => setTimeout(resolve, 200))
+  const gone = await pull(asker, 'HEAD', '/v2/pause/manifests/3.10?ns=registry.k8s.io')
   console.log(
-    `\n${first.name} deleted registry.k8s.io/pause:3.10 and withdrew its keys; ${asker.name} looks up again:`
-  )
-  console.log(
-    `  tag registry.k8s.io/pause:3.10 → ${await lookup(asker.router, 'registry.k8s.io/pause:3.10')}`
+    `\n${first.name} deleted registry.k8s.io/pause:3.10 and withdrew its keys; ${asker.name}: HEAD pause:3.10 → ${gone.status} (${gone.time})`
   )
 } finally {
   await Promise.all(
     nodes.map(async (n) => {
+      n.server.closeAllConnections()
+      n.server.close()
+      await n.mirror.close()
       await n.advertiser.close()
       await n.router.close()
       await n.store.close()
     })
   )
+  await client.close()
   await rm(root, { recursive: true, force: true })
 }
