@@ -1,11 +1,16 @@
 /**
  * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror] [-- bench options]
  */
 import { benchDht } from './dht.ts'
+import { benchMirror } from './mirror.ts'
 import { benchStore } from './store.ts'
 
-const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = { store: benchStore, dht: benchDht }
+const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
+  store: benchStore,
+  dht: benchDht,
+  mirror: benchMirror
+}
 
 const args = process.argv.slice(2)
 const firstOption = args.findIndex((a) => a.startsWith('-'))

@@ -6,11 +6,11 @@
 import { timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { availableParallelism } from 'node:os'
 import { pipeline } from 'node:stream/promises'
 import {
   type BlobPath,
   type ByteRange,
-  createDigester,
   type Digest,
   type DistributionPath,
   digestAlgorithm,
@@ -31,7 +31,9 @@ import { type ContentInfo, ContentNotFoundError, type ContentStore } from '@kadm
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import * as defaults from './constants.ts'
+import { BufferPool, copyRange } from './copy.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
+import { HashPool } from './hash-pool.ts'
 import {
   DigestMismatchError,
   discard,
@@ -44,7 +46,7 @@ import {
   reportFailure
 } from './peer-fetch.ts'
 import { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
-import { API_VERSION_HEADER, sendError, writeChunk } from './respond.ts'
+import { API_VERSION_HEADER, drained, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
 export interface Credentials {
@@ -96,6 +98,11 @@ export interface MirrorHandlerInit {
   peerCredentials?: Credentials
   /** Serve `GET /readyz` (200 once the router has peers) and `GET /livez`. Default true. */
   health?: boolean
+  /**
+   * Worker threads that hash blobs streamed from peers, so verification runs beside the forwarding. Default:
+   * one less than the available cores, at most 4 (0 on a single core: hashing stays on the main thread).
+   */
+  hashThreads?: number
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -115,6 +122,8 @@ export interface MirrorHandler {
 }
 
 const silent = pino({ level: 'silent' })
+/** Content up to this size is streamed; larger content is copied with pooled buffers when the store has `open`. */
+const SMALL_CONTENT_BYTES = 256 * 1024
 const MIRRORED = defaults.MIRRORED_HEADER
 
 interface Settings {
@@ -129,6 +138,8 @@ interface Settings {
   expectedAuth: Buffer | undefined
   health: boolean
   fetch: PeerFetchConfig
+  hashes: HashPool
+  buffers: BufferPool
   log: Logger
 }
 
@@ -189,6 +200,8 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
       init.credentials === undefined ? undefined : Buffer.from(basicAuthorization(init.credentials)),
     health: init.health ?? true,
     fetch: fetchConfig,
+    buffers: new BufferPool(),
+    hashes: new HashPool(Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads()))),
     log: init.logger ?? silent
   }
 
@@ -224,10 +237,14 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   Object.defineProperty(handler, 'events', { value: events, enumerable: true })
   let closed: Promise<void> | undefined
   handler.close = () => {
-    closed ??= ownDispatcher === undefined ? Promise.resolve() : ownDispatcher.close()
+    closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close()]).then(() => {})
     return closed
   }
   return handler
+}
+
+function defaultHashThreads(): number {
+  return Math.min(4, Math.max(0, availableParallelism() - 1))
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
@@ -461,6 +478,26 @@ async function serveLocal(
     res.end()
     return true
   }
+  if (settings.store.open !== undefined && info.size > SMALL_CONTENT_BYTES) {
+    const reader = await settings.store.open(info.digest)
+    if (reader === undefined) return false
+    res.writeHead(range === undefined ? 200 : 206, headers)
+    try {
+      outcome.bytes = await copyRange(
+        reader,
+        res,
+        range ?? { start: 0, end: info.size - 1 },
+        settings.buffers
+      )
+    } catch (err) {
+      if (!res.destroyed) res.destroy()
+      if (!isClientGone(err))
+        settings.log.warn({ err, digest: info.digest }, 'local read failed mid-response')
+    } finally {
+      await reader.close()
+    }
+    return true
+  }
   let stream: Awaited<ReturnType<ContentStore['read']>>
   try {
     stream = await settings.store.read(info.digest, range)
@@ -651,61 +688,105 @@ async function streamVerified(
   outcome: Outcome,
   resume: (offset: number) => Promise<{ value?: PeerBlob; attempts: number }>
 ): Promise<void> {
-  const hasher = createDigester(digestAlgorithm(path.digest))
-  const contributors: Provider[] = []
-  let position = 0
-  let pending: Uint8Array | undefined
-  let current: PeerBlob | undefined = first
-  while (current !== undefined) {
-    const body = current.body as NonNullable<PeerBlob['body']>
-    contributors.push(current.provider)
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (position + chunk.byteLength > size) throw new Error('peer sent more bytes than the blob has')
-        hasher.update(chunk)
-        const from = Math.max(range.start, position)
-        const to = Math.min(range.end + 1, position + chunk.byteLength)
-        position += chunk.byteLength
-        if (from < to) {
-          const slice = chunk.subarray(
-            from - (position - chunk.byteLength),
-            to - (position - chunk.byteLength)
-          )
-          if (pending !== undefined) {
-            if (!(await writeChunk(res, pending))) return discard(body)
-            outcome.bytes += pending.byteLength
+  const hasher = settings.hashes.create(digestAlgorithm(path.digest))
+  let finished = false
+  try {
+    const contributors: Provider[] = []
+    let position = 0
+    let pending: Uint8Array | undefined
+    let current: PeerBlob | undefined = first
+    while (current !== undefined) {
+      const body = current.body as NonNullable<PeerBlob['body']>
+      contributors.push(current.provider)
+      try {
+        const ended = await new Promise<boolean>((resolve, reject) => {
+          // Event-driven rather than for-await: one callback per chunk, paused while the client or the hash
+          // worker catches up.
+          let holds = 0
+          const hold = (until: Promise<unknown>): void => {
+            if (holds++ === 0) body.pause()
+            until.then(
+              (ok) => {
+                if (ok === false) return finish(false)
+                if (--holds === 0) body.resume()
+              },
+              (err: unknown) => fail(err)
+            )
           }
-          pending = slice
+          const finish = (value: boolean): void => {
+            cleanup()
+            resolve(value)
+          }
+          const fail = (err: unknown): void => {
+            cleanup()
+            reject(err)
+          }
+          const onData = (chunk: Buffer): void => {
+            if (position + chunk.byteLength > size)
+              return fail(new Error('peer sent more bytes than the blob has'))
+            hasher.update(chunk)
+            const from = Math.max(range.start, position)
+            const to = Math.min(range.end + 1, position + chunk.byteLength)
+            const chunkStart = position
+            position += chunk.byteLength
+            if (from < to) {
+              if (pending !== undefined) {
+                outcome.bytes += pending.byteLength
+                if (!res.write(pending)) hold(drained(res))
+              }
+              pending = chunk.subarray(from - chunkStart, to - chunkStart)
+            }
+            const hashed = hasher.ready()
+            if (hashed !== undefined) hold(hashed)
+          }
+          const onEnd = (): void => finish(true)
+          const onClose = (): void => {
+            if (!body.readableEnded) fail(new Error('peer closed the body early'))
+          }
+          const cleanup = (): void => {
+            body.off('data', onData)
+            body.off('end', onEnd)
+            body.off('error', fail)
+            body.off('close', onClose)
+          }
+          body.on('data', onData)
+          body.on('end', onEnd)
+          body.on('error', fail)
+          body.on('close', onClose)
+        })
+        if (!ended) return discard(body)
+        if (position < size) throw new Error(`peer ended the body at byte ${position} of ${size}`)
+        break
+      } catch (err) {
+        discard(body)
+        if (res.destroyed) return
+        reportFailure(settings.fetch, path.digest, current.provider, err)
+        settings.log.info(
+          { peer: current.provider.id, digest: path.digest, position, err },
+          'peer failed mid-blob; resuming'
+        )
+        const next = await resume(position)
+        current = next.value
+        if (current === undefined) {
+          // No one can finish it: cut the response so the client retries (containerd resumes with Range).
+          outcome.source = 'failed'
+          res.destroy()
+          return
         }
       }
-      if (position < size) throw new Error(`peer ended the body at byte ${position} of ${size}`)
-      break
-    } catch (err) {
-      discard(body)
-      if (res.destroyed) return
-      reportFailure(settings.fetch, path.digest, current.provider, err)
-      settings.log.info(
-        { peer: current.provider.id, digest: path.digest, position, err },
-        'peer failed mid-blob; resuming'
-      )
-      const next = await resume(position)
-      current = next.value
-      if (current === undefined) {
-        // No one can finish it: cut the response so the client retries (containerd resumes with Range).
-        outcome.source = 'failed'
-        res.destroy()
-        return
-      }
     }
+    finished = true
+    const actual = await hasher.digest()
+    if (actual !== path.digest) {
+      mismatch(settings, contributors, new DigestMismatchError(path.digest, actual))
+      outcome.source = 'failed'
+      res.destroy()
+      return
+    }
+    for (const provider of contributors) settings.fetch.avoid.clear(provider.id)
+    if (pending !== undefined) outcome.bytes += pending.byteLength
+    res.end(pending)
+  } finally {
+    if (!finished) hasher.abandon()
   }
-  const actual = hasher.digest()
-  if (actual !== path.digest) {
-    mismatch(settings, contributors, new DigestMismatchError(path.digest, actual))
-    outcome.source = 'failed'
-    res.destroy()
-    return
-  }
-  for (const provider of contributors) settings.fetch.avoid.clear(provider.id)
-  if (pending !== undefined) outcome.bytes += pending.byteLength
-  res.end(pending)
 }

@@ -28,12 +28,11 @@ export function sendError(
 }
 
 /**
- * Writes `chunk` and waits for the socket to drain when its buffer is full.
- * Resolves false when the client went away (nothing more should be written).
+ * Waits until a response whose `write` returned false can take more bytes.
+ * Resolves false when the client went away instead (nothing more should be written).
  */
-export async function writeChunk(res: ServerResponse, chunk: Uint8Array): Promise<boolean> {
-  if (res.destroyed || res.writableEnded) return false
-  if (res.write(chunk)) return true
+export function drained(res: ServerResponse): Promise<boolean> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve(false)
   return new Promise((resolve) => {
     const done = (ok: boolean): void => {
       res.off('drain', onDrain)

@@ -138,6 +138,32 @@ export function contentStoreConformance(name: string, options: ConformanceOption
         layerBytes = (found as [Digest, Uint8Array])[1]
       })
 
+      it('open gives random access to every byte of a blob, when the store has open', async function () {
+        if (store.open === undefined) return this.skip()
+        const reader = await store.open(layer)
+        assert.ok(reader !== undefined)
+        try {
+          assert.equal(reader.size, layerBytes.byteLength)
+          const target = new Uint8Array(reader.size + 4)
+          let position = 0
+          while (position < reader.size) {
+            const n = await reader.read(target, position + 4, Math.min(97, reader.size - position), position)
+            assert.ok(n > 0)
+            position += n
+          }
+          assert.deepEqual(Buffer.from(target.subarray(4)), Buffer.from(layerBytes))
+          assert.equal(await reader.read(new Uint8Array(8), 0, 8, reader.size), 0)
+        } finally {
+          await reader.close()
+          await reader.close()
+        }
+      })
+
+      it('open resolves undefined for a digest the store lacks, when the store has open', async function () {
+        if (store.open === undefined) return this.skip()
+        assert.equal(await store.open(MISSING), undefined)
+      })
+
       it('reads every blob of an image byte for byte', async () => {
         for (const [digest, expected] of image.blobs) {
           assert.deepEqual(await readAll(await store.read(digest)), Buffer.from(expected), digest)

@@ -16,7 +16,14 @@
  * await store.close()
  * ```
  */
-export type { ContentInfo, ContentStore, StoreEvent, StoreKey, SubscribeOptions } from './content-store.ts'
+export type {
+  ContentInfo,
+  ContentReader,
+  ContentStore,
+  StoreEvent,
+  StoreKey,
+  SubscribeOptions
+} from './content-store.ts'
 export {
   ContentMismatchError,
   ContentNotFoundError,

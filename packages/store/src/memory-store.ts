@@ -13,7 +13,14 @@ import {
   tagKey
 } from '@kadmirror/oci'
 import { buildCatalog, type CatalogImage, LiveCatalog } from './catalog.ts'
-import type { ContentInfo, ContentStore, StoreEvent, StoreKey, SubscribeOptions } from './content-store.ts'
+import type {
+  ContentInfo,
+  ContentReader,
+  ContentStore,
+  StoreEvent,
+  StoreKey,
+  SubscribeOptions
+} from './content-store.ts'
 import { ContentNotFoundError, StoreClosedError } from './errors.ts'
 import { createSerialQueue } from './serial.ts'
 
@@ -64,6 +71,20 @@ export function createMemoryStore(): MemoryStore {
       const bytes = blobs.get(parseDigest(digest))
       if (bytes === undefined) return undefined
       return catalog.info(digest, bytes.byteLength)
+    },
+    async open(digest): Promise<ContentReader | undefined> {
+      check()
+      const bytes = blobs.get(parseDigest(digest))
+      if (bytes === undefined) return undefined
+      return {
+        size: bytes.byteLength,
+        async read(target, offset, length, position) {
+          const part = bytes.subarray(position, Math.min(bytes.byteLength, position + length))
+          target.set(part, offset)
+          return part.byteLength
+        },
+        async close() {}
+      }
     },
     async read(digest, range?: ByteRange) {
       check()

@@ -37,7 +37,7 @@ import {
   walkImage
 } from '@kadmirror/oci'
 import { buildCatalog, type Catalog, type CatalogImage, imageName, LiveCatalog } from './catalog.ts'
-import type { ContentInfo, ContentStore, StoreKey, SubscribeOptions } from './content-store.ts'
+import type { ContentInfo, ContentReader, ContentStore, StoreKey, SubscribeOptions } from './content-store.ts'
 import {
   ContentMismatchError,
   ContentNotFoundError,
@@ -307,10 +307,29 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
         await handle.close()
         throw new RangeNotSatisfiableError(size)
       }
+      const length = range === undefined ? size : range.end - range.start + 1
       return handle.createReadStream({
-        highWaterMark: READ_HIGH_WATER_MARK,
+        // Never a buffer larger than the content: small blobs (manifests, configs) are read often.
+        highWaterMark: Math.max(1, Math.min(READ_HIGH_WATER_MARK, length)),
         ...(range === undefined ? {} : { start: range.start, end: range.end })
       })
+    },
+    async open(digest): Promise<ContentReader | undefined> {
+      check()
+      const handle = await openBlob(parseDigest(digest))
+      if (handle === undefined) return undefined
+      const { size } = await handle.stat()
+      let closed: Promise<void> | undefined
+      return {
+        size,
+        async read(target, offset, length, position) {
+          return (await handle.read(target, offset, length, position)).bytesRead
+        },
+        close() {
+          closed ??= handle.close()
+          return closed
+        }
+      }
     },
     subscribe(options?: SubscribeOptions) {
       check()

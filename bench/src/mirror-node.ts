@@ -1,0 +1,51 @@
+/**
+ * One kadmirror node for bench/mirror, in its own process: an OCI image-layout store, a libp2p router on
+ * 127.0.0.1, the advertiser and the mirror server. Prints one JSON line `{ url, peerId, addresses }` when
+ * ready; stops on SIGTERM or when its parent disconnects.
+ *
+ * Usage: node bench/src/mirror-node.ts --dir DIR [--bootstrap MULTIADDR]
+ */
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { parseArgs } from 'node:util'
+import { answerClientError, createMirrorHandler } from '@kadmirror/mirror'
+import { createAdvertiser, createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
+import { openOciLayoutStore } from '@kadmirror/store'
+
+const { values } = parseArgs({ options: { dir: { type: 'string' }, bootstrap: { type: 'string' } } })
+if (values.dir === undefined) {
+  console.error('mirror-node: --dir is required')
+  process.exit(2)
+}
+const store = await openOciLayoutStore({ directory: values.dir, create: true })
+const server = createServer({ keepAliveTimeout: 30_000 })
+server.on('clientError', answerClientError)
+server.listen(0, '127.0.0.1')
+await once(server, 'listening')
+const port = (server.address() as AddressInfo).port
+const router = await createLibp2pRouter({
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  allowLoopback: true,
+  registryPort: port,
+  ...(values.bootstrap === undefined ? {} : { bootstrapper: staticBootstrapper([values.bootstrap]) })
+})
+const advertiser = createAdvertiser({ store, router })
+await advertiser.start()
+const handler = createMirrorHandler({ store, router })
+server.on('request', handler)
+console.log(
+  JSON.stringify({ url: `http://127.0.0.1:${port}`, peerId: router.peerId, addresses: router.addresses() })
+)
+
+const stop = async (): Promise<void> => {
+  server.closeAllConnections()
+  server.close()
+  await handler.close()
+  await advertiser.close()
+  await router.close()
+  await store.close()
+  process.exit(0)
+}
+process.once('SIGTERM', () => void stop())
+process.once('disconnect', () => void stop())
