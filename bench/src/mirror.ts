@@ -94,26 +94,31 @@ async function stopClusterNode(node: ClusterNode): Promise<void> {
 }
 
 /** Part 1: misses (and hits) through one node's mirror on an in-process cluster of `size` nodes. */
-async function clusterMisses(size: number, lookups: number): Promise<Row> {
+async function clusterMisses(size: number, lookups: number, work: string): Promise<Row> {
   const formStart = now()
   const first = await startClusterNode()
   const seed = first.router.addresses().map((a) => `${a}/p2p/${first.router.peerId}`)
   const nodes = [first]
   const client = new Agent({ connections: 8 })
+  let askerProcess: NodeProcess | undefined
   try {
-    for (let i = 1; i < size; i += 25) {
+    for (let i = 1; i < size - 1; i += 25) {
       nodes.push(
-        ...(await Promise.all(Array.from({ length: Math.min(25, size - i) }, () => startClusterNode(seed))))
+        ...(await Promise.all(
+          Array.from({ length: Math.min(25, size - 1 - i) }, () => startClusterNode(seed))
+        ))
       )
     }
+    // The node whose mirror is asked runs in its own process, as on a real host; the others share this one.
+    askerProcess = await spawnNode(join(work, `asker-${size}`), seed[0])
+    const asker = { url: askerProcess.url }
     await waitFor(
       () => nodes.every((n) => n.router.peers().length === size - 1),
       size * 10_000,
       'a full mesh'
     )
     const formSeconds = (now() - formStart) / 1000
-    const asker = nodes[0] as ClusterNode
-    const others = nodes.slice(1)
+    const others = nodes
     const pick = (): ClusterNode => others[Math.floor(Math.random() * others.length)] as ClusterNode
     // Some load in the DHT: 1000 keys spread over the nodes.
     await Promise.all(
@@ -132,23 +137,27 @@ async function clusterMisses(size: number, lookups: number): Promise<Row> {
       await owner.router.advertise([...image.blobs.keys()])
       hitImages.push(image)
     }
-    for (let i = 0; i < 20; i++)
-      await timeGet(client, asker.url, `/v2/x/blobs/${randomDigest()}?ns=bench.local`)
-    const misses: number[] = []
-    let missErrors = 0
-    for (let i = 0; i < lookups; i++) {
-      const r = await timeGet(client, asker.url, `/v2/x/blobs/${randomDigest()}?ns=bench.local`)
-      if (r.status !== 404) missErrors++
-      misses.push(r.totalMs)
-    }
-    const hits: number[] = []
-    let hitErrors = 0
-    for (const image of hitImages) {
+    // The asker knows the cluster once it finds a hit.
+    const probe = hitImages[0]?.root.digest as Digest
+    await waitFor(
+      async () =>
+        (await timeGet(client, asker.url, `/v2/hit/manifests/${probe}?ns=bench.local`)).status === 200,
+      60_000,
+      'the asker to join'
+    )
+    const missPaths = (n: number): string[] =>
+      Array.from({ length: n }, () => `/v2/x/blobs/${randomDigest()}?ns=bench.local`)
+    await timeMany(client, asker.url, missPaths(20))
+    const missResults = await timeMany(client, asker.url, missPaths(lookups))
+    const misses = missResults.map((r) => r.totalMs)
+    const missErrors = missResults.filter((r) => r.status !== 404).length
+    const hitPaths = hitImages.map((image) => {
       const layer = [...image.blobs.entries()].find(([, b]) => b.byteLength === 4096)?.[0] as Digest
-      const r = await timeGet(client, asker.url, `/v2/hit/blobs/${layer}?ns=bench.local`)
-      if (r.status !== 200 || r.bytes !== 4096) hitErrors++
-      hits.push(r.totalMs)
-    }
+      return `/v2/hit/blobs/${layer}?ns=bench.local`
+    })
+    const hitResults = await timeMany(client, asker.url, hitPaths)
+    const hits = hitResults.map((r) => r.totalMs)
+    const hitErrors = hitResults.filter((r) => r.status !== 200 || r.bytes !== 4096).length
     return {
       nodes: size,
       'form s': formSeconds,
@@ -161,6 +170,10 @@ async function clusterMisses(size: number, lookups: number): Promise<Row> {
     }
   } finally {
     await client.close()
+    if (askerProcess !== undefined) {
+      askerProcess.child.kill('SIGTERM')
+      if (askerProcess.child.exitCode === null) await once(askerProcess.child, 'exit')
+    }
     await Promise.all(nodes.map(stopClusterNode))
   }
 }
@@ -290,6 +303,33 @@ async function timeTransfer(
     headersMs: (ttfb as number) * 1000,
     totalMs: (total as number) * 1000
   }
+}
+
+/**
+ * Times GETs of `paths`, one after another on one connection. With curl on PATH the client is one curl
+ * process (so the times are not a busy Node process's own delays); otherwise undici.
+ */
+async function timeMany(
+  client: Agent,
+  origin: string,
+  paths: string[]
+): Promise<{ status: number; totalMs: number; bytes: number }[]> {
+  if (CURL === undefined) return Promise.all(paths.map((path) => timeGet(client, origin, path)))
+  const args = ['-s', '-w', '%{http_code} %{size_download} %{time_total}\\n']
+  for (const path of paths) args.push('-o', '/dev/null', `${origin}${path}`)
+  const child = spawn(CURL, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString()
+  })
+  await once(child, 'exit')
+  return out
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [status, bytes, total] = line.split(' ').map(Number)
+      return { status: status as number, bytes: bytes as number, totalMs: (total as number) * 1000 }
+    })
 }
 
 async function timeTransfers(client: Agent, origin: string, path: string, size: number, runs: number) {
@@ -443,15 +483,20 @@ export async function benchMirror(args: string[] = []): Promise<boolean> {
   const results: Record<string, unknown> = { targets: TARGETS }
   if (values['skip-cluster'] !== true) {
     const rows: Row[] = []
-    for (const size of (values.sizes ?? '')
-      .split(',')
-      .map(Number)
-      .filter((n) => n > 1)) {
-      console.error(`bench/mirror: misses through a mirror, ${size} nodes in one process…`)
-      rows.push(await clusterMisses(size, Number(values.lookups)))
+    const work = await mkdtemp(join(tmpdir(), 'kadmirror-bench-cluster-'))
+    try {
+      for (const size of (values.sizes ?? '')
+        .split(',')
+        .map(Number)
+        .filter((n) => n > 2)) {
+        console.error(`bench/mirror: misses through a mirror, ${size} nodes…`)
+        rows.push(await clusterMisses(size, Number(values.lookups), work))
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true })
     }
     printTable(
-      'bench/mirror: GET through one node’s mirror, in-process libp2p cluster (404 on a miss; 4 KiB blob from a peer on a hit)',
+      'bench/mirror: GET through one node’s mirror (its own process; the other nodes share one process): 404 on a miss, a 4 KiB blob from a peer on a hit',
       rows
     )
     for (const row of rows)
