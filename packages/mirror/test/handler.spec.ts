@@ -280,6 +280,19 @@ describe('mirror handler', function () {
       )
     })
 
+    it('answers 404 within the response timeout when the only peer never answers a blob request', async () => {
+      await fake([layer.digest], () => {})
+      const a = await node(quick)
+      const started = Date.now()
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+      assert.ok(
+        Date.now() - started < quick.responseTimeoutMs + 1000,
+        'the answer is bounded by the response timeout'
+      )
+    })
+
     it('moves to the next peer when the connection is refused', async () => {
       const dead = await fake([layer.digest], () => {})
       await dead.server.close()

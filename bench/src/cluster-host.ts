@@ -1,0 +1,89 @@
+/**
+ * A process hosting several kadmirror nodes for bench/mirror (memory store, libp2p router, mirror server
+ * each), driven over IPC by the parent: `start` (with a seed), `peers`, `images` (add small images to random
+ * hosted nodes; answers their layer digests), `stop`. Spreading a cluster over several such processes keeps
+ * one event loop from answering for every node.
+ */
+import { randomFillSync } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createMirrorHandler, type MirrorHandler } from '@kadmirror/mirror'
+import { buildImage, type Digest } from '@kadmirror/oci'
+import { createLibp2pRouter, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
+import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
+
+interface HostedNode {
+  router: Libp2pRouter
+  store: MemoryStore
+  handler: MirrorHandler
+  server: Server
+}
+
+/** Messages the parent sends. */
+export type HostRequest =
+  | { op: 'start'; id: number; count: number; seed?: string[] }
+  | { op: 'peers'; id: number }
+  | { op: 'images'; id: number; count: number; layerBytes: number }
+  | { op: 'stop'; id: number }
+
+const nodes: HostedNode[] = []
+
+async function startNode(seed?: string[]): Promise<HostedNode> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const router = await createLibp2pRouter({
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    allowLoopback: true,
+    registryPort: (server.address() as AddressInfo).port,
+    ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
+  })
+  const store = createMemoryStore()
+  const handler = createMirrorHandler({ store, router })
+  server.on('request', handler)
+  return { router, store, handler, server }
+}
+
+async function handle(message: HostRequest): Promise<unknown> {
+  switch (message.op) {
+    case 'start': {
+      const started = await Promise.all(Array.from({ length: message.count }, () => startNode(message.seed)))
+      nodes.push(...started)
+      return { seeds: started.map((n) => `${n.router.addresses()[0]}/p2p/${n.router.peerId}`) }
+    }
+    case 'peers':
+      return { peers: nodes.map((n) => n.router.peers().length) }
+    case 'images': {
+      const layers: Digest[] = []
+      for (let i = 0; i < message.count; i++) {
+        const bytes = randomFillSync(new Uint8Array(message.layerBytes))
+        const image = buildImage({ layers: [bytes] })
+        const owner = nodes[Math.floor(Math.random() * nodes.length)] as HostedNode
+        await owner.store.addImage(`bench.local/hit/n${process.pid}-${i}:1`, image)
+        await owner.router.advertise([...image.blobs.keys()])
+        layers.push([...image.blobs.entries()].find(([, b]) => b === bytes)?.[0] as Digest)
+      }
+      return { layers }
+    }
+    case 'stop':
+      await Promise.all(
+        nodes.map(async (n) => {
+          n.server.closeAllConnections()
+          n.server.close()
+          await n.handler.close()
+          await n.router.close()
+          await n.store.close()
+        })
+      )
+      return {}
+  }
+}
+
+process.on('message', (message: HostRequest) => {
+  handle(message).then(
+    (result) => process.send?.({ id: message.id, ...(result as object) }),
+    (err: unknown) => process.send?.({ id: message.id, error: String(err) })
+  )
+})
+process.send?.({ ready: true })
