@@ -722,8 +722,10 @@ async function streamVerified(
             reject(err)
           }
           const onData = (chunk: Buffer): void => {
-            if (position + chunk.byteLength > size)
-              return fail(new Error('peer sent more bytes than the blob has'))
+            if (position + chunk.byteLength > size) {
+              fail(new Error('peer sent more bytes than the blob has'))
+              return
+            }
             hasher.update(chunk)
             const from = Math.max(range.start, position)
             const to = Math.min(range.end + 1, position + chunk.byteLength)
