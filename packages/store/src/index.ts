@@ -16,6 +16,15 @@
  * await store.close()
  * ```
  */
+export {
+  buildCatalog,
+  type Catalog,
+  type CatalogImage,
+  type CatalogSource,
+  diffCatalogs,
+  imageName,
+  LiveCatalog
+} from './catalog.ts'
 export type {
   ContentInfo,
   ContentReader,
@@ -42,3 +51,4 @@ export {
   READ_HIGH_WATER_MARK,
   REF_NAME_ANNOTATION
 } from './oci-layout-store.ts'
+export { createSerialQueue } from './serial.ts'

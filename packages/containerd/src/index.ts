@@ -1,0 +1,21 @@
+/**
+ * @packageDocumentation
+ * kadmirror meets containerd: {@link openContainerdStore} is a ContentStore over containerd's gRPC API (images,
+ * content, events), and {@link configureMirrors} / {@link cleanupMirrors} write and restore the `hosts.toml`
+ * files that point containerd at the mirror.
+ */
+export {
+  type ContainerdClient,
+  createContainerdClient,
+  type WireDescriptor,
+  type WireImage
+} from './client.ts'
+export {
+  type ContainerdStore,
+  type ContainerdStoreInit,
+  type ContentReadMode,
+  DEFAULT_CONTAINERD_ADDRESS,
+  DEFAULT_CONTAINERD_NAMESPACE,
+  DEFAULT_CONTENT_DIR,
+  openContainerdStore
+} from './containerd-store.ts'
