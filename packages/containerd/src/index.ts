@@ -19,3 +19,16 @@ export {
   DEFAULT_CONTENT_DIR,
   openContainerdStore
 } from './containerd-store.ts'
+export {
+  BACKUP_DIR,
+  cleanupMirrors,
+  configureMirrors,
+  DEFAULT_HOST_DIR,
+  DEFAULT_MIRROR_TARGET,
+  DEFAULT_REGISTRY_CONFIG_PATH,
+  DIAL_TIMEOUT,
+  InvalidMirrorConfigError,
+  type MirrorConfig,
+  parseMirroredRegistries,
+  renderHostsToml
+} from './hosts.ts'
