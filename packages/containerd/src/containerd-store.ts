@@ -6,7 +6,7 @@
  * reconnects and lists again, so nothing is missed.
  */
 import { constants } from 'node:fs'
-import { access, open, stat } from 'node:fs/promises'
+import { access, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import {

@@ -172,14 +172,14 @@ function settle<T>(
   return undefined
 }
 
-/** Reports a failed peer and avoids it for a while. */
+/** Reports a failed peer and avoids it for a while (not after a 404: the peer is fine, its record was stale). */
 export function reportFailure(
   config: PeerFetchConfig,
   key: string,
   provider: Provider,
   error: unknown
 ): void {
-  config.avoid.avoid(provider.id, config.failureAvoidMs)
+  if (!(error instanceof NotHeldError)) config.avoid.avoid(provider.id, config.failureAvoidMs)
   config.events.emit('peer-failure', {
     peer: provider.id,
     registryUrl: provider.registryUrl,
@@ -235,6 +235,19 @@ function refuse(response: Dispatcher.ResponseData, reason: string): never {
   throw new PeerAnswerError(reason)
 }
 
+/** A peer answered 404: it no longer holds the content (a stale record), which says nothing about its health. */
+export class NotHeldError extends PeerAnswerError {
+  override name = 'NotHeldError'
+}
+
+function refuseStatus(response: Dispatcher.ResponseData): never {
+  if (response.statusCode === 404) {
+    discard(response.body)
+    throw new NotHeldError('peer answered 404: it no longer holds the content')
+  }
+  refuse(response, `peer answered ${response.statusCode}`)
+}
+
 /** Drops a peer's body: a small one is read to keep the connection, a large one closes it. Never throws. */
 export function discard(body: Dispatcher.ResponseData['body']): void {
   body.on('error', () => {})
@@ -261,7 +274,7 @@ export async function fetchManifest(
     signal,
     accept === undefined ? {} : { accept }
   )
-  if (response.statusCode !== 200) refuse(response, `peer answered ${response.statusCode}`)
+  if (response.statusCode !== 200) refuseStatus(response)
   const named = header(response.headers, 'docker-content-digest')
   let digest: Digest
   try {
@@ -350,7 +363,7 @@ export async function openBlob(
       )
     }
   } else {
-    refuse(response, `peer answered ${response.statusCode}`)
+    refuseStatus(response)
   }
   if (knownSize !== undefined && size !== knownSize)
     refuse(response, `peer has ${size} bytes, not ${knownSize}`)

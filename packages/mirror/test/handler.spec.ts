@@ -319,6 +319,22 @@ describe('mirror handler', function () {
       assert.match(failures[0]?.reason ?? '', /500/)
     })
 
+    it('keeps asking a peer that answered 404 for other content: a stale record is not a failure', async () => {
+      const other = randomBytes(1000, 5)
+      const otherDigest = digestOf(other)
+      const peer = await fake([layer.digest, otherDigest], (req, res) => {
+        if (req.url?.includes(layer.digest)) {
+          res.writeHead(404)
+          res.end()
+        } else serveBytes(other, otherDigest)(req, res)
+      })
+      const a = await node(quick)
+      assert.equal((await get(a.url, blobPath(layer.digest))).status, 404)
+      const res = await get(a.url, blobPath(otherDigest))
+      assert.equal(res.status, 200)
+      assert.equal(peer.requests.length, 2)
+    })
+
     it('resumes from the byte reached when a peer stops sending mid-blob', async () => {
       const staller = await fake([layer.digest], (_req, res) => {
         res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })

@@ -1,0 +1,316 @@
+// End-to-end parts on 127.0.0.1: an upstream registry (Debian's docker-registry), images built without internet
+// (umoci) and pushed (skopeo), containerd instances, and kadmirror node processes.
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { PeerFailureEvent, ResponseEvent } from '@kadmirror/mirror'
+import { buildImage, buildIndex } from '@kadmirror/oci'
+import { openOciLayoutStore } from '@kadmirror/store'
+import {
+  type ContainerdProcess,
+  containerdUnavailable,
+  startContainerd
+} from '../../packages/containerd/test/containerd-process.ts'
+
+export const run = promisify(execFile)
+const TOOLS = {
+  'docker-registry': '/usr/bin/docker-registry',
+  umoci: '/usr/bin/umoci',
+  skopeo: '/usr/bin/skopeo',
+  tar: '/usr/bin/tar'
+}
+
+/** Why the end-to-end suite cannot run here, or undefined. */
+export function e2eUnavailable(): string | undefined {
+  const containerd = containerdUnavailable()
+  if (containerd !== undefined) return containerd
+  for (const [name, path] of Object.entries(TOOLS)) {
+    if (!existsSync(path)) return `${name} is not installed (apt-get install docker-registry umoci skopeo)`
+  }
+  return undefined
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** The upstream registry; `requests` holds the request lines of its access log (`GET /v2/…`). */
+export interface Registry {
+  host: string
+  requests: string[]
+  stop(): Promise<void>
+  start(): Promise<void>
+}
+
+/** Starts docker-registry on 127.0.0.1 with its storage in `dir`. */
+export async function startRegistry(dir: string): Promise<Registry> {
+  const port = await freePort()
+  const config = join(dir, 'registry.yml')
+  await writeFile(
+    config,
+    `version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: ${join(dir, 'storage')}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:${port}
+`
+  )
+  const requests: string[] = []
+  let child: ChildProcess | undefined
+  const host = `127.0.0.1:${port}`
+  const start = async (): Promise<void> => {
+    child = spawn(TOOLS['docker-registry'], ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] })
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream as NonNullable<typeof stream> }).on('line', (line) => {
+        // Access log lines: 127.0.0.1 - - [date] "GET /v2/... HTTP/1.1" 200 …
+        const match = /"((?:GET|HEAD) [^ ]+) HTTP/.exec(line)
+        if (match !== null) requests.push(match[1] as string)
+      })
+    }
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      try {
+        const res = await fetch(`http://${host}/v2/`)
+        if (res.ok) return
+      } catch {}
+      if (Date.now() > deadline) throw new Error('docker-registry did not start')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  await start()
+  return {
+    host,
+    requests,
+    start,
+    async stop() {
+      if (child === undefined || child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  }
+}
+
+async function randomFile(path: string, bytes: number): Promise<void> {
+  const file = await open(path, 'w')
+  const chunk = Buffer.alloc(1024 * 1024)
+  for (let written = 0; written < bytes; written += chunk.length) {
+    for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i)
+    await file.write(chunk, 0, Math.min(chunk.length, bytes - written))
+  }
+  await file.close()
+}
+
+/**
+ * Builds an image with umoci, one layer per entry of `layerBytes` (files of random bytes), and pushes it to
+ * `registry` as `repository:tag` with skopeo. Resolves the manifest digest.
+ */
+export async function buildAndPush(
+  work: string,
+  registry: string,
+  repository: string,
+  tag: string,
+  layerBytes: number[]
+): Promise<string> {
+  const layout = join(work, `${repository.replaceAll('/', '-')}-${tag}`)
+  const bundle = `${layout}-bundle`
+  await run(TOOLS.umoci, ['init', '--layout', layout])
+  await run(TOOLS.umoci, ['new', '--image', `${layout}:${tag}`])
+  for (const [i, bytes] of layerBytes.entries()) {
+    await run(TOOLS.umoci, ['unpack', '--image', `${layout}:${tag}`, bundle])
+    await randomFile(join(bundle, 'rootfs', `layer-${i}.bin`), bytes)
+    await run(TOOLS.umoci, ['repack', '--image', `${layout}:${tag}`, bundle])
+    await rm(bundle, { recursive: true, force: true })
+  }
+  await run(TOOLS.umoci, ['config', '--image', `${layout}:${tag}`, '--config.cmd', '/layer-0.bin'])
+  await run(TOOLS.skopeo, [
+    'copy',
+    '--dest-tls-verify=false',
+    `oci:${layout}:${tag}`,
+    `docker://${registry}/${repository}:${tag}`
+  ])
+  const { stdout } = await run(TOOLS.skopeo, [
+    'inspect',
+    '--tls-verify=false',
+    '--format',
+    '{{.Digest}}',
+    `docker://${registry}/${repository}:${tag}`
+  ])
+  return stdout.trim()
+}
+
+/** Builds a two-platform index (amd64 and arm64, one small tar layer each) and pushes it with skopeo. */
+export async function pushIndex(
+  work: string,
+  registry: string,
+  repository: string,
+  tag: string
+): Promise<string> {
+  const layout = join(work, `${repository.replaceAll('/', '-')}-index`)
+  const files = join(work, 'index-files')
+  const images = []
+  for (const architecture of ['amd64', 'arm64']) {
+    await mkdir(join(files, architecture), { recursive: true })
+    await writeFile(join(files, architecture, 'hello.txt'), `hello from ${architecture}\n`)
+    const { stdout } = await run(TOOLS.tar, ['-C', join(files, architecture), '-cf', '-', 'hello.txt'], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 20
+    })
+    images.push(
+      buildImage({ layers: [stdout as unknown as Buffer], platform: { architecture, os: 'linux' } })
+    )
+  }
+  const index = buildIndex(images)
+  const store = await openOciLayoutStore({ directory: layout, create: true, watch: false })
+  await store.addImage(`${registry}/${repository}:${tag}`, index)
+  await store.close()
+  // The layout names the image by its full reference; skopeo's oci: transport wants the tag alone.
+  const indexPath = join(layout, 'index.json')
+  const json = JSON.parse(await readFile(indexPath, 'utf8')) as {
+    manifests: { annotations?: Record<string, string> }[]
+  }
+  for (const manifest of json.manifests) manifest.annotations = { 'org.opencontainers.image.ref.name': tag }
+  await writeFile(indexPath, JSON.stringify(json))
+  await run(TOOLS.skopeo, [
+    'copy',
+    '--all',
+    '--dest-tls-verify=false',
+    `oci:${layout}:${tag}`,
+    `docker://${registry}/${repository}:${tag}`
+  ])
+  return index.root.digest
+}
+
+/** A kadmirror node process next to a containerd. */
+export interface KadmirrorNode {
+  url: string
+  peerId: string
+  addresses: string[]
+  readMode: string
+  responses: ResponseEvent[]
+  /** Peer failures the node's mirror reported. */
+  failures: PeerFailureEvent[]
+  child: ChildProcess
+  stop(): Promise<void>
+}
+
+/** Starts test/e2e/kadmirror-node.ts for `containerd`. */
+export async function startNode(
+  containerd: ContainerdProcess,
+  dataDir: string,
+  bootstrap?: string
+): Promise<KadmirrorNode> {
+  const script = fileURLToPath(new URL('./kadmirror-node.ts', import.meta.url))
+  const args = [
+    script,
+    '--socket',
+    containerd.socket,
+    '--content-dir',
+    containerd.contentDir,
+    '--data-dir',
+    dataDir
+  ]
+  if (bootstrap !== undefined) args.push('--bootstrap', bootstrap)
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const responses: ResponseEvent[] = []
+  const failures: PeerFailureEvent[] = []
+  const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> })
+  const ready = new Promise<Omit<KadmirrorNode, 'responses' | 'failures' | 'child' | 'stop'>>(
+    (resolve, reject) => {
+      lines.on('line', (line) => {
+        const message = JSON.parse(line) as {
+          ready?: boolean
+          response?: ResponseEvent
+          failure?: PeerFailureEvent
+        }
+        if (message.ready === true)
+          resolve(message as unknown as Omit<KadmirrorNode, 'responses' | 'failures' | 'child' | 'stop'>)
+        else if (message.response !== undefined) responses.push(message.response)
+        else if (message.failure !== undefined) failures.push(message.failure)
+      })
+      child.once('exit', (code) =>
+        reject(new Error(`kadmirror node exited with ${code} before it was ready`))
+      )
+    }
+  )
+  const info = await ready
+  return {
+    ...info,
+    responses,
+    failures,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGCONT')
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  }
+}
+
+/** A containerd plus its hosts.toml directory. */
+export interface Host {
+  containerd: ContainerdProcess
+  hostsDir: string
+  /** `ctr images pull` through the hosts directory, as a node pulls; resolves the time it took in ms. */
+  pull(reference: string): Promise<number>
+  /** Removes every image whose name starts with `prefix` (tag and digest names) and collects their content. */
+  remove(prefix: string): Promise<void>
+  /** Digests of the content this containerd holds. */
+  content(): Promise<Set<string>>
+}
+
+export async function startHost(work: string, name: string): Promise<Host> {
+  const containerd = await startContainerd()
+  const hostsDir = join(work, `${name}-hosts`)
+  await mkdir(hostsDir, { recursive: true })
+  return {
+    containerd,
+    hostsDir,
+    async pull(reference) {
+      const start = performance.now()
+      await containerd.ctr(
+        'k8s.io',
+        'images',
+        'pull',
+        '--hosts-dir',
+        hostsDir,
+        '--snapshotter',
+        'native',
+        reference
+      )
+      return performance.now() - start
+    },
+    async remove(prefix) {
+      const names = (await containerd.ctr('k8s.io', 'images', 'ls', '-q'))
+        .split('\n')
+        .filter((n) => n.startsWith(prefix))
+      if (names.length > 0) await containerd.ctr('k8s.io', 'images', 'rm', '--sync', ...names)
+    },
+    async content() {
+      return new Set(
+        (await containerd.ctr('k8s.io', 'content', 'ls', '-q')).split('\n').filter((d) => d !== '')
+      )
+    }
+  }
+}
+
+export { mkdtemp, rm }
