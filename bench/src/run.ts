@@ -1,8 +1,9 @@
 /**
  * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror|e2e] [-- bench options]
  */
 import { benchDht } from './dht.ts'
+import { benchE2e } from './e2e.ts'
 import { benchMirror } from './mirror.ts'
 import { benchStore } from './store.ts'
 
