@@ -10,7 +10,8 @@ import { benchStore } from './store.ts'
 const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   store: benchStore,
   dht: benchDht,
-  mirror: benchMirror
+  mirror: benchMirror,
+  e2e: benchE2e
 }
 
 const args = process.argv.slice(2)
