@@ -1,7 +1,8 @@
 /**
  * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror|e2e] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror|containerd|e2e] [-- bench options]
  */
+import { benchContainerd } from './containerd.ts'
 import { benchDht } from './dht.ts'
 import { benchE2e } from './e2e.ts'
 import { benchMirror } from './mirror.ts'
@@ -11,7 +12,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   store: benchStore,
   dht: benchDht,
   mirror: benchMirror,
-  e2e: benchE2e
+  e2e: benchE2e,
+  containerd: benchContainerd
 }
 
 const args = process.argv.slice(2)
