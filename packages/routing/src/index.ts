@@ -56,6 +56,7 @@ export {
   type Libp2pRouter,
   type Libp2pRouterInit,
   LOOKUP_HEDGE_MS,
+  LOOKUP_PROTOCOL,
   PROVIDE_PROTOCOL,
   REGISTRY_INFO_PROTOCOL,
   WITHDRAW_PROTOCOL

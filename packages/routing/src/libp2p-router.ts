@@ -58,6 +58,15 @@ export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
  * store write per record; Spegel peers, which do not speak this, get stock ADD_PROVIDER messages.
  */
 export const PROVIDE_PROTOCOL = '/kadmirror/provide/1.0.0'
+/**
+ * kadmirror's lookup protocol: GET_PROVIDERS messages on a reused stream, answered from the provider index
+ * alone — provider ids without addresses and no closer peers, since every node knows the cluster. The stock
+ * answer costs the answering node a peer-store read for each provider and for 20 closer peers; Spegel peers,
+ * which do not speak this, are asked on the DHT protocol.
+ */
+export const LOOKUP_PROTOCOL = '/kadmirror/lookup/1.0.0'
+/** A lookup stream with no request for this long is closed by the answering side, in ms. */
+const LOOKUP_STREAM_IDLE_MS = 10_000
 /** The answer a node sends once it has handled every frame of a provide or withdraw stream. */
 const RECORDS_ACK = new TextEncoder().encode('ok')
 /** Time a hedged lookup waits for a peer before also asking the next closest, in ms. */
@@ -149,6 +158,10 @@ interface Member {
   kad: Uint8Array
   /** Speaks {@link PROVIDE_PROTOCOL} (a kadmirror node, not a Spegel one). */
   batches: boolean
+  /** Speaks {@link LOOKUP_PROTOCOL}. */
+  lookups: boolean
+  /** The addresses it listens on, from identify; empty when unknown (then read from the peer store). */
+  addresses: Multiaddr[]
 }
 
 interface KeyInfo {
@@ -354,6 +367,11 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   /** Request streams kept open per peer (see sessions.ts). */
   const sessions = new Sessions((peer, signal) => libp2p.dialProtocol(peer, protocol, { signal }))
 
+  /** Request streams on the lookup protocol, for kadmirror peers. */
+  const lookupSessions = new Sessions((peer, signal) =>
+    libp2p.dialProtocol(peer, LOOKUP_PROTOCOL, { signal })
+  )
+
   /** Sends one request on the DHT protocol and reads one answer. */
   const request = (peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> =>
     sessions.request(peer, message, signal)
@@ -382,8 +400,12 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   }
 
   const addressesOf = async (peer: PeerId): Promise<Multiaddr[]> => {
+    const member = members.get(peer.toString())
+    if (member !== undefined && member.addresses.length > 0) return member.addresses
     try {
-      return (await libp2p.peerStore.get(peer)).addresses.map((a) => a.multiaddr)
+      const addresses = (await libp2p.peerStore.get(peer)).addresses.map((a) => a.multiaddr)
+      if (member !== undefined) member.addresses = addresses
+      return addresses
     } catch {
       return []
     }
@@ -444,7 +466,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   }
 
   /** Takes a connected peer into the view when it speaks the DHT protocol, and learns its registry port. */
-  const admit = (peerId: PeerId, protocols: readonly string[]): void => {
+  const admit = (peerId: PeerId, protocols: readonly string[], addresses: Multiaddr[] = []): void => {
     if (closed || libp2p.getConnections(peerId).length === 0) return
     const key = peerId.toString()
     if (protocols.includes(REGISTRY_INFO_PROTOCOL) && !registryInfo.has(key)) {
@@ -455,7 +477,13 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       })
     }
     if (!protocols.includes(protocol) || members.has(key)) return
-    members.set(key, { id: peerId, kad: peerKadId(peerId), batches: protocols.includes(PROVIDE_PROTOCOL) })
+    members.set(key, {
+      id: peerId,
+      kad: peerKadId(peerId),
+      batches: protocols.includes(PROVIDE_PROTOCOL),
+      lookups: protocols.includes(LOOKUP_PROTOCOL),
+      addresses
+    })
     lastGrowth = Date.now()
     joined.add(key)
     clearTimeout(joinTimer)
@@ -464,7 +492,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   }
 
   const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
-    if (event.detail.connection.status === 'open') admit(event.detail.peerId, event.detail.protocols)
+    if (event.detail.connection.status === 'open')
+      admit(event.detail.peerId, event.detail.protocols, event.detail.listenAddrs)
   }
 
   /** When identify was last run again on a connected peer missing from the view, ms since the epoch. */
@@ -536,6 +565,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     if (libp2p.getConnections(event.detail).length > 0) return
     members.delete(key)
     sessions.drop(event.detail)
+    lookupSessions.drop(event.detail)
   }
 
   /** Hands the records of advertised keys to peers that joined and are now among the closest, and asks them for peers. */
@@ -603,6 +633,49 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   await libp2p.handle(
     PROVIDE_PROTOCOL,
     handleRecords('provide', (mhKey, sender) => datastore.putProvider(mhKey, sender, Date.now()))
+  )
+
+  /** Provider ids as multihash bytes, for lookup answers (a few hundred peers at most). */
+  const idBytes = new Map<string, Uint8Array>()
+  const idBytesOf = (peer: string): Uint8Array => {
+    let bytes = idBytes.get(peer)
+    if (bytes === undefined) {
+      bytes = peerIdFromString(peer).toMultihash().bytes
+      if (idBytes.size > 10_000) idBytes.clear()
+      idBytes.set(peer, bytes)
+    }
+    return bytes
+  }
+
+  await libp2p.handle(
+    LOOKUP_PROTOCOL,
+    async (stream: Stream) => {
+      const messages = pbStream(stream).pb(KadMessageCodec)
+      try {
+        while (true) {
+          const message = (await messages
+            .read({ signal: AbortSignal.timeout(LOOKUP_STREAM_IDLE_MS) })
+            .catch((err: unknown) => {
+              if (stream.remoteWriteStatus !== 'writable') return undefined
+              throw err
+            })) as KadMessage | undefined
+          if (message === undefined) break
+          const answer: KadMessage = { type: message.type, closer: [], providers: [] }
+          if (message.type === MessageType.GET_PROVIDERS && message.key !== undefined) {
+            answer.key = message.key
+            answer.providers = datastore
+              .providersOf(bytesToString(message.key, 'base32'))
+              .map((peer) => ({ id: idBytesOf(peer), multiaddrs: [] }))
+          }
+          await messages.write(answer)
+        }
+        await stream.close()
+      } catch (err) {
+        if (stream.status === 'open') log.debug({ err }, 'lookup stream ended')
+        stream.abort(err as Error)
+      }
+    },
+    { maxInboundStreams: 16 }
   )
 
   /** Sends key multihashes to a peer on a record protocol and waits for its acknowledgement. */
@@ -756,11 +829,13 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
           }
         }, LOOKUP_HEDGE_MS)
         const requestSignal = AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)])
-        request(
-          candidate.id,
-          { type: MessageType.GET_PROVIDERS, key: info.mh, closer: [], providers: [] },
-          requestSignal
-        )
+        const viaLookup = members.get(candidate.key)?.lookups === true
+        ;(viaLookup ? lookupSessions : sessions)
+          .request(
+            candidate.id,
+            { type: MessageType.GET_PROVIDERS, key: info.mh, closer: [], providers: [] },
+            requestSignal
+          )
           .then(async (answer) => {
             candidate.state = 'done'
             for (const provider of await learnPeers(answer.providers))
@@ -946,6 +1021,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       clearInterval(reconciler)
       clearTimeout(joinTimer)
       sessions.closeAll()
+      lookupSessions.closeAll()
       libp2p.removeEventListener('peer:identify', onIdentify)
       libp2p.removeEventListener('peer:disconnect', onDisconnect)
       const bootstrapper = init.bootstrapper

@@ -2,15 +2,20 @@ import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
+import { pbStream } from '@libp2p/utils'
+import * as Digest from 'multiformats/hashes/digest'
 import { collectProviders, routerConformance } from '../src/conformance.ts'
 import {
   createLibp2pRouter,
   InvalidPeerKeyError,
   keyToCid,
   type Libp2pRouter,
+  LOOKUP_PROTOCOL,
   PEER_KEY_FILE,
   staticBootstrapper
 } from '../src/index.ts'
+import { KadMessageCodec, MessageType } from '../src/kad-message.ts'
 import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
 
 routerConformance('Libp2pRouter (3 nodes on 127.0.0.1)', {
@@ -75,6 +80,41 @@ describe('Libp2pRouter lookup sharing', function () {
       // One lookup fills one list of providers that every reader iterates: the same objects, not equal copies.
       assert.equal(first[0], second[0])
       assert.equal(first[0], third[0])
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+})
+
+describe('Libp2pRouter lookup protocol', function () {
+  this.timeout(30_000)
+
+  it('answers GET_PROVIDERS on the lookup protocol with provider ids from its records, and no closer peers', async () => {
+    const nodes = await startCluster(3)
+    try {
+      const [owner, holder, asker] = nodes as [Libp2pRouter, Libp2pRouter, Libp2pRouter]
+      const key = 'sha256:8888888888888888888888888888888888888888888888888888888888888888'
+      await owner.advertise([key])
+      const stream = await asker.libp2p.dialProtocol(peerIdFromString(holder.peerId), LOOKUP_PROTOCOL)
+      const messages = pbStream(stream).pb(KadMessageCodec)
+      const mh = keyToCid(key).multihash.bytes
+      await messages.write({ type: MessageType.GET_PROVIDERS, key: mh, closer: [], providers: [] })
+      const answer = await messages.read()
+      await messages.write({
+        type: MessageType.GET_PROVIDERS,
+        key: keyToCid('sha256:none').multihash.bytes,
+        closer: [],
+        providers: []
+      })
+      const miss = await messages.read()
+      await stream.close()
+      assert.deepEqual(
+        answer.providers.map((p) => peerIdFromMultihash(Digest.decode(p.id)).toString()),
+        [owner.peerId.toString()]
+      )
+      assert.deepEqual(answer.providers[0]?.multiaddrs, [])
+      assert.deepEqual(answer.closer, [])
+      assert.deepEqual(miss.providers, [])
     } finally {
       await stopAll(nodes)
     }
