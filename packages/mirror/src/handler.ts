@@ -83,7 +83,7 @@ export interface MirrorHandlerInit {
   minHedgeDelayMs?: number
   /** A peer that sent wrong bytes is not asked again for this long. Default 10 min. */
   mismatchAvoidMs?: number
-  /** A peer that failed is not asked again for this long. Default 5000. */
+  /** A peer that failed (refused, timed out, 5xx, a bad answer; not a 404) is not asked again for this long. Default 5000. */
   failureAvoidMs?: number
   /**
    * Requests whose `registry/repository[:tag]` matches one of these are answered 404 (never mirrored), as
