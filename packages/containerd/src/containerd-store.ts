@@ -25,6 +25,7 @@ import {
   type ContentReader,
   type ContentStore,
   createSerialQueue,
+  fileContentReader,
   imageName,
   LiveCatalog,
   StoreClosedError,
@@ -279,30 +280,19 @@ export async function openContainerdStore(init: ContainerdStoreInit = {}): Promi
     },
     async open(digest): Promise<ContentReader | undefined> {
       check()
-      parseDigest(digest)
+      // Held by this namespace (metadata), whatever the shared content directory still has.
+      const length = await size(parseDigest(digest))
+      if (length === undefined) return undefined
       if (readMode === 'file') {
-        let handle: Awaited<ReturnType<typeof open>>
         try {
-          handle = await open(blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW)
+          return await fileContentReader(
+            await open(blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW)
+          )
         } catch (err) {
           if (isMissing(err)) return undefined
           throw err
         }
-        const { size: length } = await handle.stat()
-        let closing: Promise<void> | undefined
-        return {
-          size: length,
-          async read(target, offset, count, position) {
-            return (await handle.read(target, offset, count, position)).bytesRead
-          },
-          close() {
-            closing ??= handle.close()
-            return closing
-          }
-        }
       }
-      const length = await client.info(digest)
-      if (length === undefined) return undefined
       return {
         size: length,
         async read(target, offset, count, position) {

@@ -25,13 +25,14 @@ export {
   imageName,
   LiveCatalog
 } from './catalog.ts'
-export type {
-  ContentInfo,
-  ContentReader,
-  ContentStore,
-  StoreEvent,
-  StoreKey,
-  SubscribeOptions
+export {
+  type ContentInfo,
+  type ContentReader,
+  type ContentStore,
+  fileContentReader,
+  type StoreEvent,
+  type StoreKey,
+  type SubscribeOptions
 } from './content-store.ts'
 export {
   ContentMismatchError,

@@ -37,7 +37,14 @@ import {
   walkImage
 } from '@kadmirror/oci'
 import { buildCatalog, type Catalog, type CatalogImage, imageName, LiveCatalog } from './catalog.ts'
-import type { ContentInfo, ContentReader, ContentStore, StoreKey, SubscribeOptions } from './content-store.ts'
+import {
+  type ContentInfo,
+  type ContentReader,
+  type ContentStore,
+  fileContentReader,
+  type StoreKey,
+  type SubscribeOptions
+} from './content-store.ts'
 import {
   ContentMismatchError,
   ContentNotFoundError,
@@ -317,19 +324,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
     async open(digest): Promise<ContentReader | undefined> {
       check()
       const handle = await openBlob(parseDigest(digest))
-      if (handle === undefined) return undefined
-      const { size } = await handle.stat()
-      let closed: Promise<void> | undefined
-      return {
-        size,
-        async read(target, offset, length, position) {
-          return (await handle.read(target, offset, length, position)).bytesRead
-        },
-        close() {
-          closed ??= handle.close()
-          return closed
-        }
-      }
+      return handle === undefined ? undefined : fileContentReader(handle)
     },
     subscribe(options?: SubscribeOptions) {
       check()
