@@ -347,7 +347,7 @@ async function handle(
   }
 
   // The local store first.
-  let digest: Digest | undefined = path.kind === 'blob' ? path.digest : path.digest
+  let digest: Digest | undefined = path.digest
   let reference: string | undefined
   if (path.kind === 'manifest' && path.tag !== undefined) {
     if (!settings.resolveTags || registry === undefined) {

@@ -14,8 +14,8 @@ export function sendError(
   code: OciErrorCode,
   message?: string,
   headers: Record<string, string> = {}
-): number {
-  if (res.headersSent || res.destroyed) return 0
+): void {
+  if (res.headersSent || res.destroyed) return
   const body = JSON.stringify(ociErrorBody(code, message))
   res.writeHead(status, {
     ...headers,
@@ -24,7 +24,6 @@ export function sendError(
     'content-length': Buffer.byteLength(body)
   })
   res.end(res.req.method === 'HEAD' ? undefined : body)
-  return res.req.method === 'HEAD' ? 0 : Buffer.byteLength(body)
 }
 
 /**
