@@ -5,10 +5,7 @@
  * one event loop from answering for every node.
  */
 import { randomFillSync } from 'node:crypto'
-import { once } from 'node:events'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { createMirrorHandler, type MirrorHandler } from '@kadmirror/mirror'
+import { listenMirror, type MirrorListener } from '@kadmirror/mirror'
 import { buildImage, type Digest } from '@kadmirror/oci'
 import { createLibp2pRouter, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
@@ -16,8 +13,7 @@ import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
 interface HostedNode {
   router: Libp2pRouter
   store: MemoryStore
-  handler: MirrorHandler
-  server: Server
+  listener: MirrorListener
 }
 
 /** Messages the parent sends. */
@@ -30,19 +26,16 @@ export type HostRequest =
 const nodes: HostedNode[] = []
 
 async function startNode(seed?: string[]): Promise<HostedNode> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
-    registryPort: (server.address() as AddressInfo).port,
+    registryPort: listener.port,
     ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
   })
   const store = createMemoryStore()
-  const handler = createMirrorHandler({ store, router })
-  server.on('request', handler)
-  return { router, store, handler, server }
+  listener.serve({ store, router })
+  return { router, store, listener }
 }
 
 async function handle(message: HostRequest): Promise<unknown> {
@@ -69,9 +62,7 @@ async function handle(message: HostRequest): Promise<unknown> {
     case 'stop':
       await Promise.all(
         nodes.map(async (n) => {
-          n.server.closeAllConnections()
-          n.server.close()
-          await n.handler.close()
+          await n.listener.close()
           await n.router.close()
           await n.store.close()
         })

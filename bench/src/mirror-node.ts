@@ -5,11 +5,8 @@
  *
  * Usage: node bench/src/mirror-node.ts --dir DIR [--bootstrap MULTIADDR]
  */
-import { once } from 'node:events'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
-import { answerClientError, createMirrorHandler } from '@kadmirror/mirror'
+import { listenMirror } from '@kadmirror/mirror'
 import { createAdvertiser, createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 
@@ -19,29 +16,21 @@ if (values.dir === undefined) {
   process.exit(2)
 }
 const store = await openOciLayoutStore({ directory: values.dir, create: true })
-const server = createServer({ keepAliveTimeout: 30_000 })
-server.on('clientError', answerClientError)
-server.listen(0, '127.0.0.1')
-await once(server, 'listening')
-const port = (server.address() as AddressInfo).port
+// The mirror listens first: the router announces its port to peers; the handler is served once the router exists.
+const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
 const router = await createLibp2pRouter({
   listen: ['/ip4/127.0.0.1/tcp/0'],
   allowLoopback: true,
-  registryPort: port,
+  registryPort: listener.port,
   ...(values.bootstrap === undefined ? {} : { bootstrapper: staticBootstrapper([values.bootstrap]) })
 })
 const advertiser = createAdvertiser({ store, router })
 await advertiser.start()
-const handler = createMirrorHandler({ store, router })
-server.on('request', handler)
-console.log(
-  JSON.stringify({ url: `http://127.0.0.1:${port}`, peerId: router.peerId, addresses: router.addresses() })
-)
+listener.serve({ store, router })
+console.log(JSON.stringify({ url: listener.url, peerId: router.peerId, addresses: router.addresses() }))
 
 const stop = async (): Promise<void> => {
-  server.closeAllConnections()
-  server.close()
-  await handler.close()
+  await listener.close()
   await advertiser.close()
   await router.close()
   await store.close()

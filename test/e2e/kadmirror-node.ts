@@ -6,12 +6,9 @@
  *
  * Usage: node test/e2e/kadmirror-node.ts --socket S --content-dir D --data-dir D [--bootstrap ADDR]
  */
-import { once } from 'node:events'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import { openContainerdStore } from '@kadmirror/containerd'
-import { answerClientError, createMirrorHandler } from '@kadmirror/mirror'
+import { listenMirror } from '@kadmirror/mirror'
 import { createAdvertiser, createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 
 const { values } = parseArgs({
@@ -32,37 +29,31 @@ const store = await openContainerdStore({
   namespace: values.namespace,
   ...(values['content-dir'] === undefined ? {} : { contentDir: values['content-dir'] })
 })
-const server = createServer()
-server.on('clientError', answerClientError)
-server.listen(0, '127.0.0.1')
-await once(server, 'listening')
-const port = (server.address() as AddressInfo).port
+// The mirror listens first: the router announces its port to peers; the handler is served once the router exists.
+const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
 const router = await createLibp2pRouter({
   listen: ['/ip4/127.0.0.1/tcp/0'],
   allowLoopback: true,
-  registryPort: port,
+  registryPort: listener.port,
   dataDir: values['data-dir'],
   ...(values.bootstrap === undefined ? {} : { bootstrapper: staticBootstrapper([values.bootstrap]) })
 })
 const advertiser = createAdvertiser({ store, router })
 await advertiser.start()
-const handler = createMirrorHandler({ store, router })
+const handler = listener.serve({ store, router })
 handler.events.on('response', (response) => console.log(JSON.stringify({ response })))
 handler.events.on('peer-failure', (failure) => console.log(JSON.stringify({ failure })))
-server.on('request', handler)
 console.log(
   JSON.stringify({
     ready: true,
-    url: `http://127.0.0.1:${port}`,
+    url: listener.url,
     peerId: router.peerId,
     addresses: router.addresses(),
     readMode: store.readMode
   })
 )
 process.once('SIGTERM', () => {
-  server.closeAllConnections()
-  server.close()
-  void Promise.all([handler.close(), advertiser.close()])
+  void Promise.all([listener.close(), advertiser.close()])
     .then(() => router.close())
     .then(() => store.close())
     .then(() => process.exit(0))

@@ -10,17 +10,10 @@
 import { randomFillSync } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import {
-  answerClientError,
-  createMirrorHandler,
-  type MirrorHandler,
-  type ResponseEvent
-} from '@kadmirror/mirror'
+import { listenMirror, type MirrorHandler, type MirrorListener, type ResponseEvent } from '@kadmirror/mirror'
 import { buildImage, buildIndex, type Descriptor, digestOf, walkImage } from '@kadmirror/oci'
 import {
   type Advertiser,
@@ -51,7 +44,7 @@ interface Node {
   store: OciLayoutStore
   router: Libp2pRouter
   advertiser: Advertiser
-  server: Server
+  listener: MirrorListener
   mirror: MirrorHandler
   url: string
 }
@@ -62,33 +55,19 @@ const ms = (start: number): string => `${(performance.now() - start).toFixed(1)}
 
 async function startNode(index: number, seed?: string[]): Promise<Node> {
   const store = await openOciLayoutStore({ directory: join(root, `node-${index + 1}`) })
-  // The mirror's port must be known before the router starts (the router announces it to peers), so the
-  // server listens first and the handler is attached once the router exists.
-  const server = createServer()
-  server.on('clientError', answerClientError)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
+  // The mirror listens first: the router announces its port to peers; the handler is served once the router exists.
+  const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
-    registryPort: port,
+    registryPort: listener.port,
     dataDir: join(root, `node-${index + 1}`, 'router'),
     ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
   })
   const advertiser = createAdvertiser({ store, router })
   await advertiser.start()
-  const mirror = createMirrorHandler({ store, router })
-  server.on('request', mirror)
-  return {
-    name: `node ${index + 1}`,
-    store,
-    router,
-    advertiser,
-    server,
-    mirror,
-    url: `http://127.0.0.1:${port}`
-  }
+  const mirror = listener.serve({ store, router })
+  return { name: `node ${index + 1}`, store, router, advertiser, listener, mirror, url: listener.url }
 }
 
 const client = new Agent()
@@ -185,9 +164,7 @@ try {
 } finally {
   await Promise.all(
     nodes.map(async (n) => {
-      n.server.closeAllConnections()
-      n.server.close()
-      await n.mirror.close()
+      await n.listener.close()
       await n.advertiser.close()
       await n.router.close()
       await n.store.close()

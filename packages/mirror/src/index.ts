@@ -28,4 +28,12 @@ export {
   type MirrorHandler,
   type MirrorHandlerInit
 } from './handler.ts'
-export { answerClientError, createMirrorServer, type MirrorServer, type MirrorServerInit } from './server.ts'
+export {
+  answerClientError,
+  createMirrorServer,
+  listenMirror,
+  type MirrorListener,
+  type MirrorListenOptions,
+  type MirrorServer,
+  type MirrorServerInit
+} from './server.ts'

@@ -9,9 +9,10 @@ import type { Duplex } from 'node:stream'
 import { ociErrorBody } from '@kadmirror/oci'
 import { DEFAULT_REGISTRY_PORT } from './constants.ts'
 import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from './handler.ts'
+import { sendError } from './respond.ts'
 
-/** Options of {@link createMirrorServer}: the handler's, plus where to listen. */
-export interface MirrorServerInit extends MirrorHandlerInit {
+/** Where and how a mirror server listens. */
+export interface MirrorListenOptions {
   /** TCP port; default 5000 (Spegel's registry port); 0 picks a free one. */
   port?: number
   /** Address to listen on; default all interfaces (`::`, which also takes IPv4 where the system allows). */
@@ -20,16 +21,29 @@ export interface MirrorServerInit extends MirrorHandlerInit {
   maxHeaderSize?: number
 }
 
-/** A listening mirror. */
-export interface MirrorServer {
+/** Options of {@link createMirrorServer}: the handler's, plus where to listen. */
+export interface MirrorServerInit extends MirrorHandlerInit, MirrorListenOptions {}
+
+/**
+ * A listening mirror server whose handler comes later: the port is known before the router is made (a
+ * libp2p router announces the registry port to its peers), then {@link MirrorListener.serve} attaches the
+ * handler. Until then every request gets 503 with an OCI error body.
+ */
+export interface MirrorListener {
   readonly server: Server
-  readonly handler: MirrorHandler
   /** Base URL, such as `http://127.0.0.1:5000` (the listen address, or 127.0.0.1 when listening on all). */
   readonly url: string
   /** The port listened on. */
   readonly port: number
+  /** Creates the handler and serves requests with it. Call once. */
+  serve(init: MirrorHandlerInit): MirrorHandler
   /** Stops listening, closes open connections and the handler's peer connections. Idempotent. */
   close(): Promise<void>
+}
+
+/** A listening mirror. */
+export interface MirrorServer extends Omit<MirrorListener, 'serve'> {
+  readonly handler: MirrorHandler
 }
 
 /**
@@ -53,26 +67,24 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 }
 
 /**
- * Starts an HTTP server running {@link createMirrorHandler}.
+ * Listens for mirror requests before the handler exists (see {@link MirrorListener}).
  * @throws when the port cannot be bound (for example `EADDRINUSE`).
  */
-export async function createMirrorServer(init: MirrorServerInit): Promise<MirrorServer> {
-  const handler = createMirrorHandler(init)
+export async function listenMirror(options: MirrorListenOptions = {}): Promise<MirrorListener> {
+  let handler: MirrorHandler | undefined
   const server = createServer(
-    { maxHeaderSize: init.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 0 },
-    handler
+    { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 0 },
+    (req, res) => {
+      if (handler !== undefined) handler(req, res)
+      else sendError(res, 503, 'UNSUPPORTED', 'the mirror is starting')
+    }
   )
   server.on('clientError', answerClientError)
-  server.listen(init.port ?? DEFAULT_REGISTRY_PORT, init.host)
-  try {
-    await once(server, 'listening')
-  } catch (err) {
-    await handler.close()
-    throw err
-  }
+  server.listen(options.port ?? DEFAULT_REGISTRY_PORT, options.host)
+  await once(server, 'listening')
   const address = server.address() as AddressInfo
   const host =
-    init.host === undefined || init.host === '::' || init.host === '0.0.0.0'
+    options.host === undefined || options.host === '::' || options.host === '0.0.0.0'
       ? '127.0.0.1'
       : address.family === 'IPv6'
         ? `[${address.address}]`
@@ -80,17 +92,37 @@ export async function createMirrorServer(init: MirrorServerInit): Promise<Mirror
   let closing: Promise<void> | undefined
   return {
     server,
-    handler,
     url: `http://${host}:${address.port}`,
     port: address.port,
+    serve(init) {
+      if (handler !== undefined) throw new Error('the mirror already serves a handler')
+      handler = createMirrorHandler(init)
+      return handler
+    },
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeAllConnections()
         await closed
-        await handler.close()
+        await handler?.close()
       })()
       return closing
     }
   }
+}
+
+/**
+ * Starts an HTTP server running {@link createMirrorHandler}: {@link listenMirror} and `serve` in one step, for
+ * a router that does not need the port first.
+ * @throws when the port cannot be bound (for example `EADDRINUSE`).
+ */
+export async function createMirrorServer(init: MirrorServerInit): Promise<MirrorServer> {
+  const { port, host, maxHeaderSize, ...handlerInit } = init
+  const listener = await listenMirror({
+    ...(port === undefined ? {} : { port }),
+    ...(host === undefined ? {} : { host }),
+    ...(maxHeaderSize === undefined ? {} : { maxHeaderSize })
+  })
+  const handler = listener.serve(handlerInit)
+  return { server: listener.server, url: listener.url, port: listener.port, handler, close: listener.close }
 }

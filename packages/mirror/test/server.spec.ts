@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { createMemoryNetwork } from '@kadmirror/routing'
 import { createMemoryStore } from '@kadmirror/store'
-import { createMirrorServer, type MirrorServer } from '../src/index.ts'
+import { createMirrorServer, listenMirror, type MirrorServer } from '../src/index.ts'
 import { errorCode, get } from './fixtures.ts'
 
 /** Sends raw bytes and returns everything the server answers before closing. */
@@ -52,5 +52,22 @@ describe('mirror server', () => {
     const res = await get(mirror.url, `/v2/a/blobs/sha256:${'1'.repeat(64)}`)
     assert.equal(res.status, 404)
     assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+  })
+})
+
+describe('mirror listener', () => {
+  it('answers 503 with an OCI error until a handler is served, then serves it', async () => {
+    const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
+    try {
+      const early = await get(listener.url, '/v2/')
+      assert.equal(early.status, 503)
+      assert.equal(errorCode(early), 'UNSUPPORTED')
+      const router = createMemoryNetwork().createRouter({ registryUrl: listener.url })
+      listener.serve({ store: createMemoryStore(), router })
+      assert.equal((await get(listener.url, '/v2/')).status, 200)
+      assert.throws(() => listener.serve({ store: createMemoryStore(), router }), /already serves/)
+    } finally {
+      await listener.close()
+    }
   })
 })
