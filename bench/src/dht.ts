@@ -120,6 +120,8 @@ interface ClusterResult extends Row {
   'miss p50 ms': number
   'miss p99 ms': number
   'RSS/node MiB': number
+  /** Live JS heap plus external memory per node, after a full GC: what the nodes hold, without V8's retained pages. */
+  'live/node MiB': number | string
   'reprovide 10k CPU ms': number
 }
 
@@ -131,6 +133,8 @@ async function inProcess(
 ): Promise<{ ours: ClusterResult; stock: Row }> {
   gc()
   const rssBefore = process.memoryUsage().rss
+  const liveOf = (m: NodeJS.MemoryUsage): number => m.heapUsed + m.external
+  const liveBefore = liveOf(process.memoryUsage())
   const formStart = now()
   const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
   const seed = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
@@ -157,6 +161,7 @@ async function inProcess(
     await new Promise((resolve) => setTimeout(resolve, 500))
     gc()
     const rssPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
+    const livePerNode = (liveOf(process.memoryUsage()) - liveBefore) / size / 1024 / 1024
     const pick = (): Libp2pRouter => nodes[Math.floor(Math.random() * nodes.length)] as Libp2pRouter
 
     // Advertising.
@@ -195,6 +200,7 @@ async function inProcess(
       'adv 10k keys ms': advertiseBulkMs,
       ...lookupColumns(hits, found, misses, lookups),
       'RSS/node MiB': rssPerNode,
+      'live/node MiB': livePerNode,
       'reprovide 10k CPU ms': (reprovide.user + reprovide.system) / 1000
     }
     const stock: Row = {
@@ -333,6 +339,7 @@ async function multiProcess(size: number, lookups: number, keyCount: number): Pr
       'adv 10k keys ms': bulkResult.ms,
       ...lookupColumns(hits, found, misses, lookups),
       'RSS/node MiB': rss.reduce((sum, r) => sum + r.rss, 0) / rss.length / 1024 / 1024,
+      'live/node MiB': '—',
       'reprovide 10k CPU ms': reprovide.cpuMs
     }
   } finally {
