@@ -243,6 +243,24 @@ function closest(members: Iterable<Member>, target: Uint8Array, count: number): 
  * Creates and starts a libp2p router.
  * @throws when libp2p cannot listen on the addresses, or the peer key in `dataDir` is invalid.
  */
+/**
+ * Switches off kad-dht's routing-table refresh: random-walk queries for every bucket at start and every 5 min,
+ * each a multi-hop stock query. This router keeps its own full view of the cluster (peer exchange, redials), and
+ * the stock table that answers Spegel peers is fed by connections; the refresh only adds load (at 100 nodes in one
+ * process it dominated the time to form the mesh). kad-dht exposes no option for it, so its refresher is reached
+ * by name; if a version lacks it, the refresh stays on and a warning says so.
+ */
+function disableStockTableRefresh(dht: unknown, log: Logger): void {
+  const refresh = (dht as { routingTableRefresh?: { afterStart?: unknown; refreshTable?: unknown } })
+    .routingTableRefresh
+  if (refresh === undefined || typeof refresh.refreshTable !== 'function') {
+    log.warn('kad-dht has no routingTableRefresh: its periodic refresh stays on')
+    return
+  }
+  refresh.afterStart = async () => {}
+  refresh.refreshTable = () => {}
+}
+
 export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
   const log = init.logger ?? silent
   const protocol = init.protocol ?? DEFAULT_DHT_PROTOCOL
@@ -262,6 +280,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     allowLoopback ? peer : { ...peer, multiaddrs: peer.multiaddrs.filter((address) => !isLoopback(address)) }
 
   const libp2p = await createLibp2p({
+    start: false,
     ...(privateKey === undefined ? {} : { privateKey }),
     datastore,
     addresses: {
@@ -312,6 +331,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       })
     }
   })
+
+  disableStockTableRefresh(libp2p.services.dht, log)
+  await libp2p.start()
 
   const self = libp2p.peerId
   const selfId = self.toString()
