@@ -26,8 +26,11 @@ import {
   type ContentStore,
   createSerialQueue,
   fileContentReader,
+  fileContentStream,
   imageName,
+  isMissingFile,
   LiveCatalog,
+  MAX_MANIFEST_BYTES,
   StoreClosedError,
   type StoreEvent,
   type StoreKey,
@@ -42,10 +45,6 @@ export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock'
 export const DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io'
 /** containerd's default content directory (under its default root). */
 export const DEFAULT_CONTENT_DIR = '/var/lib/containerd/io.containerd.content.v1.content'
-/** Largest manifest or index read to walk an image, in bytes. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-/** Read buffer for content files, in bytes (as the layout store). */
-const READ_CHUNK_BYTES = 1024 * 1024
 /** The topics that change what the store holds. */
 const EVENT_FILTERS = ['topic~="^/images/"', 'topic=="/content/delete"']
 
@@ -144,14 +143,10 @@ export async function openContainerdStore(init: ContainerdStoreInit = {}): Promi
       try {
         handle = await open(blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW)
       } catch (err) {
-        if (isMissing(err)) throw new ContentNotFoundError(digest)
+        if (isMissingFile(err)) throw new ContentNotFoundError(digest)
         throw err
       }
-      const bytes = range === undefined ? length : range.end - range.start + 1
-      return handle.createReadStream({
-        highWaterMark: Math.max(1, Math.min(READ_CHUNK_BYTES, bytes)),
-        ...(range === undefined ? {} : { start: range.start, end: range.end })
-      })
+      return fileContentStream(handle, length, range)
     }
     const offset = range?.start ?? 0
     const count = range === undefined ? 0 : range.end - range.start + 1
@@ -289,7 +284,7 @@ export async function openContainerdStore(init: ContainerdStoreInit = {}): Promi
             await open(blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW)
           )
         } catch (err) {
-          if (isMissing(err)) return undefined
+          if (isMissingFile(err)) return undefined
           throw err
         }
       }
@@ -352,9 +347,4 @@ async function chooseReadMode(
       throw new Error(`containerd content directory ${contentDir} is not readable: ${(err as Error).message}`)
     return 'grpc'
   }
-}
-
-function isMissing(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP'
 }

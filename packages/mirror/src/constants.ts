@@ -27,8 +27,8 @@ export const HEDGE_WINDOW = 128
 export const MISMATCH_AVOID_MS = 10 * 60 * 1000
 /** A peer that failed (refused, timed out, answered an error) is not asked again for this long, in ms. */
 export const FAILURE_AVOID_MS = 5000
-/** Largest manifest accepted from a peer, in bytes (distribution's limit is 4 MiB). */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+/** Largest manifest accepted from a peer, in bytes: the stores' limit (distribution's 4 MiB). */
+export { MAX_MANIFEST_BYTES } from '@kadmirror/store'
 /** Idle keep-alive connections to a peer are closed after this, in ms. */
 export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 /** Header forwarded to peers so they answer from their own store only (Spegel's loop prevention). */

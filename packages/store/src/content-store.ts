@@ -2,7 +2,6 @@
  * The `ContentStore` interface: what a node holds, as the router advertises it and the mirror serves it.
  * Implementations: {@link createMemoryStore}, {@link openOciLayoutStore}, and containerd's in @kadmirror/containerd.
  */
-import type { FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { ByteRange, Digest } from '@kadmirror/oci'
 
@@ -48,31 +47,6 @@ export interface ContentReader {
   read(target: Uint8Array, offset: number, length: number, position: number): Promise<number>
   /** Releases the reader. Idempotent. */
   close(): Promise<void>
-}
-
-/**
- * A {@link ContentReader} over an open file; closing the reader closes the file (once). For stores that keep
- * content in files.
- */
-export async function fileContentReader(handle: FileHandle): Promise<ContentReader> {
-  let size: number
-  try {
-    size = (await handle.stat()).size
-  } catch (err) {
-    await handle.close()
-    throw err
-  }
-  let closed: Promise<void> | undefined
-  return {
-    size,
-    async read(target, offset, length, position) {
-      return (await handle.read(target, offset, length, position)).bytesRead
-    },
-    close() {
-      closed ??= handle.close()
-      return closed
-    }
-  }
 }
 
 /** Options of {@link ContentStore.subscribe}. */

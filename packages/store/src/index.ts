@@ -25,14 +25,13 @@ export {
   imageName,
   LiveCatalog
 } from './catalog.ts'
-export {
-  type ContentInfo,
-  type ContentReader,
-  type ContentStore,
-  fileContentReader,
-  type StoreEvent,
-  type StoreKey,
-  type SubscribeOptions
+export type {
+  ContentInfo,
+  ContentReader,
+  ContentStore,
+  StoreEvent,
+  StoreKey,
+  SubscribeOptions
 } from './content-store.ts'
 export {
   ContentMismatchError,
@@ -41,6 +40,7 @@ export {
   InvalidLayoutError,
   StoreClosedError
 } from './errors.ts'
+export { fileContentReader, fileContentStream, isMissingFile, READ_HIGH_WATER_MARK } from './files.ts'
 export { createMemoryStore, type MemoryStore } from './memory-store.ts'
 export {
   CONTAINERD_NAME_ANNOTATION,
@@ -49,7 +49,6 @@ export {
   type OciLayoutStore,
   type OciLayoutStoreInit,
   openOciLayoutStore,
-  READ_HIGH_WATER_MARK,
   REF_NAME_ANNOTATION
 } from './oci-layout-store.ts'
 export { createSerialQueue } from './serial.ts'

@@ -37,14 +37,7 @@ import {
   walkImage
 } from '@kadmirror/oci'
 import { buildCatalog, type Catalog, type CatalogImage, imageName, LiveCatalog } from './catalog.ts'
-import {
-  type ContentInfo,
-  type ContentReader,
-  type ContentStore,
-  fileContentReader,
-  type StoreKey,
-  type SubscribeOptions
-} from './content-store.ts'
+import type { ContentInfo, ContentReader, ContentStore, StoreKey, SubscribeOptions } from './content-store.ts'
 import {
   ContentMismatchError,
   ContentNotFoundError,
@@ -52,6 +45,7 @@ import {
   InvalidLayoutError,
   StoreClosedError
 } from './errors.ts'
+import { fileContentReader, fileContentStream, isMissingFile } from './files.ts'
 import { createSerialQueue } from './serial.ts'
 
 /** Annotation of the OCI image-layout spec naming an image in `index.json`. */
@@ -60,8 +54,6 @@ export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name'
 /** Largest manifest or index read, in bytes (as distribution's 4 MiB limit). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-/** Read-stream chunk size, in bytes: larger than fs's 64 KiB default, fewer syscalls per blob. */
-export const READ_HIGH_WATER_MARK = 1024 * 1024
 /** How long the watcher waits for more changes before re-reading `index.json`, in ms. */
 export const WATCH_DEBOUNCE_MS = 50
 
@@ -118,11 +110,6 @@ export interface OciLayoutStore extends ContentStore {
   refresh(): Promise<void>
 }
 
-function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code
-  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP'
-}
-
 /**
  * Opens (by default creating) an OCI image layout as a ContentStore.
  * @throws {InvalidLayoutError} when the directory is not a layout (and `create` is false), or `index.json` is invalid.
@@ -153,7 +140,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
     try {
       return (await lstat(blobPath(digest))).isFile()
     } catch (err) {
-      if (isMissing(err)) return false
+      if (isMissingFile(err)) return false
       throw err
     }
   }
@@ -164,7 +151,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
       await handle.close()
       return undefined
     } catch (err) {
-      if (isMissing(err)) return undefined
+      if (isMissingFile(err)) return undefined
       throw err
     }
   }
@@ -301,7 +288,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
         if (!info.isFile()) return undefined
         return catalog.info(digest, info.size)
       } catch (err) {
-        if (isMissing(err)) return undefined
+        if (isMissingFile(err)) return undefined
         throw err
       }
     },
@@ -314,12 +301,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
         await handle.close()
         throw new RangeNotSatisfiableError(size)
       }
-      const length = range === undefined ? size : range.end - range.start + 1
-      return handle.createReadStream({
-        // Never a buffer larger than the content: small blobs (manifests, configs) are read often.
-        highWaterMark: Math.max(1, Math.min(READ_HIGH_WATER_MARK, length)),
-        ...(range === undefined ? {} : { start: range.start, end: range.end })
-      })
+      return fileContentStream(handle, size, range)
     },
     async open(digest): Promise<ContentReader | undefined> {
       check()
@@ -373,7 +355,7 @@ export async function openOciLayoutStore(init: OciLayoutStoreInit): Promise<OciL
           try {
             names = await readdir(join(directory, 'blobs', algorithm))
           } catch (err) {
-            if (isMissing(err)) continue
+            if (isMissingFile(err)) continue
             throw err
           }
           for (const name of names) {
@@ -410,7 +392,7 @@ async function ensureLayout(directory: string, create: boolean): Promise<void> {
   try {
     layout = await readFile(layoutFile, 'utf8')
   } catch (err) {
-    if (!isMissing(err)) throw err
+    if (!isMissingFile(err)) throw err
   }
   if (layout === undefined) {
     if (!create) throw new InvalidLayoutError(`${directory} is not an OCI image layout: no oci-layout file`)
@@ -428,7 +410,7 @@ async function ensureLayout(directory: string, create: boolean): Promise<void> {
   try {
     await lstat(indexFile)
   } catch (err) {
-    if (!isMissing(err) || !create)
+    if (!isMissingFile(err) || !create)
       throw new InvalidLayoutError(`${directory} has no index.json`, { cause: err })
     await writeFile(
       indexFile,
