@@ -8,7 +8,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
-import type { IdentifyResult, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, IdentifyResult, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { type KadDHT, kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
@@ -91,6 +91,12 @@ const REDIAL_MAX_BACKOFF_MS = 5 * 60_000
 const MAX_REDIAL_FAILURES = 8
 /** Dials to newly learnt peers run at once. */
 const DIAL_CONCURRENCY = 16
+/**
+ * How long a node waits before dialling a learnt peer with a smaller id, in ms (plus up to as much again at
+ * random). While a cluster forms, both nodes of a pair learn of each other at about the same time; the one with
+ * the smaller id dials at once and the other only if no connection came by then, so a pair rarely dials twice.
+ */
+const DIAL_YIELD_MS = 1_500
 
 /** Options of {@link createLibp2pRouter}. Every field is optional. */
 export interface Libp2pRouterInit {
@@ -435,7 +441,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   // --- view of the cluster ----------------------------------------------------------------------
 
-  const connect = (peer: PeerId): void => {
+  /** Learnt peers with a smaller id, waiting for their own dial before this node dials them. */
+  const yielding = new Set<string>()
+
+  const connect = (peer: PeerId, yielded = false): void => {
     const key = peer.toString()
     if (
       closed ||
@@ -445,6 +454,19 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       libp2p.getConnections(peer).length > 0
     )
       return
+    if (!yielded && key < selfId) {
+      if (yielding.has(key)) return
+      yielding.add(key)
+      const timer = setTimeout(
+        () => {
+          yielding.delete(key)
+          connect(peer, true)
+        },
+        DIAL_YIELD_MS * (1 + Math.random())
+      )
+      timer.unref()
+      return
+    }
     if (dialing.size >= DIAL_CONCURRENCY * 8) return
     dialing.add(key)
     libp2p
@@ -609,8 +631,37 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     )
   }
 
+  /**
+   * Closes extra connections to a peer (both nodes dialled at once), keeping one both sides agree on: one that
+   * the node with the smaller id dialled. Of several dialled by one node, that node keeps the oldest. Each extra
+   * connection costs both nodes memory, pings and identify runs.
+   */
+  const onConnectionOpen = (event: CustomEvent<Connection>): void => {
+    const peer = event.detail.remotePeer
+    const open = libp2p.getConnections(peer).filter((c) => c.status === 'open')
+    if (open.length < 2) return
+    const remote = peer.toString()
+    const dialer = (c: Connection): string => (c.direction === 'outbound' ? selfId : remote)
+    const preferred = selfId < remote ? selfId : remote
+    const byPreferred = open.filter((c) => dialer(c) === preferred)
+    const kept = byPreferred.length > 0 ? byPreferred : open
+    const keptDialer = dialer(kept[0] as Connection)
+    const extra = open.filter((c) => !kept.includes(c))
+    // Only the dialling node can tell its own connections apart (by age); the other leaves them be.
+    if (keptDialer === selfId && kept.length > 1) {
+      const oldest = kept.reduce((a, b) => (b.timeline.open < a.timeline.open ? b : a))
+      extra.push(...kept.filter((c) => c !== oldest))
+    }
+    for (const connection of extra) {
+      connection
+        .close({ signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+        .catch((err: unknown) => connection.abort(err as Error))
+    }
+  }
+
   libp2p.addEventListener('peer:identify', onIdentify)
   libp2p.addEventListener('peer:disconnect', onDisconnect)
+  libp2p.addEventListener('connection:open', onConnectionOpen)
 
   await libp2p.handle(REGISTRY_INFO_PROTOCOL, async (stream: Stream) => {
     try {
@@ -1046,6 +1097,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       lookupSessions.closeAll()
       libp2p.removeEventListener('peer:identify', onIdentify)
       libp2p.removeEventListener('peer:disconnect', onDisconnect)
+      libp2p.removeEventListener('connection:open', onConnectionOpen)
       const bootstrapper = init.bootstrapper
       if (bootstrapper?.unregister !== undefined) {
         await bootstrapper.unregister(selfPeer(), { signal: AbortSignal.timeout(2000) }).catch(() => {})

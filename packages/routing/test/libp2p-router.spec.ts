@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import { pbStream } from '@libp2p/utils'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import * as Digest from 'multiformats/hashes/digest'
 import { collectProviders, routerConformance } from '../src/conformance.ts'
 import {
@@ -61,6 +62,51 @@ describe('Libp2pRouter cluster of 10 nodes', function () {
         providers.map((p) => p.id),
         [nodes[0]?.peerId]
       )
+    }
+  })
+})
+
+describe('Libp2pRouter connections', function () {
+  this.timeout(30_000)
+
+  it('keeps one connection per pair of nodes when both dial each other at once', async () => {
+    const [a, b] = await Promise.all([startNode(), startNode()])
+    try {
+      const addressOf = (n: Libp2pRouter) => n.libp2p.getMultiaddrs()[0] as Multiaddr
+      await Promise.all([
+        a.libp2p.dial(addressOf(b), { force: true }),
+        b.libp2p.dial(addressOf(a), { force: true })
+      ])
+      const open = (n: Libp2pRouter) => n.libp2p.getConnections().filter((c) => c.status === 'open')
+      // Each dial resolves before the other side's connection is seen; then both sides keep the same one: the
+      // connection the node with the smaller id dialled.
+      const smaller = a.peerId < b.peerId ? a : b
+      const larger = smaller === a ? b : a
+      await waitFor(
+        () =>
+          open(smaller).length === 1 &&
+          open(larger).length === 1 &&
+          open(smaller)[0]?.direction === 'outbound' &&
+          open(larger)[0]?.direction === 'inbound',
+        10_000,
+        'one connection, dialled by the smaller id, on each side'
+      )
+      await waitFor(() => a.peers().length === 1 && b.peers().length === 1, 10_000, 'both in each view')
+    } finally {
+      await stopAll([a, b])
+    }
+  })
+
+  it('forms a cluster of 10 nodes with exactly one connection between each pair', async () => {
+    const nodes = await startCluster(10)
+    try {
+      await waitFor(
+        () => nodes.every((n) => n.libp2p.getConnections().filter((c) => c.status === 'open').length === 9),
+        10_000,
+        'nine connections on every node'
+      )
+    } finally {
+      await stopAll(nodes)
     }
   })
 })
