@@ -641,14 +641,12 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     const open = libp2p.getConnections(peer).filter((c) => c.status === 'open')
     if (open.length < 2) return
     const remote = peer.toString()
-    const dialer = (c: Connection): string => (c.direction === 'outbound' ? selfId : remote)
-    const preferred = selfId < remote ? selfId : remote
-    const byPreferred = open.filter((c) => dialer(c) === preferred)
+    const selfIsSmaller = selfId < remote
+    const byPreferred = open.filter((c) => (c.direction === 'outbound') === selfIsSmaller)
     const kept = byPreferred.length > 0 ? byPreferred : open
-    const keptDialer = dialer(kept[0] as Connection)
     const extra = open.filter((c) => !kept.includes(c))
     // Only the dialling node can tell its own connections apart (by age); the other leaves them be.
-    if (keptDialer === selfId && kept.length > 1) {
+    if ((kept[0] as Connection).direction === 'outbound' && kept.length > 1) {
       const oldest = kept.reduce((a, b) => (b.timeline.open < a.timeline.open ? b : a))
       extra.push(...kept.filter((c) => c !== oldest))
     }
