@@ -43,6 +43,7 @@ import {
 } from './constants.ts'
 import { type KadMessage, KadMessageCodec, MessageType, type WirePeer } from './kad-message.ts'
 import { compareDistance, kadId, keyToCid, peerKadId } from './keys.ts'
+import { startConnectionChecks } from './liveness.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
 import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
@@ -65,8 +66,14 @@ export const PROVIDE_PROTOCOL = '/kadmirror/provide/1.0.0'
  * which do not speak this, are asked on the DHT protocol.
  */
 export const LOOKUP_PROTOCOL = '/kadmirror/lookup/1.0.0'
-/** A lookup stream with no request for this long is closed by the answering side, in ms. */
-const LOOKUP_STREAM_IDLE_MS = 10_000
+/**
+ * A lookup stream with no request for this long is closed by the answering side, in ms. Opening a stream costs a
+ * round trip of protocol negotiation before the request, so lookup streams are kept for a while: a pull asks the
+ * same few peers many times in a row.
+ */
+const LOOKUP_STREAM_IDLE_MS = 90_000
+/** How long the asking side keeps an unused lookup stream, in ms (below {@link LOOKUP_STREAM_IDLE_MS}). */
+const LOOKUP_SESSION_IDLE_MS = 60_000
 /** The answer a node sends once it has handled every frame of a provide or withdraw stream. */
 const RECORDS_ACK = new TextEncoder().encode('ok')
 /** Time a hedged lookup waits for a peer before also asking the next closest, in ms. */
@@ -75,16 +82,21 @@ export const LOOKUP_HEDGE_MS = 15
 const JOIN_DEBOUNCE_MS = 200
 /** Longest time a dial started by the router may take, in ms. */
 const DIAL_TIMEOUT_MS = 5_000
-/** How often libp2p checks a connection with a ping, in ms (its default, 10 s, costs N pings per 10 s per node). */
+/** How often each connection is checked with a ping, in ms (libp2p's monitor default, 10 s, costs N pings per 10 s per node). */
 const CONNECTION_PING_INTERVAL_MS = 60_000
+/** A connection whose ping takes longer is closed, in ms. */
+const CONNECTION_PING_TIMEOUT_MS = 20_000
 /** How long identify may take on a new connection, in ms (libp2p's default of 5 s is short for a busy node). */
 const IDENTIFY_TIMEOUT_MS = 15_000
 /** Least time between two extra identify runs on one connected peer missing from the view, in ms. */
 const REIDENTIFY_INTERVAL_MS = 30_000
 /** How often connected peers missing from the view are looked for, in ms. */
 const RECONCILE_INTERVAL_MS = 2_000
-/** After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. */
-const VIEW_GROWTH_WINDOW_MS = 30_000
+/**
+ * After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. Longer than
+ * the pause in growth while dials yield to smaller ids ({@link DIAL_YIELD_MS}, up to twice that).
+ */
+const VIEW_GROWTH_WINDOW_MS = 10_000
 /** Longest wait between redials of a known DHT peer that is not connected, in ms. */
 const REDIAL_MAX_BACKOFF_MS = 5 * 60_000
 /** Failed redials after which a peer is forgotten (it left the cluster). */
@@ -300,14 +312,13 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    // libp2p pings every connection every 10 s and drops it when a ping is slow. A mirror keeps a connection
-    // to every node of the cluster, so that is N pings per 10 s per node, and a busy node would lose its
-    // connections in a storm of timeouts and redials. Ping each connection once a minute, and be patient.
-    connectionMonitor: {
-      pingInterval: CONNECTION_PING_INTERVAL_MS,
-      pingTimeout: { minTimeout: 5_000, maxTimeout: 30_000 }
-    },
+    // yamux pings every connection every 30 s only to measure its round-trip time (a failed ping closes
+    // nothing); the connection monitor below already checks each connection. With a connection to every node,
+    // the keep-alive alone is N frames per 30 s per node.
+    streamMuxers: [yamux({ enableKeepAlive: false })],
+    // libp2p's connection monitor pings every connection at the same moment; see liveness.ts for the checks
+    // used instead, spread over the interval.
+    connectionMonitor: { enabled: false },
     connectionManager: {
       maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       ...(init.inboundConnectionThreshold !== undefined
@@ -340,6 +351,12 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   disableStockTableRefresh(libp2p.services.dht, log)
   await libp2p.start()
+  const stopConnectionChecks = startConnectionChecks({
+    libp2p,
+    intervalMs: CONNECTION_PING_INTERVAL_MS,
+    timeoutMs: CONNECTION_PING_TIMEOUT_MS,
+    log
+  })
 
   const self = libp2p.peerId
   const selfId = self.toString()
@@ -396,8 +413,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const sessions = new Sessions((peer, signal) => libp2p.dialProtocol(peer, protocol, { signal }))
 
   /** Request streams on the lookup protocol, for kadmirror peers. */
-  const lookupSessions = new Sessions((peer, signal) =>
-    libp2p.dialProtocol(peer, LOOKUP_PROTOCOL, { signal })
+  const lookupSessions = new Sessions(
+    (peer, signal) => libp2p.dialProtocol(peer, LOOKUP_PROTOCOL, { signal }),
+    LOOKUP_SESSION_IDLE_MS
   )
 
   /** Sends one request on the DHT protocol and reads one answer. */
@@ -1091,6 +1109,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       clearInterval(maintenance)
       clearInterval(reconciler)
       clearTimeout(joinTimer)
+      stopConnectionChecks()
       sessions.closeAll()
       lookupSessions.closeAll()
       libp2p.removeEventListener('peer:identify', onIdentify)

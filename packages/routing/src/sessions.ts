@@ -28,9 +28,11 @@ class Session {
   closed = false
   private readonly stream: Stream
   private readonly onClose: () => void
+  private readonly idleMs: number
 
-  constructor(stream: Stream, onClose: () => void) {
+  constructor(stream: Stream, idleMs: number, onClose: () => void) {
     this.stream = stream
+    this.idleMs = idleMs
     this.onClose = onClose
     this.messages = pbStream(stream).pb(KadMessageCodec)
     this.readLoop().catch(() => {})
@@ -42,7 +44,7 @@ class Session {
     this.idle = setTimeout(() => {
       if (this.waiters.length === 0) this.close()
       else this.touch()
-    }, SESSION_IDLE_MS)
+    }, this.idleMs)
     this.idle.unref()
   }
 
@@ -116,9 +118,12 @@ class Session {
 export class Sessions {
   private readonly sessions = new Map<string, Promise<Session>>()
   private readonly open: OpenStream
+  private readonly idleMs: number
 
-  constructor(open: OpenStream) {
+  /** `idleMs`: how long an unused session stays open (default {@link SESSION_IDLE_MS}); keep it below the answering side's idle timeout. */
+  constructor(open: OpenStream, idleMs = SESSION_IDLE_MS) {
     this.open = open
+    this.idleMs = idleMs
   }
 
   private get(peer: PeerId, signal: AbortSignal): Promise<Session> {
@@ -126,7 +131,7 @@ export class Sessions {
     let session = this.sessions.get(key)
     if (session === undefined) {
       session = this.open(peer, signal).then(
-        (stream) => new Session(stream, () => this.sessions.delete(key)),
+        (stream) => new Session(stream, this.idleMs, () => this.sessions.delete(key)),
         (err: unknown) => {
           this.sessions.delete(key)
           throw err

@@ -1,0 +1,62 @@
+/**
+ * Connection checks spread over time. libp2p's connection monitor pings every connection at the same moment
+ * once per interval; a node connected to every other node of a cluster then opens N ping streams at once, and
+ * many nodes in one process (tests, benchmarks) open N² in the same second, stalling every lookup behind them
+ * and aborting connections whose pings time out in the storm. Here each connection is pinged once per interval
+ * at its own offset, and a connection whose ping fails or times out is aborted (the router then redials the peer if
+ * it is alive). A peer that does not speak ping but answers the protocol negotiation counts as alive.
+ */
+import type { Connection, Libp2p } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
+import type { Logger } from 'pino'
+
+/** Options of {@link startConnectionChecks}. */
+export interface ConnectionChecksInit {
+  libp2p: Libp2p<{ ping: Ping }>
+  /** How often each connection is pinged, in ms. */
+  intervalMs: number
+  /** A ping that takes longer fails, in ms. */
+  timeoutMs: number
+  log: Logger
+}
+
+/** How often due connections are looked for, in ms. */
+const TICK_MS = 1_000
+
+/** Starts pinging every open connection once per `intervalMs`, each at a random offset; returns a function that stops. */
+export function startConnectionChecks(init: ConnectionChecksInit): () => void {
+  const { libp2p, intervalMs, timeoutMs, log } = init
+  const due = new WeakMap<Connection, number>()
+  const shutdown = new AbortController()
+
+  const check = (connection: Connection): void => {
+    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeoutMs)])
+    libp2p.services.ping.ping(connection.remotePeer, { signal }).catch((err: unknown) => {
+      if (shutdown.signal.aborted || connection.status !== 'open') return
+      // A peer that does not speak ping answered the negotiation: it is alive.
+      if ((err as Error).name === 'UnsupportedProtocolError') return
+      log.debug({ err, peer: connection.remotePeer.toString() }, 'connection failed its ping; closing it')
+      connection.abort(err instanceof Error ? err : new Error(String(err)))
+    })
+  }
+
+  const timer = setInterval(() => {
+    const now = Date.now()
+    for (const connection of libp2p.getConnections()) {
+      if (connection.status !== 'open') continue
+      const at = due.get(connection)
+      if (at === undefined) {
+        due.set(connection, now + Math.random() * intervalMs)
+      } else if (at <= now) {
+        due.set(connection, now + intervalMs)
+        check(connection)
+      }
+    }
+  }, TICK_MS)
+  timer.unref()
+
+  return () => {
+    clearInterval(timer)
+    shutdown.abort()
+  }
+}
