@@ -11,7 +11,7 @@ import { identify } from '@libp2p/identify'
 import type { Connection, IdentifyResult, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { type KadDHT, kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
-import { ping } from '@libp2p/ping'
+import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { lpStream, pbStream } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
@@ -158,7 +158,7 @@ export interface Libp2pRouter extends Router {
   /** This node's peer id. */
   readonly peerId: string
   /** The underlying libp2p node, with its stock DHT service (for metrics, debugging and comparison; do not stop it directly). */
-  readonly libp2p: Libp2p<{ dht: KadDHT }>
+  readonly libp2p: Libp2p<{ dht: KadDHT; ping: Ping }>
   /** Multiaddrs this node announces, without `/p2p/`. */
   addresses(): string[]
   /** This node as a bootstrap entry (`{ id, addresses }`), for `/id` and bootstrap servers. */
@@ -591,11 +591,18 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     for (const key of reidentified.keys()) if (members.has(key)) reidentified.delete(key)
   }
 
+  /**
+   * Whether a peer disconnected since the last redial round. The round reads every record of the peer store, so it
+   * runs only then, or while redials are pending.
+   */
+  let redialWanted = false
+
   /** Per known-but-unconnected DHT peer: failed redials and when to try again (exponential backoff). */
   const redials = new Map<string, { failures: number; next: number }>()
 
   /** Dials the DHT peers this node knows of but is not connected to, so the view stays complete. */
   const redialKnownPeers = async (): Promise<void> => {
+    redialWanted = false
     const now = Date.now()
     for (const peer of await libp2p.peerStore.all({ filters: [(p) => p.protocols.includes(protocol)] })) {
       const key = peer.id.toString()
@@ -625,6 +632,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const onDisconnect = (event: CustomEvent<PeerId>): void => {
     const key = event.detail.toString()
     if (libp2p.getConnections(event.detail).length > 0) return
+    redialWanted = true
     members.delete(key)
     sessions.drop(event.detail)
     lookupSessions.drop(event.detail)
@@ -1049,7 +1057,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   let rounds = 0
   const reconciler = setInterval(() => {
     reconcile().catch((err: unknown) => log.debug({ err }, 'reconcile failed'))
-    if (rounds++ % 5 === 4) redialKnownPeers().catch((err: unknown) => log.debug({ err }, 'redial failed'))
+    if (rounds++ % 5 === 4 && (redialWanted || redials.size > 0))
+      redialKnownPeers().catch((err: unknown) => log.debug({ err }, 'redial failed'))
     // While the view is still growing (a node starting, or joining a cluster), ask for peers every tick.
     if (Date.now() - lastGrowth < VIEW_GROWTH_WINDOW_MS) exchangeWithRandomMember()
   }, RECONCILE_INTERVAL_MS)

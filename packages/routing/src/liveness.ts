@@ -20,6 +20,21 @@ export interface ConnectionChecksInit {
   log: Logger
 }
 
+/** A stream muxer that can ping its peer without opening a stream (yamux's PING frame). */
+interface PingingMuxer {
+  ping(options: { signal: AbortSignal }): Promise<number>
+}
+
+/**
+ * The connection's muxer when it can ping: yamux answers a PING frame in its read loop, two frames in all, where
+ * the ping protocol costs a new stream, a protocol negotiation and its close. libp2p's Connection class carries
+ * the muxer as a public field the interface does not name; without one the ping protocol is used.
+ */
+function muxerOf(connection: Connection): PingingMuxer | undefined {
+  const muxer = (connection as unknown as { muxer?: Partial<PingingMuxer> }).muxer
+  return typeof muxer?.ping === 'function' ? (muxer as PingingMuxer) : undefined
+}
+
 /** How often due connections are looked for, in ms. */
 const TICK_MS = 1_000
 
@@ -31,9 +46,14 @@ export function startConnectionChecks(init: ConnectionChecksInit): () => void {
 
   const check = (connection: Connection): void => {
     const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeoutMs)])
-    libp2p.services.ping.ping(connection.remotePeer, { signal }).catch((err: unknown) => {
+    const muxer = muxerOf(connection)
+    const ping =
+      muxer === undefined
+        ? libp2p.services.ping.ping(connection.remotePeer, { signal })
+        : muxer.ping({ signal })
+    ping.catch((err: unknown) => {
       if (shutdown.signal.aborted || connection.status !== 'open') return
-      // A peer that does not speak ping answered the negotiation: it is alive.
+      // A peer that does not speak the ping protocol answered the negotiation: it is alive.
       if ((err as Error).name === 'UnsupportedProtocolError') return
       log.debug({ err, peer: connection.remotePeer.toString() }, 'connection failed its ping; closing it')
       connection.abort(err instanceof Error ? err : new Error(String(err)))

@@ -5,6 +5,8 @@ import { createInterface } from 'node:readline'
 /** A child process answering one JSON line per request line. */
 export interface LineProcess {
   request<T>(line: string, timeoutMs?: number): Promise<T>
+  /** Sends a signal (for example SIGSTOP to freeze the process, SIGCONT to thaw it). */
+  signal(name: NodeJS.Signals): void
   kill(): void
 }
 
@@ -46,6 +48,9 @@ export function spawnLineProcess(command: string, args: string[]): LineProcess {
         })
         child.stdin.write(`${line}\n`)
       })
+    },
+    signal: (name) => {
+      child.kill(name)
     },
     kill: () => child.kill('SIGKILL')
   }
