@@ -558,6 +558,15 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       admit(event.detail.peerId, event.detail.protocols, event.detail.listenAddrs)
   }
 
+  /**
+   * Connected peers by id, kept from connect and disconnect events: `libp2p.getPeers()` decodes every peer id from
+   * its string key, too much to call every few seconds on every node of a cluster in one process.
+   */
+  const connected = new Map<string, PeerId>()
+  const onConnect = (event: CustomEvent<PeerId>): void => {
+    connected.set(event.detail.toString(), event.detail)
+  }
+
   /** When identify was last run again on a connected peer missing from the view, ms since the epoch. */
   const reidentified = new Map<string, number>()
 
@@ -566,8 +575,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
    * identify again, at most every 30 s, on connections where it failed (a busy node times out).
    */
   const reconcile = async (): Promise<void> => {
-    for (const peer of libp2p.getPeers()) {
-      const key = peer.toString()
+    if (connected.size === members.size) return
+    for (const [key, peer] of connected) {
       if (members.has(key)) continue
       let protocols: string[] = []
       try {
@@ -633,6 +642,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     const key = event.detail.toString()
     if (libp2p.getConnections(event.detail).length > 0) return
     redialWanted = true
+    connected.delete(key)
     members.delete(key)
     sessions.drop(event.detail)
     lookupSessions.drop(event.detail)
@@ -684,8 +694,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   }
 
   libp2p.addEventListener('peer:identify', onIdentify)
+  libp2p.addEventListener('peer:connect', onConnect)
   libp2p.addEventListener('peer:disconnect', onDisconnect)
   libp2p.addEventListener('connection:open', onConnectionOpen)
+  for (const peer of libp2p.getPeers()) connected.set(peer.toString(), peer)
 
   await libp2p.handle(REGISTRY_INFO_PROTOCOL, async (stream: Stream) => {
     try {
@@ -1122,6 +1134,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       sessions.closeAll()
       lookupSessions.closeAll()
       libp2p.removeEventListener('peer:identify', onIdentify)
+      libp2p.removeEventListener('peer:connect', onConnect)
       libp2p.removeEventListener('peer:disconnect', onDisconnect)
       libp2p.removeEventListener('connection:open', onConnectionOpen)
       const bootstrapper = init.bootstrapper

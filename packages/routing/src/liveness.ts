@@ -41,8 +41,20 @@ const TICK_MS = 1_000
 /** Starts pinging every open connection once per `intervalMs`, each at a random offset; returns a function that stops. */
 export function startConnectionChecks(init: ConnectionChecksInit): () => void {
   const { libp2p, intervalMs, timeoutMs, log } = init
-  const due = new WeakMap<Connection, number>()
+  // Due times of the open connections, kept from connection events: listing libp2p's connections every tick
+  // would decode every peer id from its string key.
+  const due = new Map<Connection, number>()
   const shutdown = new AbortController()
+  const schedule = (connection: Connection): void => {
+    due.set(connection, Date.now() + Math.random() * intervalMs)
+  }
+  const onOpen = (event: CustomEvent<Connection>): void => schedule(event.detail)
+  const onClose = (event: CustomEvent<Connection>): void => {
+    due.delete(event.detail)
+  }
+  libp2p.addEventListener('connection:open', onOpen)
+  libp2p.addEventListener('connection:close', onClose)
+  for (const connection of libp2p.getConnections()) schedule(connection)
 
   const check = (connection: Connection): void => {
     const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeoutMs)])
@@ -62,15 +74,14 @@ export function startConnectionChecks(init: ConnectionChecksInit): () => void {
 
   const timer = setInterval(() => {
     const now = Date.now()
-    for (const connection of libp2p.getConnections()) {
-      if (connection.status !== 'open') continue
-      const at = due.get(connection)
-      if (at === undefined) {
-        due.set(connection, now + Math.random() * intervalMs)
-      } else if (at <= now) {
-        due.set(connection, now + intervalMs)
-        check(connection)
+    for (const [connection, at] of due) {
+      if (connection.status !== 'open') {
+        if (connection.status === 'closed') due.delete(connection)
+        continue
       }
+      if (at > now) continue
+      due.set(connection, now + intervalMs)
+      check(connection)
     }
   }, TICK_MS)
   timer.unref()
@@ -78,5 +89,8 @@ export function startConnectionChecks(init: ConnectionChecksInit): () => void {
   return () => {
     clearInterval(timer)
     shutdown.abort()
+    libp2p.removeEventListener('connection:open', onOpen)
+    libp2p.removeEventListener('connection:close', onClose)
+    due.clear()
   }
 }
