@@ -8,12 +8,20 @@
  * options) on the same cluster are measured alongside for reference.
  *
  * Usage: node --expose-gc bench/src/dht.ts [--sizes 10,50,100,200] [--lookups 200] [--keys 10000] [--processes 8]
+ *   [--stock-lookups 50] [--buffer-pool-kib 8]
  */
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createLibp2pRouter, keyToCid, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { printTable, type Row, writeResults } from './report.ts'
+
+/**
+ * Buffer pool size the nodes run with, in KiB. Node 24 raised `Buffer.poolSize` to 64 KiB; libp2p keeps small
+ * views into pool slabs for as long as a connection lives (peer ids, multiaddrs, Kademlia distances decoded from
+ * the wire), so each connection pins slabs. 8 KiB (Node 20's default) is what a kadmirror process should set.
+ */
+const RECOMMENDED_BUFFER_POOL_KIB = 8
 
 /** Targets of the routing issue, at 100 nodes (10 000 keys at 50). */
 const TARGETS = { hitP50Ms: 5, hitP99Ms: 25, missP99Ms: 25, advertise10kMs: 30_000, rssPerNodeMiB: 6 }
@@ -277,8 +285,8 @@ interface ChildHandle {
   kill(): void
 }
 
-function spawnChild(): Promise<ChildHandle> {
-  const proc = fork(fileURLToPath(import.meta.url), ['--child'], {
+function spawnChild(bufferPoolKiB: number): Promise<ChildHandle> {
+  const proc = fork(fileURLToPath(import.meta.url), ['--child', String(bufferPoolKiB)], {
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
@@ -308,8 +316,13 @@ function spawnChild(): Promise<ChildHandle> {
   })
 }
 
-async function multiProcess(size: number, lookups: number, keyCount: number): Promise<ClusterResult> {
-  const children = await Promise.all(Array.from({ length: size }, spawnChild))
+async function multiProcess(
+  size: number,
+  lookups: number,
+  keyCount: number,
+  bufferPoolKiB: number
+): Promise<ClusterResult> {
+  const children = await Promise.all(Array.from({ length: size }, () => spawnChild(bufferPoolKiB)))
   try {
     const formStart = now()
     const first = await (children[0] as ChildHandle).call<{ peerId: string; addresses: string[] }>({
@@ -317,7 +330,8 @@ async function multiProcess(size: number, lookups: number, keyCount: number): Pr
     })
     const seed = first.addresses.map((a) => `${a}/p2p/${first.peerId}`)
     await Promise.all(children.slice(1).map((c) => c.call({ op: 'start', seed })))
-    const deadline = Date.now() + 120_000
+    // Starting a process takes about a second of CPU; on a small machine 100 of them take minutes to form a mesh.
+    const deadline = Date.now() + Math.max(120_000, size * 6_000)
     for (;;) {
       const counts = await Promise.all(children.map((c) => c.call<{ peers: number }>({ op: 'peers' })))
       if (counts.every((c) => c.peers === size - 1)) break
@@ -364,7 +378,8 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
       lookups: { type: 'string', default: '200' },
       keys: { type: 'string', default: '10000' },
       processes: { type: 'string', default: '8' },
-      'stock-lookups': { type: 'string', default: '50' }
+      'stock-lookups': { type: 'string', default: '50' },
+      'buffer-pool-kib': { type: 'string', default: String(RECOMMENDED_BUFFER_POOL_KIB) }
     }
   })
   const sizes = (values.sizes ?? '')
@@ -373,6 +388,9 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
     .filter((n) => n > 1)
   const lookups = Number(values.lookups)
   const keyCount = Number(values.keys)
+  const bufferPoolKiB = Number(values['buffer-pool-kib'])
+  Buffer.poolSize = bufferPoolKiB * 1024
+  console.error(`bench/dht: Buffer.poolSize ${bufferPoolKiB} KiB (Node 24's default is 64 KiB)`)
   const processes = Number(values.processes)
   const rows: ClusterResult[] = []
   const stockRows: Row[] = []
@@ -388,7 +406,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   }
   if (processes > 1) {
     console.error(`bench/dht: ${processes} nodes, one process each…`)
-    rows.push(await multiProcess(processes, lookups, keyCount))
+    rows.push(await multiProcess(processes, lookups, keyCount, bufferPoolKiB))
   }
   printTable('bench/dht: kadmirror router (one-round lookups to the closest peers)', rows)
   printTable('bench/dht: stock @libp2p/kad-dht findProviders on the same clusters, for reference', stockRows)
@@ -405,6 +423,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
     console.log(`target ${name}: ${met === undefined ? 'not measured' : met ? 'met' : 'NOT met'}`)
   const file = await writeResults('dht', {
     targets: TARGETS,
+    bufferPoolKiB,
     checks,
     rows,
     stock: stockRows,
@@ -415,5 +434,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   return Object.values(checks).every((m) => m !== false)
 }
 
-if (process.argv.includes('--child')) await child()
-else if (import.meta.main) await benchDht(process.argv.slice(2))
+if (process.argv.includes('--child')) {
+  Buffer.poolSize = Number(process.argv[process.argv.indexOf('--child') + 1]) * 1024
+  await child()
+} else if (import.meta.main) await benchDht(process.argv.slice(2))
