@@ -312,12 +312,11 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    // yamux pings every connection every 30 s only to measure its round-trip time (a failed ping closes
-    // nothing); the connection monitor below already checks each connection. With a connection to every node,
-    // the keep-alive alone is N frames per 30 s per node.
+    // yamux's keep-alive pings every connection every 30 s only to measure its round-trip time (a failed ping
+    // closes nothing): with a connection to every node, N frames per 30 s per node. libp2p's connection monitor
+    // pings every connection at the same moment. Both are off; the router's own checks (liveness.ts) ping each
+    // connection once a minute, spread over the minute, and close the ones that do not answer.
     streamMuxers: [yamux({ enableKeepAlive: false })],
-    // libp2p's connection monitor pings every connection at the same moment; see liveness.ts for the checks
-    // used instead, spread over the interval.
     connectionMonitor: { enabled: false },
     connectionManager: {
       maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
