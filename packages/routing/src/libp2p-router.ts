@@ -192,7 +192,8 @@ interface Candidate {
   id: PeerId
   key: string
   kad: Uint8Array
-  state: 'new' | 'asking' | 'slow' | 'done' | 'failed'
+  /** `reading`: its answer arrived and is being processed; `slow`: no answer within the hedge time. */
+  state: 'new' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
 }
 
 interface RegistryInfo {
@@ -945,7 +946,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
             requestSignal
           )
           .then(async (answer) => {
-            candidate.state = 'done'
+            // Not 'done' until its providers are emitted: emitting can wait on the peer store, and a lookup
+            // that settles meanwhile would drop them.
+            candidate.state = 'reading'
             for (const provider of await learnPeers(answer.providers))
               await emit(provider.id.toString(), provider.addresses)
             for (const peer of await learnPeers(answer.closer)) {
@@ -962,6 +965,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
               candidates.splice(i, 0, entry)
               connect(peer.id)
             }
+            candidate.state = 'done'
           })
           .catch((err: unknown) => {
             candidate.state = 'failed'
