@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,6 +18,7 @@ import {
   staticBootstrapper
 } from '../src/index.ts'
 import { KadMessageCodec, MessageType } from '../src/kad-message.ts'
+import { compareDistance, kadId, peerKadId } from '../src/keys.ts'
 import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
 
 routerConformance('Libp2pRouter (3 nodes on 127.0.0.1)', {
@@ -104,6 +106,45 @@ describe('Libp2pRouter connections', function () {
         () => nodes.every((n) => n.libp2p.getConnections().filter((c) => c.status === 'open').length === 9),
         10_000,
         'nine connections on every node'
+      )
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+})
+
+describe('Libp2pRouter lookups of providers the node is not connected to', function () {
+  this.timeout(60_000)
+
+  it('yields a provider it is not connected to, with the addresses its peer store has', async () => {
+    // The owner stores its record at one peer only; the asker, no longer connected to the owner, asks the three
+    // closest: two answer with nothing, the holder names a provider whose addresses only the peer store has.
+    const nodes = await startCluster(5)
+    const seed = nodes[0] as Libp2pRouter
+    const owner = await startNode({
+      replication: 1,
+      bootstrapper: staticBootstrapper(seed.addresses().map((a) => `${a}/p2p/${seed.peerId}`))
+    })
+    nodes.push(owner)
+    const asker = nodes[1] as Libp2pRouter
+    try {
+      await waitFor(() => nodes.every((n) => n.peers().length === 5), 20_000, 'a full mesh of 6 nodes')
+      const others = nodes.filter((n) => n !== owner)
+      const closestTo = (key: string): Libp2pRouter => {
+        const target = kadId(keyToCid(key).multihash.bytes)
+        const distance = (n: Libp2pRouter) => peerKadId(peerIdFromString(n.peerId))
+        return others.reduce((a, b) => (compareDistance(distance(b), distance(a), target) < 0 ? b : a))
+      }
+      let key = ''
+      do key = `sha256:${randomBytes(32).toString('hex')}`
+      while (closestTo(key) === asker)
+      await owner.advertise([key])
+      await asker.libp2p.hangUp(peerIdFromString(owner.peerId))
+      await waitFor(() => !asker.peers().includes(owner.peerId), 5_000, 'the owner to leave the asker’s view')
+      const providers = await collectProviders(asker, key)
+      assert.deepEqual(
+        providers.map((p) => p.id),
+        [owner.peerId]
       )
     } finally {
       await stopAll(nodes)
