@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildImage, type Digest, digestHex, digestOf } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
+import { waitFor } from '@kadmirror/test-support'
 import { Agent } from 'undici'
 import { median, printTable, type Row, writeResults } from './report.ts'
 
@@ -37,14 +38,6 @@ const now = (): number => performance.now()
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 const randomDigest = (): Digest => digestOf(randomUUID())

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { configureMirrors } from '@kadmirror/containerd'
+import { waitFor } from '@kadmirror/test-support'
 import {
   buildAndPush,
   e2eUnavailable,
@@ -20,14 +21,6 @@ import {
 
 const MiB = 1024 * 1024
 const why = e2eUnavailable()
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 if (why !== undefined) {
   describe('end to end through containerd', () => {

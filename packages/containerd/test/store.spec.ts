@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { buildImage, type Digest } from '@kadmirror/oci'
 import type { StoreEvent } from '@kadmirror/store'
+import { waitFor } from '@kadmirror/test-support'
 import { type ContainerdStore, openContainerdStore } from '../src/index.ts'
 import { type ContainerdProcess, containerdUnavailable, startContainerd } from './containerd-process.ts'
 
@@ -37,18 +38,6 @@ async function eventsUntil(
   if (!done(seen))
     throw new Error(`timed out after ${ms} ms; saw ${seen.map((e) => `${e.type} ${e.key.key}`).join(', ')}`)
   return seen
-}
-
-async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-  what = 'condition'
-): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 if (why !== undefined) {

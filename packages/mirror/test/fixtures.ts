@@ -14,6 +14,8 @@ import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
 import { Agent } from 'undici'
 import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from '../src/index.ts'
 
+export { waitFor } from '@kadmirror/test-support'
+
 /** One node: its store, router, and mirror at `url`. */
 export interface MirrorNode {
   store: MemoryStore
@@ -191,17 +193,4 @@ export function randomBytes(size: number, seed = 1): Buffer {
     bytes[i] = x & 0xff
   }
   return bytes
-}
-
-/** Waits until `check` is true, polling every 20 ms; throws after `ms`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-  what = 'condition'
-): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }

@@ -1,4 +1,6 @@
 // Real libp2p clusters on 127.0.0.1 for tests: the first node listens, the others bootstrap from it.
+
+import { waitFor } from '@kadmirror/test-support'
 import {
   createLibp2pRouter,
   type Libp2pRouter,
@@ -6,18 +8,7 @@ import {
   staticBootstrapper
 } from '../src/index.ts'
 
-/** Waits until `check` is true, polling every 20 ms; throws after `ms`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-  what = 'condition'
-): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+export { waitFor }
 
 /** Starts one node on an ephemeral loopback port. */
 export function startNode(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {

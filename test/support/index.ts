@@ -1,0 +1,45 @@
+/**
+ * Helpers shared by the packages' tests, the end-to-end suites and the benchmarks. Private to the workspace:
+ * published packages never depend on it.
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+/**
+ * Resolves once `check` returns true, polling every `intervalMs` (default 20 ms). Rejects with
+ * "timed out after `ms` ms waiting for `what`" when `ms` (default 10 000) pass first.
+ */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = 'condition',
+  intervalMs = 20
+): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+/**
+ * Runs the first ```ts block of `<packageDir>/README.md` as written (from a temporary file in the package, so its
+ * imports resolve as a user's would) and resolves its standard output. Fails when the README has no such block
+ * or the example exits non-zero; the temporary file is removed either way.
+ */
+export async function runReadmeExample(packageDir: string): Promise<string> {
+  const readme = await readFile(join(packageDir, 'README.md'), 'utf8')
+  const example = /```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(example !== undefined, `${packageDir}/README.md has no ts example`)
+  const file = join(packageDir, 'readme-example.tmp.ts')
+  await writeFile(file, example)
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, [file], { cwd: packageDir })
+    return stdout
+  } finally {
+    await rm(file, { force: true })
+  }
+}
