@@ -61,9 +61,10 @@ export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
 export const PROVIDE_PROTOCOL = '/kadmirror/provide/1.0.0'
 /**
  * kadmirror's lookup protocol: GET_PROVIDERS messages on a reused stream, answered from the provider index
- * alone — provider ids without addresses and no closer peers, since every node knows the cluster. The stock
- * answer costs the answering node a peer-store read for each provider and for 20 closer peers; Spegel peers,
- * which do not speak this, are asked on the DHT protocol.
+ * alone — provider ids without addresses and no closer peers, since every node knows the cluster — and FIND_NODE
+ * for peer exchange, answered from the view with the addresses identify gave. The stock answers cost the
+ * answering node a peer-store read for each provider and for 20 closer peers; Spegel peers, which do not speak
+ * this, are asked on the DHT protocol.
  */
 export const LOOKUP_PROTOCOL = '/kadmirror/lookup/1.0.0'
 /**
@@ -497,7 +498,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const exchangePeers = async (peer: PeerId): Promise<void> => {
     const target = new Uint8Array(32)
     crypto.getRandomValues(target)
-    const answer = await request(
+    const viaLookup = members.get(peer.toString())?.lookups === true
+    const answer = await (viaLookup ? lookupSessions : sessions).request(
       peer,
       { type: MessageType.FIND_NODE, key: target, closer: [], providers: [] },
       AbortSignal.any([shutdown.signal, AbortSignal.timeout(requestTimeoutMs * 5)])
@@ -775,6 +777,12 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
             answer.providers = datastore
               .providersOf(bytesToString(message.key, 'base32'))
               .map((peer) => ({ id: idBytesOf(peer), multiaddrs: [] }))
+          } else if (message.type === MessageType.FIND_NODE && message.key !== undefined) {
+            // Peer exchange, answered from the view (the stock handler reads the peer store for every peer).
+            answer.key = message.key
+            answer.closer = closest(members.values(), kadId(message.key), K)
+              .filter((m) => m.addresses.length > 0)
+              .map((m) => ({ id: m.id.toMultihash().bytes, multiaddrs: m.addresses.map((a) => a.bytes) }))
           }
           await messages.write(answer)
         }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import { pbStream } from '@libp2p/utils'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import * as Digest from 'multiformats/hashes/digest'
 import { collectProviders, routerConformance } from '../src/conformance.ts'
 import {
@@ -210,6 +210,28 @@ describe('Libp2pRouter lookup protocol', function () {
       assert.deepEqual(answer.providers[0]?.multiaddrs, [])
       assert.deepEqual(answer.closer, [])
       assert.deepEqual(miss.providers, [])
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
+  it('answers FIND_NODE on the lookup protocol with the peers of its view and the addresses they listen on', async () => {
+    const nodes = await startCluster(4)
+    try {
+      const [asker, answering, ...others] = nodes as [Libp2pRouter, Libp2pRouter, ...Libp2pRouter[]]
+      const stream = await asker.libp2p.dialProtocol(peerIdFromString(answering.peerId), LOOKUP_PROTOCOL)
+      const messages = pbStream(stream).pb(KadMessageCodec)
+      await messages.write({ type: MessageType.FIND_NODE, key: randomBytes(32), closer: [], providers: [] })
+      const answer = await messages.read()
+      await stream.close()
+      const closer = new Map(
+        answer.closer.map((p) => [
+          peerIdFromMultihash(Digest.decode(p.id)).toString(),
+          p.multiaddrs.map((bytes) => multiaddr(bytes).toString())
+        ])
+      )
+      assert.deepEqual([...closer.keys()].sort(), [asker, ...others].map((n) => n.peerId).sort())
+      for (const node of others) assert.deepEqual(closer.get(node.peerId), node.addresses())
     } finally {
       await stopAll(nodes)
     }
