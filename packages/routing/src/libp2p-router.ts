@@ -419,10 +419,6 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     LOOKUP_SESSION_IDLE_MS
   )
 
-  /** Sends one request on the DHT protocol and reads one answer. */
-  const request = (peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> =>
-    sessions.request(peer, message, signal)
-
   /** Parses the peers of an answer, skipping malformed entries and this node; merges their addresses into the peer store. */
   const learnPeers = async (
     peers: readonly WirePeer[]
