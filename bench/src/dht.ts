@@ -402,6 +402,8 @@ async function multiProcess(
       return memory.reduce((sum, m) => sum + m.rss - m.baselineRss, 0) / size / 1024 / 1024
     }
     const settled = await memoryPerNode(false)
+    // Every process has just run a full GC at once (on a small machine they queue for the cores): let them finish.
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
     console.error(
       `bench/dht: a bare child process (Node, before any router) has ${bareMiB.toFixed(1)} MiB RSS`
     )

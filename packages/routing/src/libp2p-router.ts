@@ -48,6 +48,7 @@ import { loadOrCreatePeerKey } from './peer-key.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
 import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
 import { Sessions } from './sessions.ts'
+import { useHalfWindowUpdates } from './yamux-window.ts'
 
 /** kadmirror's protocol for a node's registry port and scheme (Spegel nodes do not speak it). */
 export const REGISTRY_INFO_PROTOCOL = '/kadmirror/registry/1.0.0'
@@ -299,6 +300,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const peerInfoMapper: PeerInfoMapper = (peer) =>
     allowLoopback ? peer : { ...peer, multiaddrs: peer.multiaddrs.filter((address) => !isLoopback(address)) }
 
+  useHalfWindowUpdates()
   const libp2p = await createLibp2p({
     start: false,
     ...(privateKey === undefined ? {} : { privateKey }),
