@@ -885,13 +885,17 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   /** Runs one lookup of `key` into `into`: local records first, then the closest peers, round by round. */
   const runLookup = async (key: string, into: SharedLookup): Promise<void> => {
     const info = keyInfo(key)
-    const emit = async (peer: string, addresses: Multiaddr[]): Promise<void> => {
-      if (peer === selfId) return
-      const known = addresses.length > 0 ? addresses : await addressesOf(peerIdFromString(peer))
-      const provider = toProvider(peer, known)
+    // A PeerId caches its string form: one base58 encoding per provider, however often it is asked for.
+    const emit = async (peer: PeerId, addresses: Multiaddr[]): Promise<void> => {
+      const id = peer.toString()
+      if (id === selfId) return
+      const known = addresses.length > 0 ? addresses : await addressesOf(peer)
+      const provider = toProvider(id, known)
       if (provider !== undefined) into.push(provider)
     }
-    for (const peer of datastore.providersOf(info.mhKey)) await emit(peer, [])
+    for (const peer of datastore.providersOf(info.mhKey)) {
+      if (peer !== selfId) await emit(peerIdFromString(peer), [])
+    }
 
     const candidates: Candidate[] = closest(members.values(), info.target, K).map((m) => ({
       id: m.id,
@@ -956,7 +960,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
             // that settles meanwhile would drop them.
             candidate.state = 'reading'
             for (const provider of await learnPeers(answer.providers))
-              await emit(provider.id.toString(), provider.addresses)
+              await emit(provider.id, provider.addresses)
             for (const peer of await learnPeers(answer.closer)) {
               const id = peer.id.toString()
               if (known.has(id) || peer.addresses.length === 0) continue
