@@ -141,6 +141,34 @@ interface ClusterResult extends Row {
  */
 const SETTLE_MS = 10_000
 
+/**
+ * Starts `count` routers on 127.0.0.1, 25 at a time, that bootstrap from `seed` (multiaddrs with peer ids);
+ * without `seed`, the first router starts alone and seeds the others.
+ */
+async function startRouters(count: number, seed?: string[]): Promise<Libp2pRouter[]> {
+  const routers: Libp2pRouter[] = []
+  let bootstrap = seed
+  if (bootstrap === undefined) {
+    const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
+    routers.push(first)
+    bootstrap = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
+  }
+  const peers = bootstrap
+  while (routers.length < count) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(25, count - routers.length) }, () =>
+        createLibp2pRouter({
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          allowLoopback: true,
+          bootstrapper: staticBootstrapper(peers)
+        })
+      )
+    )
+    routers.push(...batch)
+  }
+  return routers
+}
+
 async function inProcess(
   size: number,
   lookups: number,
@@ -152,21 +180,7 @@ async function inProcess(
   const liveOf = (m: NodeJS.MemoryUsage): number => m.heapUsed + m.external
   const liveBefore = liveOf(process.memoryUsage())
   const formStart = now()
-  const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
-  const seed = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
-  const nodes = [first]
-  for (let i = 1; i < size; i += 25) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(25, size - i) }, () =>
-        createLibp2pRouter({
-          listen: ['/ip4/127.0.0.1/tcp/0'],
-          allowLoopback: true,
-          bootstrapper: staticBootstrapper(seed)
-        })
-      )
-    )
-    nodes.push(...batch)
-  }
+  const nodes = await startRouters(size)
   try {
     await waitFor(
       () => nodes.every((n) => n.peers().length === size - 1),
@@ -249,27 +263,6 @@ async function child(): Promise<void> {
   gc(true)
   const baselineRss = process.memoryUsage().rss
   const routers: Libp2pRouter[] = []
-  const start = async (count: number, seed: string[] | undefined): Promise<void> => {
-    let bootstrap = seed
-    if (bootstrap === undefined) {
-      const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
-      routers.push(first)
-      bootstrap = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
-    }
-    const more = count - routers.length
-    for (let i = 0; i < more; i += 25) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(25, more - i) }, () =>
-          createLibp2pRouter({
-            listen: ['/ip4/127.0.0.1/tcp/0'],
-            allowLoopback: true,
-            bootstrapper: staticBootstrapper(bootstrap)
-          })
-        )
-      )
-      routers.push(...batch)
-    }
-  }
   process.on(
     'message',
     async (message: {
@@ -286,7 +279,7 @@ async function child(): Promise<void> {
       try {
         switch (message.op) {
           case 'start': {
-            await start(message.count ?? 1, message.seed)
+            routers.push(...(await startRouters(message.count ?? 1, message.seed)))
             const first = routers[0] as Libp2pRouter
             return send({ id: message.id, peerId: first.peerId, addresses: first.addresses() })
           }
