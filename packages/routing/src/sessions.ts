@@ -2,11 +2,17 @@
  * Request streams kept open per peer. A DHT node answers the messages of one stream in order (go- and
  * js-libp2p-kad-dht both do), so requests to a peer can share one stream instead of opening, negotiating and
  * closing a stream each — the larger part of a request's cost. go-libp2p-kad-dht's message sender does the
- * same. A session closes itself before the peer's idle timeout (10 s in js-libp2p-kad-dht) and on any error.
+ * same. A session closes itself when unused for a while (below the answering side's idle timeout: 10 s in
+ * js-libp2p-kad-dht) and on any error.
+ *
+ * A request allocates its message and one promise: no abort signals and no timers of its own. Each session has
+ * one idle timer, re-armed in place on every request, and one deadline timer that is armed again only when it
+ * fires with requests still waiting; a cluster in one process runs thousands of sessions, and per-request timers
+ * that outlive a young-generation collection were most of what the collector copied during lookups.
  */
 import type { PeerId, Stream } from '@libp2p/interface'
-import { pbStream } from '@libp2p/utils'
-import { type KadMessage, KadMessageCodec } from './kad-message.ts'
+import { FrameChannel } from './frames.ts'
+import { decodeMessage, encodeMessage, type KadMessage, MAX_MESSAGE_BYTES } from './kad-message.ts'
 
 /** How long an unused session stays open, in ms; below the 10 s a kad-dht server waits for the next message. */
 export const SESSION_IDLE_MS = 5_000
@@ -14,103 +20,129 @@ export const SESSION_IDLE_MS = 5_000
 /** Opens a stream to a peer on the DHT protocol. */
 export type OpenStream = (peer: PeerId, signal: AbortSignal) => Promise<Stream>
 
+/** A peer did not answer a request within its time; the session it was sent on is closed. */
+export class RequestTimeoutError extends Error {
+  override name = 'TimeoutError'
+}
+
+/** A session ended (closed, or the peer closed the stream) before a request was answered. */
+export class SessionClosedError extends Error {
+  override name = 'SessionClosedError'
+}
+
 interface Waiter {
   resolve(message: KadMessage): void
   reject(error: Error): void
-  /** The caller gave up (not a timeout): its answer is read and dropped, and the session lives on. */
-  abandoned: boolean
+  /** When the answer is due, ms since the epoch. */
+  deadline: number
 }
 
 class Session {
   private readonly waiters: Waiter[] = []
-  private readonly messages: ReturnType<ReturnType<typeof pbStream>['pb']>
-  private idle: NodeJS.Timeout | undefined
-  closed = false
-  private readonly stream: Stream
+  private readonly channel: FrameChannel
+  private readonly idle: NodeJS.Timeout
+  private deadlineTimer: NodeJS.Timeout | undefined
+  private deadlineAt = Number.POSITIVE_INFINITY
   private readonly onClose: () => void
-  private readonly idleMs: number
+  closed = false
 
   constructor(stream: Stream, idleMs: number, onClose: () => void) {
-    this.stream = stream
-    this.idleMs = idleMs
     this.onClose = onClose
-    this.messages = pbStream(stream).pb(KadMessageCodec)
-    this.readLoop().catch(() => {})
-    this.touch()
-  }
-
-  private touch(): void {
-    clearTimeout(this.idle)
-    this.idle = setTimeout(() => {
-      if (this.waiters.length === 0) this.close()
-      else this.touch()
-    }, this.idleMs)
+    this.channel = new FrameChannel(stream, MAX_MESSAGE_BYTES, {
+      frame: (bytes) => this.onFrame(bytes),
+      end: (error) => (error === undefined ? this.close() : this.fail(error))
+    })
+    this.idle = setTimeout(this.onIdle, idleMs)
     this.idle.unref()
   }
 
-  private async readLoop(): Promise<void> {
-    try {
-      while (!this.closed) {
-        const answer = (await this.messages.read()) as KadMessage
-        const waiter = this.waiters.shift()
-        if (waiter !== undefined && !waiter.abandoned) waiter.resolve(answer)
-      }
-    } catch (err) {
-      this.fail(err as Error)
+  private readonly onIdle = (): void => {
+    if (this.waiters.length === 0) this.close()
+    else this.idle.refresh()
+  }
+
+  private onFrame(bytes: Uint8Array): void {
+    const waiter = this.waiters.shift()
+    if (waiter === undefined) {
+      this.fail(new Error('the peer sent an answer to no request'))
+      return
     }
+    let answer: KadMessage
+    try {
+      answer = decodeMessage(bytes)
+    } catch (err) {
+      waiter.reject(err as Error)
+      this.fail(err as Error)
+      return
+    }
+    waiter.resolve(answer)
+  }
+
+  /** Arms the deadline timer for `at` (ms since the epoch) unless it already fires by then. */
+  private armDeadline(at: number): void {
+    if (this.deadlineTimer !== undefined && this.deadlineAt <= at) return
+    clearTimeout(this.deadlineTimer)
+    this.deadlineAt = at
+    this.deadlineTimer = setTimeout(this.onDeadline, Math.max(0, at - Date.now()))
+    this.deadlineTimer.unref()
+  }
+
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined
+    this.deadlineAt = Number.POSITIVE_INFINITY
+    if (this.closed) return
+    const now = Date.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const waiter of this.waiters) {
+      if (waiter.deadline <= now) {
+        this.fail(new RequestTimeoutError('the peer did not answer in time'))
+        return
+      }
+      next = Math.min(next, waiter.deadline)
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.armDeadline(next)
   }
 
   /**
-   * Sends `message` and resolves its answer. A timeout (`signal` aborted with a TimeoutError) or any stream
-   * failure closes the session; another abort only drops this request's answer.
+   * Sends `message` and resolves its answer. An answer later than `timeoutMs` fails the request with
+   * {@link RequestTimeoutError} and closes the session (every later answer on it would be as late).
    */
-  async request(message: KadMessage, signal: AbortSignal): Promise<KadMessage> {
-    this.touch()
-    let waiter: Waiter | undefined
-    const answer = new Promise<KadMessage>((resolve, reject) => {
-      waiter = { resolve, reject, abandoned: false }
-      this.waiters.push(waiter)
+  request(message: KadMessage, timeoutMs: number): Promise<KadMessage> {
+    if (this.closed) return Promise.reject(new SessionClosedError('session closed'))
+    this.idle.refresh()
+    const deadline = Date.now() + timeoutMs
+    const promise = new Promise<KadMessage>((resolve, reject) => {
+      this.waiters.push({ resolve, reject, deadline })
     })
-    // The answer may be rejected while the request is still writing; it is awaited below.
-    answer.catch(() => {})
-    const onAbort = (): void => {
-      const reason = signal.reason instanceof Error ? signal.reason : new Error('request aborted')
-      if (reason.name === 'TimeoutError') {
-        this.fail(reason)
-        return
-      }
-      if (waiter === undefined) return
-      waiter.abandoned = true
-      waiter.reject(reason)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
+    this.armDeadline(deadline)
     try {
-      await this.messages.write(message, { signal })
-      return await answer
+      this.channel.send(encodeMessage(message))
     } catch (err) {
       this.fail(err as Error)
-      throw err
-    } finally {
-      signal.removeEventListener('abort', onAbort)
     }
+    return promise
+  }
+
+  private end(): void {
+    this.closed = true
+    clearTimeout(this.idle)
+    clearTimeout(this.deadlineTimer)
+    this.onClose()
   }
 
   fail(error: Error): void {
     if (this.closed) return
-    this.closed = true
-    clearTimeout(this.idle)
-    this.onClose()
+    this.end()
     for (const waiter of this.waiters.splice(0)) waiter.reject(error)
-    this.stream.abort(error)
+    this.channel.stream.abort(error)
   }
 
   close(): void {
     if (this.closed) return
-    this.closed = true
-    clearTimeout(this.idle)
-    this.onClose()
-    for (const waiter of this.waiters.splice(0)) waiter.reject(new Error('session closed'))
-    this.stream.close().catch(() => this.stream.abort(new Error('close failed')))
+    this.end()
+    for (const waiter of this.waiters.splice(0)) waiter.reject(new SessionClosedError('session closed'))
+    const stream = this.channel.stream
+    stream.close().catch(() => stream.abort(new Error('close failed')))
   }
 }
 
@@ -126,27 +158,36 @@ export class Sessions {
     this.idleMs = idleMs
   }
 
-  private get(peer: PeerId, signal: AbortSignal): Promise<Session> {
+  private get(peer: PeerId, timeoutMs: number): Promise<Session> {
     const key = peer.toString()
     let session = this.sessions.get(key)
     if (session === undefined) {
-      session = this.open(peer, signal).then(
-        (stream) => new Session(stream, this.idleMs, () => this.sessions.delete(key)),
+      const opening = this.open(peer, AbortSignal.timeout(Math.max(1, timeoutMs))).then(
+        (stream) =>
+          new Session(stream, this.idleMs, () => {
+            if (this.sessions.get(key) === opening) this.sessions.delete(key)
+          }),
         (err: unknown) => {
-          this.sessions.delete(key)
+          if (this.sessions.get(key) === opening) this.sessions.delete(key)
           throw err
         }
       )
+      session = opening
       this.sessions.set(key, session)
     }
     return session
   }
 
-  /** Sends a request to `peer` on its session (opened when needed) and resolves the answer. */
-  async request(peer: PeerId, message: KadMessage, signal: AbortSignal): Promise<KadMessage> {
-    const session = await this.get(peer, signal)
-    if (session.closed) return (await this.get(peer, signal)).request(message, signal)
-    return session.request(message, signal)
+  /**
+   * Sends a request to `peer` on its session (opened when needed) and resolves the answer.
+   * @throws {RequestTimeoutError} when no answer came within `timeoutMs` (ms, opening the stream included);
+   *   {@link SessionClosedError} or the stream's error when the session ended first.
+   */
+  async request(peer: PeerId, message: KadMessage, timeoutMs: number): Promise<KadMessage> {
+    const deadline = Date.now() + timeoutMs
+    let session = await this.get(peer, timeoutMs)
+    if (session.closed) session = await this.get(peer, deadline - Date.now())
+    return session.request(message, Math.max(1, deadline - Date.now()))
   }
 
   /** Closes the session of one peer (it left). */
