@@ -304,27 +304,42 @@ function closest(members: Iterable<Member>, target: Uint8Array, count: number): 
 }
 
 /**
- * Creates and starts a libp2p router.
- * @throws when libp2p cannot listen on the addresses, or the peer key in `dataDir` is invalid.
+ * Two changes to the stock kad-dht service, which has no options for them, so its parts are reached by name; if a
+ * kad-dht version lacks them, the stock behaviour stays and a warning says so.
+ *
+ * - Its routing-table refresh is switched off: random-walk queries for every bucket at start and every 5 min, each
+ *   a multi-hop stock query. This router keeps its own full view of the cluster (peer exchange, redials), and the
+ *   stock table that answers Spegel peers is fed by connections; the refresh only adds load (at 100 nodes in one
+ *   process it dominated the time to form the mesh).
+ * - A new contact with an open connection joins the stock table without the ping kad-dht sends first (a
+ *   ping-protocol stream to check the peer is online; the peer has just connected and been identified): a stream
+ *   per pair of nodes while a cluster forms. Contacts without a connection are still pinged, and so are old
+ *   contacts when a bucket is full.
  */
-/**
- * Switches off kad-dht's routing-table refresh: random-walk queries for every bucket at start and every 5 min,
- * each a multi-hop stock query. This router keeps its own full view of the cluster (peer exchange, redials), and
- * the stock table that answers Spegel peers is fed by connections; the refresh only adds load (at 100 nodes in one
- * process it dominated the time to form the mesh). kad-dht exposes no option for it, so its refresher is reached
- * by name; if a version lacks it, the refresh stays on and a warning says so.
- */
-function disableStockTableRefresh(dht: unknown, log: Logger): void {
+function tuneStockDht(dht: unknown, isConnected: (peer: PeerId) => boolean, log: Logger): void {
   const refresh = (dht as { routingTableRefresh?: { afterStart?: unknown; refreshTable?: unknown } })
     .routingTableRefresh
   if (refresh === undefined || typeof refresh.refreshTable !== 'function') {
     log.warn('kad-dht has no routingTableRefresh: its periodic refresh stays on')
+  } else {
+    refresh.afterStart = async () => {}
+    refresh.refreshTable = () => {}
+  }
+  type Verify = (contact: { peerId: PeerId }, options?: unknown) => Promise<boolean>
+  const buckets = (dht as { routingTable?: { kb?: { verify?: Verify } } }).routingTable?.kb
+  const verify = buckets?.verify
+  if (buckets === undefined || typeof verify !== 'function') {
+    log.warn('kad-dht has no routingTable.kb.verify: new contacts are pinged before they join its table')
     return
   }
-  refresh.afterStart = async () => {}
-  refresh.refreshTable = () => {}
+  buckets.verify = async (contact, options) =>
+    isConnected(contact.peerId) || verify.call(buckets, contact, options)
 }
 
+/**
+ * Creates and starts a libp2p router.
+ * @throws when libp2p cannot listen on the addresses, or the peer key in `dataDir` is invalid.
+ */
 export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
   const log = init.logger ?? silent
   const protocol = init.protocol ?? DEFAULT_DHT_PROTOCOL
@@ -396,7 +411,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
   })
 
-  disableStockTableRefresh(libp2p.services.dht, log)
+  tuneStockDht(libp2p.services.dht, (peer) => libp2p.getConnections(peer).length > 0, log)
   await libp2p.start()
   const stopConnectionChecks = startConnectionChecks({
     libp2p,

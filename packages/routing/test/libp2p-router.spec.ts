@@ -113,6 +113,40 @@ describe('Libp2pRouter connections', function () {
   })
 })
 
+describe('Libp2pRouter stock DHT table', function () {
+  this.timeout(30_000)
+
+  it('takes a peer that connected into the stock kad-dht table without pinging it first', async () => {
+    const first = await startNode()
+    const pings: string[] = []
+    const ping = first.libp2p.services.ping as unknown as {
+      ping(peer: unknown, options?: unknown): Promise<number>
+    }
+    const stockPing = ping.ping.bind(ping)
+    ping.ping = (peer, options) => {
+      pings.push(String(peer))
+      return stockPing(peer, options)
+    }
+    const second = await startNode({
+      bootstrapper: staticBootstrapper(first.addresses().map((a) => `${a}/p2p/${first.peerId}`))
+    })
+    try {
+      // kad-dht tags each peer it adds to its table in the peer store.
+      await waitFor(
+        async () =>
+          (
+            await first.libp2p.peerStore.get(peerIdFromString(second.peerId)).catch(() => undefined)
+          )?.tags.has('kad-peer') === true,
+        10_000,
+        'the second node in the first node’s stock table'
+      )
+      assert.deepEqual(pings, [])
+    } finally {
+      await stopAll([first, second])
+    }
+  })
+})
+
 describe('Libp2pRouter lookups of providers the node is not connected to', function () {
   this.timeout(60_000)
 
