@@ -68,7 +68,11 @@ import { type LookupOptions, type Provider, type Router, RouterClosedError } fro
 import { Sessions } from './sessions.ts'
 import { useHalfWindowUpdates } from './yamux-window.ts'
 
-/** kadmirror's protocol for a node's registry port and scheme (Spegel nodes do not speak it). */
+/**
+ * How a kadmirror node announces its registry mirror: it handles `<this>/<scheme>/<port>` (for example
+ * `/kadmirror/registry/1.0.0/http/5000`), so its peers read the scheme and port from the protocols identify lists,
+ * with no stream of their own (a stream per pair of nodes while a cluster forms). Spegel nodes announce nothing.
+ */
 export const REGISTRY_INFO_PROTOCOL = '/kadmirror/registry/1.0.0'
 /** kadmirror's protocol to drop provider records at once instead of waiting for them to expire. */
 export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
@@ -225,6 +229,26 @@ interface Candidate {
 interface RegistryInfo {
   port: number
   scheme: 'http' | 'https'
+}
+
+/** The protocol id that announces a registry mirror at `scheme` and `port`. */
+function registryProtocol(info: RegistryInfo): string {
+  return `${REGISTRY_INFO_PROTOCOL}/${info.scheme}/${info.port}`
+}
+
+/**
+ * The registry mirror a peer announces among its protocols: undefined when it announces none, an Error when the
+ * announcement is malformed (a scheme other than http or https, a port outside 1..65535).
+ */
+function announcedRegistry(protocols: readonly string[]): RegistryInfo | Error | undefined {
+  const prefix = `${REGISTRY_INFO_PROTOCOL}/`
+  const announced = protocols.find((p) => p.startsWith(prefix))
+  if (announced === undefined) return undefined
+  const match = /^(https?)\/([1-9][0-9]{0,4})$/.exec(announced.slice(prefix.length))
+  const port = Number(match?.[2])
+  if (match === null || port > 65535)
+    return new Error(`${announced} is not ${prefix}<http|https>/<port 1..65535>`)
+  return { scheme: match[1] as 'http' | 'https', port }
 }
 
 const silent = pino({ level: 'silent' })
@@ -424,6 +448,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const selfId = self.toString()
   const members = new Map<string, Member>()
   const registryInfo = new Map<string, RegistryInfo>()
+  /** Peers whose invalid registry announcement was logged already. */
+  const invalidRegistry = new Set<string>()
   const advertised = new Set<string>()
   const keyInfos = new Map<string, KeyInfo>()
   const lookups = new Map<string, { lookup: SharedLookup; expires: number }>()
@@ -565,38 +591,21 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     for (const { id } of await learnPeers(answer.closer)) connect(id)
   }
 
-  const fetchRegistryInfo = async (peer: PeerId): Promise<void> => {
-    const stream = await libp2p.dialProtocol(peer, REGISTRY_INFO_PROTOCOL, {
-      signal: AbortSignal.timeout(requestTimeoutMs * 5)
-    })
-    try {
-      const frame = await lpStream(stream, { maxDataLength: 1024 }).read({
-        signal: AbortSignal.timeout(requestTimeoutMs * 5)
-      })
-      const value: unknown = JSON.parse(bytesToString(frame.subarray()))
-      const { port, scheme } = (value ?? {}) as { port?: unknown; scheme?: unknown }
-      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
-        throw new Error('port is not 1..65535')
-      if (scheme !== undefined && scheme !== 'http' && scheme !== 'https')
-        throw new Error('scheme is not http or https')
-      registryInfo.set(peer.toString(), { port, scheme: scheme ?? 'http' })
-      stream.close().catch(() => {})
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
-  }
-
   /** Takes a connected peer into the view when it speaks the DHT protocol, and learns its registry port. */
   const admit = (peerId: PeerId, protocols: readonly string[], addresses: Multiaddr[] = []): void => {
     if (closed || libp2p.getConnections(peerId).length === 0) return
     const key = peerId.toString()
-    if (protocols.includes(REGISTRY_INFO_PROTOCOL) && !registryInfo.has(key)) {
-      registryInfo.set(key, { port: registryPort, scheme: registryScheme })
-      fetchRegistryInfo(peerId).catch((err: unknown) => {
-        registryInfo.delete(key)
-        log.warn({ err, peer: key }, 'peer sent an invalid registry announcement; assuming our registry port')
-      })
+    const registry = announcedRegistry(protocols)
+    if (registry instanceof Error) {
+      if (!invalidRegistry.has(key)) {
+        invalidRegistry.add(key)
+        log.warn(
+          { err: registry, peer: key },
+          'peer announced an invalid registry; assuming our registry port'
+        )
+      }
+    } else if (registry !== undefined) {
+      registryInfo.set(key, registry)
     }
     if (!protocols.includes(protocol) || members.has(key)) return
     members.set(key, {
@@ -760,15 +769,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   libp2p.addEventListener('connection:open', onConnectionOpen)
   for (const peer of libp2p.getPeers()) connected.set(peer.toString(), peer)
 
-  await libp2p.handle(REGISTRY_INFO_PROTOCOL, async (stream: Stream) => {
-    try {
-      await lpStream(stream).write(
-        new TextEncoder().encode(JSON.stringify({ port: registryPort, scheme: registryScheme }))
-      )
-      await stream.close()
-    } catch (err) {
-      stream.abort(err as Error)
-    }
+  // Announced, never spoken: a stream opened on it is closed at once.
+  await libp2p.handle(registryProtocol({ port: registryPort, scheme: registryScheme }), (stream: Stream) => {
+    stream.close().catch((err: unknown) => stream.abort(err as Error))
   })
 
   /** Handles a stream of key multihash frames from a peer, applying `apply` to each, then acknowledges. */

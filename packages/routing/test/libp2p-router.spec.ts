@@ -15,6 +15,7 @@ import {
   type Libp2pRouter,
   LOOKUP_PROTOCOL,
   PEER_KEY_FILE,
+  REGISTRY_INFO_PROTOCOL,
   staticBootstrapper
 } from '../src/index.ts'
 import { KadMessageCodec, MessageType } from '../src/kad-message.ts'
@@ -361,6 +362,28 @@ describe('Libp2pRouter node identity and addresses', function () {
       assert.deepEqual(
         (await collectProviders(b, key)).map((p) => p.registryUrl),
         ['http://127.0.0.1:6123']
+      )
+    } finally {
+      await stopAll([a, b])
+    }
+  })
+
+  it('assumes its own registry port for a peer that announces an invalid registry', async () => {
+    const a = await startNode({ registryPort: 6124 })
+    // Replace a's announcement with one whose port is out of range.
+    await a.libp2p.unhandle(`${REGISTRY_INFO_PROTOCOL}/http/6124`)
+    await a.libp2p.handle(`${REGISTRY_INFO_PROTOCOL}/http/70000`, (stream) =>
+      stream.abort(new Error('unused'))
+    )
+    const b = await startNode({ registryPort: 5999, bootstrapper: staticBootstrapper(a.addresses()) })
+    try {
+      await waitFor(() => b.peers().length === 1, 10_000, 'b to join a')
+      const key = 'sha256:3434343434343434343434343434343434343434343434343434343434343434'
+      await a.advertise([key])
+      await waitFor(async () => (await collectProviders(b, key)).length === 1, 5_000, 'the key to be found')
+      assert.deepEqual(
+        (await collectProviders(b, key)).map((p) => p.registryUrl),
+        ['http://127.0.0.1:5999']
       )
     } finally {
       await stopAll([a, b])
