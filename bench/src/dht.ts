@@ -14,6 +14,7 @@
  * spreads the event-loop load the way hosts do, where 100 processes would not even form on a small machine).
  */
 import { fork } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createLibp2pRouter, keyToCid, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
@@ -29,6 +30,24 @@ const RECOMMENDED_BUFFER_POOL_KIB = 8
 
 /** Targets of the routing issue, at 100 nodes (10 000 keys at 50). */
 const TARGETS = { hitP50Ms: 5, hitP99Ms: 25, missP99Ms: 25, advertise10kMs: 30_000, rssPerNodeMiB: 6 }
+
+/** This process's limit on open files (Linux, from /proc/self/limits), or undefined where it cannot be read. */
+async function openFilesLimit(): Promise<number | undefined> {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(await readFile('/proc/self/limits', 'utf8'))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Open files a process needs to hold `local` nodes of a full mesh of `size`: a socket per connection of each (a
+ * pair of nodes in the same process holds both ends), a listener each, and room for Node itself.
+ */
+function openFilesNeeded(local: number, size: number): number {
+  return local * size + 256
+}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -478,7 +497,14 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   const processes = Number(values.processes)
   const rows: ClusterResult[] = []
   const stockRows: Row[] = []
+  const limit = await openFilesLimit()
   for (const size of sizes) {
+    if (limit !== undefined && openFilesNeeded(size, size) > limit) {
+      console.error(
+        `bench/dht: ${size} nodes in one process skipped: a full mesh needs about ${openFilesNeeded(size, size)} open files, and this process may open ${limit} (ulimit -n)`
+      )
+      continue
+    }
     console.error(`bench/dht: ${size} nodes in one process…`)
     try {
       const { ours, stock } = await inProcess(size, lookups, keyCount, Number(values['stock-lookups']))

@@ -64,6 +64,7 @@ import { compareDistance, kadId, keyToCid, peerKadId } from './keys.ts'
 import { startConnectionChecks } from './liveness.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
+import { RedialSchedule } from './redials.ts'
 import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
 import { Sessions } from './sessions.ts'
 import { useHalfWindowUpdates } from './yamux-window.ts'
@@ -280,6 +281,21 @@ function isLoopback(address: Multiaddr): boolean {
     (first.name === 'ip6' && first.value === '::1')
   )
 }
+
+/**
+ * Whether `err`, or an error it wraps (`cause`, `errors`), is the process running out of file descriptors: a node
+ * needs one per connection, so one per cluster member.
+ */
+export function isOutOfFileDescriptors(err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 5) return false
+  const { code, cause, errors } = err as { code?: unknown; cause?: unknown; errors?: unknown }
+  if (code === 'EMFILE' || code === 'ENFILE') return true
+  if (isOutOfFileDescriptors(cause, depth + 1)) return true
+  return Array.isArray(errors) && errors.some((inner) => isOutOfFileDescriptors(inner, depth + 1))
+}
+
+/** Least time between two warnings that the process is out of file descriptors, in ms. */
+const DESCRIPTOR_WARNING_INTERVAL_MS = 60_000
 
 function withoutPeerId(address: Multiaddr): Multiaddr {
   const components = address.getComponents().filter((c) => c.name !== 'p2p')
@@ -544,8 +560,32 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   // --- view of the cluster ----------------------------------------------------------------------
 
+  let lastDescriptorWarning = Number.NEGATIVE_INFINITY
+  /**
+   * Logs a failed dial: at debug level, or as a warning (at most once a minute) when the process is out of file
+   * descriptors, which otherwise leaves a node's view short with nothing but debug lines to say why.
+   */
+  const dialFailed = (err: unknown, peer: string, message: string): void => {
+    if (!isOutOfFileDescriptors(err)) {
+      log.debug({ err, peer }, message)
+      return
+    }
+    if (Date.now() - lastDescriptorWarning < DESCRIPTOR_WARNING_INTERVAL_MS) return
+    lastDescriptorWarning = Date.now()
+    log.warn(
+      { err, peer },
+      'cannot open more connections: the process is out of file descriptors (a node needs one per cluster member; raise its open-files limit, such as LimitNOFILE)'
+    )
+  }
+
   /** Learnt peers with a smaller id, waiting for their own dial before this node dials them. */
   const yielding = new Set<string>()
+  /** When unconnected DHT peers (dropped, or learnt but not reached) are dialled again. */
+  const redials = new RedialSchedule<PeerId>({
+    baseMs: RECONCILE_INTERVAL_MS * 2,
+    maxMs: REDIAL_MAX_BACKOFF_MS,
+    maxFailures: MAX_REDIAL_FAILURES
+  })
 
   const connect = (peer: PeerId, yielded = false): void => {
     const key = peer.toString()
@@ -570,11 +610,22 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
       timer.unref()
       return
     }
-    if (dialing.size >= DIAL_CONCURRENCY * 8) return
+    if (dialing.size >= DIAL_CONCURRENCY * 8) {
+      // Too many dials at once (a cluster forming): the next redial round dials it.
+      redials.unreached(key, peer, false)
+      redialWanted = true
+      return
+    }
     dialing.add(key)
     libp2p
       .dial(peer, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
-      .catch((err: unknown) => log.debug({ err, peer: key }, 'could not dial a learnt peer'))
+      .then(() => redials.reached(key))
+      .catch((err: unknown) => {
+        dialFailed(err, key, 'could not dial a learnt peer')
+        if (closed) return
+        redials.unreached(key, peer, true)
+        redialWanted = true
+      })
       .finally(() => dialing.delete(key))
   }
 
@@ -675,35 +726,30 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
    */
   let redialWanted = false
 
-  /** Per known-but-unconnected DHT peer: failed redials and when to try again (exponential backoff). */
-  const redials = new Map<string, { failures: number; next: number }>()
-
-  /** Dials the DHT peers this node knows of but is not connected to, so the view stays complete. */
+  /** Dials the DHT peers this node knows of but is not connected to, so the view stays complete (see redials.ts). */
   const redialKnownPeers = async (): Promise<void> => {
     redialWanted = false
-    const now = Date.now()
-    for (const peer of await libp2p.peerStore.all({ filters: [(p) => p.protocols.includes(protocol)] })) {
-      const key = peer.id.toString()
-      if (peer.id.equals(self) || members.has(key) || libp2p.getConnections(peer.id).length > 0) {
-        redials.delete(key)
-        continue
-      }
-      const state = redials.get(key) ?? { failures: 0, next: 0 }
-      if (state.next > now) continue
-      if (state.failures >= MAX_REDIAL_FAILURES) {
-        redials.delete(key)
-        await libp2p.peerStore.delete(peer.id).catch(() => {})
-        continue
-      }
-      redials.set(key, state)
+    const known = (await libp2p.peerStore.all({ filters: [(p) => p.protocols.includes(protocol)] })).map(
+      (peer) => [peer.id.toString(), peer.id] as const
+    )
+    const { dial, forget } = redials.due(
+      known,
+      (key, id) => key === selfId || members.has(key) || libp2p.getConnections(id).length > 0,
+      (key) => dialing.has(key)
+    )
+    for (const id of forget) await libp2p.peerStore.delete(id).catch(() => {})
+    for (const [key, id] of dial) {
+      dialing.add(key)
       libp2p
-        .dial(peer.id, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
-        .then(() => redials.delete(key))
-        .catch(() => {
-          state.failures++
-          state.next =
-            Date.now() + Math.min(REDIAL_MAX_BACKOFF_MS, RECONCILE_INTERVAL_MS * 2 ** state.failures)
-        })
+        .dial(id, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+        .then(
+          () => redials.reached(key),
+          (err: unknown) => {
+            dialFailed(err, key, 'could not redial a peer')
+            redials.failed(key)
+          }
+        )
+        .finally(() => dialing.delete(key))
     }
   }
 
@@ -1121,7 +1167,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
           reached++
         } catch (err) {
           if ((err as Error).name === 'DialError' && /dial self/i.test((err as Error).message)) return
-          log.debug({ err, peer }, 'could not dial a bootstrap peer')
+          dialFailed(err, peer.id ?? peer.addresses.join(' '), 'could not dial a bootstrap peer')
         }
       })
     )

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import { pbStream } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
@@ -20,7 +21,9 @@ import {
 } from '../src/index.ts'
 import { KadMessageCodec, MessageType } from '../src/kad-message.ts'
 import { compareDistance, kadId, peerKadId } from '../src/keys.ts'
+import { isOutOfFileDescriptors } from '../src/libp2p-router.ts'
 import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
+import { spawnLineProcess } from './line-process.ts'
 
 routerConformance('Libp2pRouter (3 nodes on 127.0.0.1)', {
   setup: (count) => startCluster(count),
@@ -144,6 +147,46 @@ describe('Libp2pRouter stock DHT table', function () {
       assert.deepEqual(pings, [])
     } finally {
       await stopAll([first, second])
+    }
+  })
+})
+
+describe('Libp2pRouter out of file descriptors', function () {
+  this.timeout(60_000)
+
+  it('recognises running out of file descriptors in a dial error and in the errors it wraps', () => {
+    const emfile = Object.assign(new Error('connect EMFILE 127.0.0.1:5001'), { code: 'EMFILE' })
+    assert.equal(isOutOfFileDescriptors(emfile), true)
+    assert.equal(isOutOfFileDescriptors(new Error('dial failed', { cause: emfile })), true)
+    assert.equal(isOutOfFileDescriptors(new AggregateError([new Error('refused'), emfile])), true)
+    assert.equal(isOutOfFileDescriptors(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })), false)
+    assert.equal(isOutOfFileDescriptors('EMFILE'), false)
+  })
+
+  it('warns, once, that it is out of file descriptors when it cannot connect to the peers it learns of', async () => {
+    const nodes = await startCluster(6)
+    const starved = spawnLineProcess(process.execPath, [
+      fileURLToPath(new URL('fixtures/router-process.ts', import.meta.url))
+    ])
+    try {
+      // Room for the listener, the bootstrap connection and one more: the other peers cannot be dialled.
+      await starved.request(JSON.stringify({ op: 'exhaust', keep: 3 }))
+      const seed = nodes[0] as Libp2pRouter
+      await starved.request(
+        JSON.stringify({
+          op: 'start',
+          allowLoopback: true,
+          logLevel: 'warn',
+          bootstrap: seed.addresses().map((a) => `${a}/p2p/${seed.peerId}`)
+        })
+      )
+      const warning = 'the process is out of file descriptors'
+      await waitFor(() => starved.stderr().includes(warning), 30_000, 'the warning')
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      assert.equal(starved.stderr().split(warning).length - 1, 1)
+    } finally {
+      starved.kill()
+      await stopAll(nodes)
     }
   })
 })

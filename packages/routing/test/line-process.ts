@@ -5,6 +5,8 @@ import { createInterface } from 'node:readline'
 /** A child process answering one JSON line per request line. */
 export interface LineProcess {
   request<T>(line: string, timeoutMs?: number): Promise<T>
+  /** The last 16 000 characters the process wrote to stderr. */
+  stderr(): string
   /** Sends a signal (for example SIGSTOP to freeze the process, SIGCONT to thaw it). */
   signal(name: NodeJS.Signals): void
   kill(): void
@@ -15,7 +17,7 @@ export function spawnLineProcess(command: string, args: string[]): LineProcess {
   const child: ChildProcessWithoutNullStreams = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-4000)
+    stderr = (stderr + chunk.toString()).slice(-16_000)
   })
   const waiting: Array<{ resolve: (line: string) => void; reject: (err: Error) => void }> = []
   createInterface({ input: child.stdout }).on('line', (line) => waiting.shift()?.resolve(line))
@@ -49,6 +51,7 @@ export function spawnLineProcess(command: string, args: string[]): LineProcess {
         child.stdin.write(`${line}\n`)
       })
     },
+    stderr: () => stderr,
     signal: (name) => {
       child.kill(name)
     },
