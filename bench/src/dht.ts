@@ -2,13 +2,13 @@
  * bench/dht: the libp2p router on real libp2p nodes over TCP on 127.0.0.1.
  *
  * In-process clusters (all nodes share one event loop, so every hop looks slower than on real hosts) of
- * N = 10, 50, 100, 200 nodes, and a cluster with one process per node. For each: time to advertise 1 key and
+ * N = 10, 50, 100, 200 nodes, each in a fresh process of its own, and a cluster with one process per node. For each: time to advertise 1 key and
  * 10 000 keys, time to first provider over 200+ lookups, time to learn that nobody has a key, RSS per node,
  * and CPU to reprovide 10 000 keys. Stock `@libp2p/kad-dht` lookups (its own multi-hop query, default
  * options) on the same cluster are measured alongside for reference.
  *
  * Usage: node --expose-gc bench/src/dht.ts [--sizes 10,50,100,200] [--lookups 200] [--keys 10000] [--processes 8]
- *   [--split 10x10] [--stock-lookups 50] [--buffer-pool-kib 8]
+ *   [--split 10x10] [--stock-lookups 50] [--buffer-pool-kib 0]
  *
  * `--processes N`: N nodes, one process each. `--split PxN`: P processes with N nodes each (100 nodes as 10 × 10
  * spreads the event-loop load the way hosts do, where 100 processes would not even form on a small machine).
@@ -24,9 +24,11 @@ import { printTable, type Row, writeResults } from './report.ts'
 /**
  * Buffer pool size the nodes run with, in KiB. Node 24 raised `Buffer.poolSize` to 64 KiB; libp2p keeps small
  * views into pool slabs for as long as a connection lives (peer ids, multiaddrs, Kademlia distances decoded from
- * the wire), so each connection pins slabs. 8 KiB (Node 20's default) is what a kadmirror process should set.
+ * the wire), so each connection pins slabs. Without a pool (0) each small buffer has its own memory: at 100 nodes
+ * in one process 0.37 MiB of external memory per node against 1.19 with 8 KiB slabs, lookups as fast. 0 is what a
+ * kadmirror process should set.
  */
-const RECOMMENDED_BUFFER_POOL_KIB = 8
+const RECOMMENDED_BUFFER_POOL_KIB = 0
 
 /** Targets of the routing issue, at 100 nodes (10 000 keys at 50). */
 const TARGETS = { hitP50Ms: 5, hitP99Ms: 25, missP99Ms: 25, advertise10kMs: 30_000, rssPerNodeMiB: 6 }
@@ -61,20 +63,30 @@ function gc(compact = false): void {
   run?.(compact ? { type: 'major', execution: 'sync', flavor: 'last-resort' } : undefined)
 }
 
-/** Pause between the two collections of {@link settledGc}, in ms. */
-const GC_PAUSE_MS = 2_000
+/** Pause between the collections of {@link settledGc}, in ms. */
+const GC_PAUSE_MS = 1_000
+/** Most collections {@link settledGc} runs. */
+const GC_ROUNDS = 6
 
 /**
- * A full GC, a pause, and another full GC (the second compacting when `compact`), before memory is read. On a busy
- * cluster the first collection, run from the middle of the bench's own task, leaves much that the next frees (at 50
- * nodes in one process 9.3 MiB per node after the first, 1.9 after a second one a second later; at 20, 3.1 and 1.0
- * after a second one in the next task): cleanup that runs in later tasks. Reading memory after one collection
- * counted that as held by the nodes.
+ * Full GCs a second apart until the heap stops shrinking (under 1 % between two), the last compacting when
+ * `compact`, before memory is read. On a busy cluster a collection run from the middle of the bench's own task
+ * leaves much that a later one frees: at 50 nodes in one process 8.5 MiB per node after the first, 1.5 after one a
+ * second later and no less after 13 s more; a single second collection 2 s after the first sometimes still read
+ * 3.9. Reading memory after one collection counted that garbage as held by the nodes.
  */
 async function settledGc(compact = false): Promise<void> {
   gc()
-  await new Promise((resolve) => setTimeout(resolve, GC_PAUSE_MS))
-  gc(compact)
+  let last = process.memoryUsage().heapUsed
+  for (let round = 1; round < GC_ROUNDS; round++) {
+    await new Promise((resolve) => setTimeout(resolve, GC_PAUSE_MS))
+    gc()
+    const used = process.memoryUsage().heapUsed
+    const settled = used > last * 0.99
+    last = used
+    if (settled && round > 1) break
+  }
+  if (compact) gc(true)
 }
 
 const randomKey = (): string =>
@@ -288,6 +300,51 @@ async function inProcess(
   } finally {
     await Promise.all(nodes.map((n) => n.close()))
   }
+}
+
+/** What a process running one in-process cluster is given. */
+interface InProcessJob {
+  size: number
+  lookups: number
+  keyCount: number
+  stockLookups: number
+  bufferPoolKiB: number
+}
+
+/**
+ * Runs {@link inProcess} in a fresh child process. Clusters measured one after another in one process disturb each
+ * other's memory readings: what a closed cluster leaves on the heap for a while is counted in the next one's
+ * baseline, then freed while it runs (20 nodes after 10 read -1.6 MiB per node, 50 after 10 read 9.5).
+ */
+function inFreshProcess(job: InProcessJob): Promise<{ ours: ClusterResult; stock: Row }> {
+  const proc = fork(fileURLToPath(import.meta.url), ['--in-process', JSON.stringify(job)], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  return new Promise((resolve, reject) => {
+    let answered = false
+    proc.once('message', (message: { ours: ClusterResult; stock: Row } | { error: string }) => {
+      answered = true
+      if ('error' in message) reject(new Error(message.error))
+      else resolve(message)
+    })
+    proc.once('error', reject)
+    proc.once('exit', (code) => {
+      if (!answered) reject(new Error(`the cluster process exited with ${code} before it reported`))
+    })
+  })
+}
+
+/** The child side of {@link inFreshProcess}. */
+async function inProcessChild(job: InProcessJob): Promise<void> {
+  Buffer.poolSize = job.bufferPoolKiB * 1024
+  let message: unknown
+  try {
+    message = await inProcess(job.size, job.lookups, job.keyCount, job.stockLookups)
+  } catch (err) {
+    message = { error: String(err) }
+  }
+  process.send?.(message, () => process.exit(0))
 }
 
 /** The child side of a multi-process cluster: `count` routers per process, driven over IPC. */
@@ -507,7 +564,13 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
     }
     console.error(`bench/dht: ${size} nodes in one process…`)
     try {
-      const { ours, stock } = await inProcess(size, lookups, keyCount, Number(values['stock-lookups']))
+      const { ours, stock } = await inFreshProcess({
+        size,
+        lookups,
+        keyCount,
+        stockLookups: Number(values['stock-lookups']),
+        bufferPoolKiB
+      })
       rows.push(ours)
       stockRows.push(stock)
     } catch (err) {
@@ -573,4 +636,8 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
 if (process.argv.includes('--child')) {
   Buffer.poolSize = Number(process.argv[process.argv.indexOf('--child') + 1]) * 1024
   await child()
+} else if (process.argv.includes('--in-process')) {
+  await inProcessChild(
+    JSON.parse(process.argv[process.argv.indexOf('--in-process') + 1] as string) as InProcessJob
+  )
 } else if (import.meta.main) await benchDht(process.argv.slice(2))
