@@ -57,36 +57,26 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
 }
 
-/** A full GC (with `--expose-gc`); `compact` also returns free heap pages to the OS, as V8's memory reducer does when a process goes quiet. */
+/**
+ * A full GC (with `--expose-gc`). `compact`: V8's collection of all available garbage instead, as its memory
+ * reducer runs when a process goes quiet and as a heap snapshot does: full GCs repeated until weak callbacks free
+ * no more, compacting, and returning free pages to the OS.
+ *
+ * Only that second kind reads what the nodes hold. A single full GC of a cluster that has just formed leaves
+ * garbage that later collections free layer by layer (objects reachable only through native wrappers, freed by
+ * weak callbacks after the GC that found the wrappers dead): at 20 nodes 3.3 MiB per node after one, 0.86 after a
+ * collection of all available garbage; at 50, 8.5 after one, 1.5 after a second a second later; at 100, a few
+ * more rounds a second apart still read 6.7.
+ */
 function gc(compact = false): void {
   const run = (globalThis as { gc?: (options?: NodeJS.GCOptions) => void }).gc
   run?.(compact ? { type: 'major', execution: 'sync', flavor: 'last-resort' } : undefined)
 }
 
-/** Pause between the collections of {@link settledGc}, in ms. */
-const GC_PAUSE_MS = 1_000
-/** Most collections {@link settledGc} runs. */
-const GC_ROUNDS = 6
-
-/**
- * Full GCs a second apart until the heap stops shrinking (under 1 % between two), the last compacting when
- * `compact`, before memory is read. On a busy cluster a collection run from the middle of the bench's own task
- * leaves much that a later one frees: at 50 nodes in one process 8.5 MiB per node after the first, 1.5 after one a
- * second later and no less after 13 s more; a single second collection 2 s after the first sometimes still read
- * 3.9. Reading memory after one collection counted that garbage as held by the nodes.
- */
-async function settledGc(compact = false): Promise<void> {
-  gc()
-  let last = process.memoryUsage().heapUsed
-  for (let round = 1; round < GC_ROUNDS; round++) {
-    await new Promise((resolve) => setTimeout(resolve, GC_PAUSE_MS))
-    gc()
-    const used = process.memoryUsage().heapUsed
-    const settled = used > last * 0.99
-    last = used
-    if (settled && round > 1) break
-  }
-  if (compact) gc(true)
+/** Memory that counts as held by the nodes: the JS heap in use and external (array buffer) memory, in bytes. */
+const liveBytes = (): number => {
+  const memory = process.memoryUsage()
+  return memory.heapUsed + memory.external
 }
 
 const randomKey = (): string =>
@@ -173,9 +163,12 @@ interface ClusterResult extends Row {
   'miss p50 ms': number
   'miss p99 ms': number
   'RSS/node MiB': number
-  /** RSS per node after a compacting GC: without the heap pages V8 keeps after the garbage of forming the mesh. */
+  /**
+   * RSS per node at the end, after V8 collected all available garbage and returned free pages (what a quiet
+   * process comes down to): without the pages V8 keeps after the garbage of forming the mesh.
+   */
   'RSS/node compacted MiB': number | string
-  /** Live JS heap plus external memory per node, after a full GC: what the nodes hold, without V8's retained pages. */
+  /** Live JS heap plus external memory per node, at the end with RSS compacted: what the nodes hold. */
   'live/node MiB': number | string
   /** RSS of a child process before any router started (multi-process rows; '—' in one process). */
   'bare process MiB': number | string
@@ -224,8 +217,7 @@ async function inProcess(
 ): Promise<{ ours: ClusterResult; stock: Row }> {
   gc(true)
   const rssBefore = process.memoryUsage().rss
-  const liveOf = (m: NodeJS.MemoryUsage): number => m.heapUsed + m.external
-  const liveBefore = liveOf(process.memoryUsage())
+  const liveBefore = liveBytes()
   const formStart = now()
   const nodes = await startRouters(size)
   try {
@@ -236,12 +228,11 @@ async function inProcess(
     )
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-    // Memory of the settled cluster, after full GCs (which also clear the garbage of forming the mesh, so the
-    // lookups below do not pay for collecting it). The compacting GC comes last: the GCs that follow while V8
-    // regrows a compacted heap would slow whatever is measured next.
-    await settledGc()
+    // RSS of the settled cluster after a full GC (which also clears most of the garbage of forming the mesh, so
+    // the lookups below do not pay for collecting it). The collection of all available garbage, which reads live
+    // memory, comes last: the GCs that follow while V8 regrows a compacted heap would slow whatever is measured next.
+    gc()
     const rssPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
-    const livePerNode = (liveOf(process.memoryUsage()) - liveBefore) / size / 1024 / 1024
     const pick = (): Libp2pRouter => nodes[Math.floor(Math.random() * nodes.length)] as Libp2pRouter
 
     // Advertising.
@@ -271,8 +262,9 @@ async function inProcess(
       timeStockLookup
     )
     const stockMisses = await timeMisses(stockLookups, pick, timeStockLookup)
-    await settledGc(true)
+    gc(true)
     const compactedPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
+    const livePerNode = (liveBytes() - liveBefore) / size / 1024 / 1024
 
     const ours: ClusterResult = {
       mode: 'in-process',
@@ -354,6 +346,7 @@ async function child(): Promise<void> {
   }
   gc(true)
   const baselineRss = process.memoryUsage().rss
+  const baselineLive = liveBytes()
   const routers: Libp2pRouter[] = []
   process.on(
     'message',
@@ -389,8 +382,13 @@ async function child(): Promise<void> {
             return send({ id: message.id, ...result })
           }
           case 'rss':
-            await settledGc(message.compact === true)
-            return send({ id: message.id, baselineRss, rss: process.memoryUsage().rss })
+            gc(message.compact === true)
+            return send({
+              id: message.id,
+              baselineRss,
+              rss: process.memoryUsage().rss,
+              live: liveBytes() - baselineLive
+            })
           case 'stop':
             await Promise.all(routers.map((r) => r.close()))
             send({ id: message.id })
@@ -477,13 +475,18 @@ async function multiProcess(
     }
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-    // As in one process: RSS after a full GC before the work, after a compacting GC at the end.
+    // As in one process: RSS after a full GC before the work; RSS and live memory after a collection of all
+    // available garbage at the end.
     let bareMiB = 0
+    let livePerNode = 0
     const memoryPerNode = async (compact: boolean): Promise<number> => {
       const memory = await Promise.all(
-        children.map((c) => c.call<{ baselineRss: number; rss: number }>({ op: 'rss', compact }))
+        children.map((c) =>
+          c.call<{ baselineRss: number; rss: number; live: number }>({ op: 'rss', compact })
+        )
       )
       bareMiB = memory.reduce((sum, m) => sum + m.baselineRss, 0) / processes / 1024 / 1024
+      livePerNode = memory.reduce((sum, m) => sum + m.live, 0) / size / 1024 / 1024
       return memory.reduce((sum, m) => sum + m.rss - m.baselineRss, 0) / size / 1024 / 1024
     }
     const settled = await memoryPerNode(false)
@@ -519,7 +522,7 @@ async function multiProcess(
       ...lookupColumns(hits, found, misses, lookups),
       'RSS/node MiB': settled,
       'RSS/node compacted MiB': compacted,
-      'live/node MiB': '—',
+      'live/node MiB': livePerNode,
       'bare process MiB': bareMiB,
       'reprovide 10k CPU ms': reprovide.cpuMs
     }
