@@ -394,21 +394,23 @@ describe('Libp2pRouter node identity and addresses', function () {
     await node.close()
   })
 
-  it('gives the registry port a peer announces in its provider URL', async () => {
-    const a = await startNode({ registryPort: 6123 })
-    const b = await startNode({ bootstrapper: staticBootstrapper(a.addresses()) })
+  /** The registry URLs `b` (joining `a`) gives for a key `a` advertises; both nodes are stopped after. */
+  const registryUrlsSeen = async (a: Libp2pRouter, b: Libp2pRouter, key: string): Promise<string[]> => {
     try {
       await waitFor(() => b.peers().length === 1, 10_000, 'b to join a')
-      const key = 'sha256:3333333333333333333333333333333333333333333333333333333333333333'
       await a.advertise([key])
       await waitFor(async () => (await collectProviders(b, key)).length === 1, 5_000, 'the key to be found')
-      assert.deepEqual(
-        (await collectProviders(b, key)).map((p) => p.registryUrl),
-        ['http://127.0.0.1:6123']
-      )
+      return (await collectProviders(b, key)).map((p) => p.registryUrl)
     } finally {
       await stopAll([a, b])
     }
+  }
+
+  it('gives the registry port a peer announces in its provider URL', async () => {
+    const a = await startNode({ registryPort: 6123 })
+    const b = await startNode({ bootstrapper: staticBootstrapper(a.addresses()) })
+    const key = 'sha256:3333333333333333333333333333333333333333333333333333333333333333'
+    assert.deepEqual(await registryUrlsSeen(a, b, key), ['http://127.0.0.1:6123'])
   })
 
   it('assumes its own registry port for a peer that announces an invalid registry', async () => {
@@ -419,18 +421,8 @@ describe('Libp2pRouter node identity and addresses', function () {
       stream.abort(new Error('unused'))
     )
     const b = await startNode({ registryPort: 5999, bootstrapper: staticBootstrapper(a.addresses()) })
-    try {
-      await waitFor(() => b.peers().length === 1, 10_000, 'b to join a')
-      const key = 'sha256:3434343434343434343434343434343434343434343434343434343434343434'
-      await a.advertise([key])
-      await waitFor(async () => (await collectProviders(b, key)).length === 1, 5_000, 'the key to be found')
-      assert.deepEqual(
-        (await collectProviders(b, key)).map((p) => p.registryUrl),
-        ['http://127.0.0.1:5999']
-      )
-    } finally {
-      await stopAll([a, b])
-    }
+    const key = 'sha256:3434343434343434343434343434343434343434343434343434343434343434'
+    assert.deepEqual(await registryUrlsSeen(a, b, key), ['http://127.0.0.1:5999'])
   })
 
   it('keeps working after a peer sends garbage on the DHT protocol', async () => {
