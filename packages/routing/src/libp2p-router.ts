@@ -294,6 +294,9 @@ export function isOutOfFileDescriptors(err: unknown, depth = 0): boolean {
   return Array.isArray(errors) && errors.some((inner) => isOutOfFileDescriptors(inner, depth + 1))
 }
 
+/** How often kad-dht's closest peers are tagged in the peer store, in ms (kad-dht's default: 5 s). */
+const CLOSEST_PEER_TAG_INTERVAL_MS = 60_000
+
 /** Least time between two warnings that the process is out of file descriptors, in ms. */
 const DESCRIPTOR_WARNING_INTERVAL_MS = 60_000
 
@@ -344,7 +347,7 @@ function closest(members: Iterable<Member>, target: Uint8Array, count: number): 
 }
 
 /**
- * Two changes to the stock kad-dht service, which has no options for them, so its parts are reached by name; if a
+ * Three changes to the stock kad-dht service, which has no options for them, so its parts are reached by name; if a
  * kad-dht version lacks them, the stock behaviour stays and a warning says so.
  *
  * - Its routing-table refresh is switched off: random-walk queries for every bucket at start and every 5 min, each
@@ -355,6 +358,9 @@ function closest(members: Iterable<Member>, target: Uint8Array, count: number): 
  *   ping-protocol stream to check the peer is online; the peer has just connected and been identified): a stream
  *   per pair of nodes while a cluster forms. Contacts without a connection are still pinged, and so are old
  *   contacts when a bucket is full.
+ * - Its 20 closest peers are tagged in the peer store (so the connection manager keeps them) once a minute instead
+ *   of every 5 s: each round builds two peer sets and decodes their ids from strings, a sixth of what an idle node
+ *   allocated, and this router keeps a connection to every member anyway.
  */
 function tuneStockDht(dht: unknown, isConnected: (peer: PeerId) => boolean, log: Logger): void {
   const refresh = (dht as { routingTableRefresh?: { afterStart?: unknown; refreshTable?: unknown } })
@@ -366,7 +372,18 @@ function tuneStockDht(dht: unknown, isConnected: (peer: PeerId) => boolean, log:
     refresh.refreshTable = () => {}
   }
   type Verify = (contact: { peerId: PeerId }, options?: unknown) => Promise<boolean>
-  const buckets = (dht as { routingTable?: { kb?: { verify?: Verify } } }).routingTable?.kb
+  const table = (
+    dht as { routingTable?: { kb?: { verify?: Verify }; closestPeerTagger?: { refreshInterval?: unknown } } }
+  ).routingTable
+  const tagger = table?.closestPeerTagger
+  if (typeof tagger?.refreshInterval !== 'number') {
+    log.warn(
+      'kad-dht has no routingTable.closestPeerTagger.refreshInterval: its closest peers are tagged every 5 s'
+    )
+  } else {
+    tagger.refreshInterval = CLOSEST_PEER_TAG_INTERVAL_MS
+  }
+  const buckets = table?.kb
   const verify = buckets?.verify
   if (buckets === undefined || typeof verify !== 'function') {
     log.warn('kad-dht has no routingTable.kb.verify: new contacts are pinged before they join its table')
