@@ -603,6 +603,11 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     maxMs: REDIAL_MAX_BACKOFF_MS,
     maxFailures: MAX_REDIAL_FAILURES
   })
+  /**
+   * Whether a redial round is wanted: a peer disconnected, or a learnt peer could not be dialled. The round reads
+   * every record of the peer store, so it runs only then, or while redials are pending.
+   */
+  let redialWanted = false
 
   const connect = (peer: PeerId, yielded = false): void => {
     const key = peer.toString()
@@ -736,12 +741,6 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     }
     for (const key of reidentified.keys()) if (members.has(key)) reidentified.delete(key)
   }
-
-  /**
-   * Whether a peer disconnected since the last redial round. The round reads every record of the peer store, so it
-   * runs only then, or while redials are pending.
-   */
-  let redialWanted = false
 
   /** Dials the DHT peers this node knows of but is not connected to, so the view stays complete (see redials.ts). */
   const redialKnownPeers = async (): Promise<void> => {
