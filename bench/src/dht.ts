@@ -8,8 +8,9 @@
  * options) on the same cluster are measured alongside for reference.
  *
  * Usage: node --expose-gc bench/src/dht.ts [--sizes 10,50,100,200] [--lookups 200] [--keys 10000] [--processes 8]
- *   [--split 10x10] [--stock-lookups 50] [--buffer-pool-kib 0]
+ *   [--split 10x10] [--stock-lookups 50] [--buffer-pool-kib 0] [--v8-flags '--heap-growing-percent=20']
  *
+ * `--v8-flags`: V8 options for the processes that run nodes (say, to bound heap growth), shown in each row.
  * `--processes N`: N nodes, one process each. `--split PxN`: P processes with N nodes each (100 nodes as 10 × 10
  * spreads the event-loop load the way hosts do, where 100 processes would not even form on a small machine).
  */
@@ -173,6 +174,8 @@ interface ClusterResult extends Row {
   /** RSS of a child process before any router started (multi-process rows; '—' in one process). */
   'bare process MiB': number | string
   'reprovide 10k CPU ms': number
+  /** V8 options of the processes that ran the nodes ('—': V8's defaults). */
+  'V8 flags': string
 }
 
 /**
@@ -277,7 +280,8 @@ async function inProcess(
       'RSS/node compacted MiB': compactedPerNode,
       'live/node MiB': livePerNode,
       'bare process MiB': '—',
-      'reprovide 10k CPU ms': (reprovide.user + reprovide.system) / 1000
+      'reprovide 10k CPU ms': (reprovide.user + reprovide.system) / 1000,
+      'V8 flags': process.execArgv.filter((flag) => flag !== '--expose-gc').join(' ') || '—'
     }
     const stock: Row = {
       mode: 'stock kad-dht query',
@@ -308,9 +312,9 @@ interface InProcessJob {
  * other's memory readings: what a closed cluster leaves on the heap for a while is counted in the next one's
  * baseline, then freed while it runs (20 nodes after 10 read -1.6 MiB per node, 50 after 10 read 9.5).
  */
-function inFreshProcess(job: InProcessJob): Promise<{ ours: ClusterResult; stock: Row }> {
+function inFreshProcess(job: InProcessJob, v8Flags: string[]): Promise<{ ours: ClusterResult; stock: Row }> {
   const proc = fork(fileURLToPath(import.meta.url), ['--in-process', JSON.stringify(job)], {
-    execArgv: ['--expose-gc'],
+    execArgv: ['--expose-gc', ...v8Flags],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   return new Promise((resolve, reject) => {
@@ -413,9 +417,9 @@ interface RemoteNode {
   node: number
 }
 
-function spawnChild(bufferPoolKiB: number): Promise<ChildHandle> {
+function spawnChild(bufferPoolKiB: number, v8Flags: string[]): Promise<ChildHandle> {
   const proc = fork(fileURLToPath(import.meta.url), ['--child', String(bufferPoolKiB)], {
-    execArgv: ['--expose-gc'],
+    execArgv: ['--expose-gc', ...v8Flags],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   let next = 0
@@ -453,10 +457,13 @@ async function multiProcess(
   perProcess: number,
   lookups: number,
   keyCount: number,
-  bufferPoolKiB: number
+  bufferPoolKiB: number,
+  v8Flags: string[]
 ): Promise<ClusterResult> {
   const size = processes * perProcess
-  const children = await Promise.all(Array.from({ length: processes }, () => spawnChild(bufferPoolKiB)))
+  const children = await Promise.all(
+    Array.from({ length: processes }, () => spawnChild(bufferPoolKiB, v8Flags))
+  )
   try {
     const formStart = now()
     const first = await (children[0] as ChildHandle).call<{ peerId: string; addresses: string[] }>({
@@ -524,7 +531,8 @@ async function multiProcess(
       'RSS/node compacted MiB': compacted,
       'live/node MiB': livePerNode,
       'bare process MiB': bareMiB,
-      'reprovide 10k CPU ms': reprovide.cpuMs
+      'reprovide 10k CPU ms': reprovide.cpuMs,
+      'V8 flags': v8Flags.join(' ') || '—'
     }
   } finally {
     await Promise.all(children.map((c) => c.call({ op: 'stop' }).catch(() => c.kill())))
@@ -542,7 +550,8 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
       processes: { type: 'string', default: '8' },
       split: { type: 'string', default: '10x10' },
       'stock-lookups': { type: 'string', default: '50' },
-      'buffer-pool-kib': { type: 'string', default: String(RECOMMENDED_BUFFER_POOL_KIB) }
+      'buffer-pool-kib': { type: 'string', default: String(RECOMMENDED_BUFFER_POOL_KIB) },
+      'v8-flags': { type: 'string', default: '' }
     }
   })
   const sizes = (values.sizes ?? '')
@@ -557,6 +566,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   const processes = Number(values.processes)
   const rows: ClusterResult[] = []
   const stockRows: Row[] = []
+  const v8Flags = (values['v8-flags'] ?? '').split(/\s+/).filter((flag) => flag !== '')
   const limit = await openFilesLimit()
   for (const size of sizes) {
     if (limit !== undefined && openFilesNeeded(size, size) > limit) {
@@ -567,13 +577,10 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
     }
     console.error(`bench/dht: ${size} nodes in one process…`)
     try {
-      const { ours, stock } = await inFreshProcess({
-        size,
-        lookups,
-        keyCount,
-        stockLookups: Number(values['stock-lookups']),
-        bufferPoolKiB
-      })
+      const { ours, stock } = await inFreshProcess(
+        { size, lookups, keyCount, stockLookups: Number(values['stock-lookups']), bufferPoolKiB },
+        v8Flags
+      )
       rows.push(ours)
       stockRows.push(stock)
     } catch (err) {
@@ -582,7 +589,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   }
   if (processes > 1) {
     console.error(`bench/dht: ${processes} nodes, one process each…`)
-    rows.push(await multiProcess(processes, 1, lookups, keyCount, bufferPoolKiB))
+    rows.push(await multiProcess(processes, 1, lookups, keyCount, bufferPoolKiB, v8Flags))
   }
   for (const split of (values.split ?? '').split(',').filter((s) => s !== '')) {
     const match = /^(\d+)x(\d+)$/.exec(split)
@@ -590,7 +597,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
     const [processCount, perProcess] = [Number(match[1]), Number(match[2])]
     console.error(`bench/dht: ${processCount * perProcess} nodes, ${processCount} processes × ${perProcess}…`)
     try {
-      rows.push(await multiProcess(processCount, perProcess, lookups, keyCount, bufferPoolKiB))
+      rows.push(await multiProcess(processCount, perProcess, lookups, keyCount, bufferPoolKiB, v8Flags))
     } catch (err) {
       console.error(`bench/dht: ${split} failed: ${(err as Error).message}`)
     }
@@ -598,6 +605,7 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   printTable('bench/dht: kadmirror router (one-round lookups to the closest peers)', rows)
   printTable('bench/dht: stock @libp2p/kad-dht findProviders on the same clusters, for reference', stockRows)
   const at50 = rows.find((r) => r.mode === 'in-process' && r.nodes === 50)
+  const withFlags = v8Flags.length === 0 ? '' : ` with ${v8Flags.join(' ')}`
   /** The 100-node targets against one row, named with `where`. */
   const checksAt100 = (
     row: ClusterResult | undefined,
@@ -613,11 +621,11 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
   const checks = {
     ...checksAt100(
       rows.find((r) => r.mode === 'in-process' && r.nodes === 100),
-      'in one process'
+      `in one process${withFlags}`
     ),
     ...checksAt100(
       rows.find((r) => r.mode !== 'in-process' && r.nodes === 100),
-      'in several processes'
+      `in several processes${withFlags}`
     ),
     '10k keys ≤ 30 s @50': at50 === undefined ? undefined : at50['adv 10k keys ms'] <= TARGETS.advertise10kMs
   }
