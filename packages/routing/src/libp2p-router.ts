@@ -1221,7 +1221,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   let rounds = 0
   const reconciler = setInterval(() => {
     reconcile().catch((err: unknown) => log.debug({ err }, 'reconcile failed'))
-    if (rounds++ % 5 === 4 && (redialWanted || redials.size > 0))
+    if (rounds++ % 5 === 4 && (redialWanted || redials.pending))
       redialKnownPeers().catch((err: unknown) => log.debug({ err }, 'redial failed'))
     // While the view is still growing (a node starting, or joining a cluster), ask for peers every tick.
     if (Date.now() - lastGrowth < VIEW_GROWTH_WINDOW_MS) exchangeWithRandomMember()

@@ -38,9 +38,9 @@ export class RedialSchedule<P> {
     this.now = init.now ?? Date.now
   }
 
-  /** Peers waiting for a dial: learnt but unreached, or with failed redials. */
-  get size(): number {
-    return Math.max(this.states.size, this.unreachedPeers.size)
+  /** Whether any peer waits for a dial: learnt but unreached, or with failed redials. */
+  get pending(): boolean {
+    return this.states.size > 0 || this.unreachedPeers.size > 0
   }
 
   private backoff(failures: number): number {

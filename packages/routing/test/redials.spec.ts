@@ -71,7 +71,7 @@ describe('RedialSchedule', () => {
     const { dial, forget } = due()
     assert.deepEqual(dial, [])
     assert.deepEqual(forget, ['d'])
-    assert.equal(redials.size, 0)
+    assert.equal(redials.pending, false)
   })
 
   it('drops a peer that got connected, and skips one being dialled', () => {
