@@ -887,9 +887,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     (stream: Stream) => {
       // Requests are answered as their frames arrive, in order; the stream closes after an idle spell or when
       // the asker closes its side.
-      const idle = setTimeout(() => {
-        channel.stream.close().catch((err: unknown) => stream.abort(err as Error))
-      }, LOOKUP_STREAM_IDLE_MS)
+      const close = (): void => {
+        stream.close().catch((err: unknown) => stream.abort(err as Error))
+      }
+      const idle = setTimeout(close, LOOKUP_STREAM_IDLE_MS)
       idle.unref()
       const channel = new FrameChannel(stream, MAX_MESSAGE_BYTES, {
         frame: (bytes) => {
@@ -919,7 +920,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
         end: (error) => {
           clearTimeout(idle)
           if (error === undefined) {
-            stream.close().catch((err: unknown) => stream.abort(err as Error))
+            close()
             return
           }
           if (stream.status === 'open') {
