@@ -9,6 +9,7 @@ import { isIP } from 'node:net'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DEFAULT_ROUTER_PORT } from './constants.ts'
+import { InvalidBootstrapPeerError } from './errors.ts'
 
 /** A peer to dial: its id when known, and its multiaddrs (strings). */
 export interface BootstrapPeer {
@@ -34,11 +35,6 @@ export interface Bootstrapper {
   unregister?(self: BootstrapPeer, options?: BootstrapOptions): Promise<void>
   /** Releases what the bootstrapper holds (HTTP agents, file watchers). */
   close?(): Promise<void>
-}
-
-/** A bootstrap source gave something that is not a peer list. */
-export class InvalidBootstrapPeerError extends Error {
-  override name = 'InvalidBootstrapPeerError'
 }
 
 /** One AddrInfo as JSON. */

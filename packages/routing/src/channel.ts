@@ -7,14 +7,18 @@ import type { Provider } from './router.ts'
 /** Providers of one key, filled by one lookup, read by many. */
 export class SharedLookup {
   readonly providers: Provider[] = []
+  /** When the first provider was pushed, ms since the epoch. */
+  firstProviderAt: number | undefined
   private readonly ids = new Set<string>()
   private complete = false
   private waiters: Array<() => void> = []
+  private doneCallbacks: Array<() => void> | undefined
 
   /** Adds a provider unless one with the same id is there; wakes readers. */
   push(provider: Provider): void {
     if (this.complete || this.ids.has(provider.id)) return
     this.ids.add(provider.id)
+    this.firstProviderAt ??= Date.now()
     this.providers.push(provider)
     this.wake()
   }
@@ -23,6 +27,19 @@ export class SharedLookup {
   finish(): void {
     this.complete = true
     this.wake()
+    const callbacks = this.doneCallbacks ?? []
+    this.doneCallbacks = undefined
+    for (const callback of callbacks) callback()
+  }
+
+  /** Calls `callback` once the lookup has finished (at once when it has). */
+  whenDone(callback: () => void): void {
+    if (this.complete) {
+      callback()
+      return
+    }
+    this.doneCallbacks ??= []
+    this.doneCallbacks.push(callback)
   }
 
   /** Whether the lookup has finished. */

@@ -63,3 +63,126 @@ export const HTTP_BOOTSTRAP_TIMEOUT_MS = 5 * second
 export const HTTP_BOOTSTRAP_MAX_BODY_BYTES = 1024 * 1024
 /** How often the advertiser checks for keys due for reproviding, in ms. */
 export const REPROVIDE_TICK_MS = 15 * second
+
+// --- libp2p set-up ------------------------------------------------------------------------------------------
+
+/** How long identify may take on a new connection, in ms (libp2p's default of 5 s is short for a busy node). */
+export const IDENTIFY_TIMEOUT_MS = 15 * second
+/**
+ * Inbound connections per second accepted from one host when every node is on 127.0.0.1 (`allowLoopback`):
+ * libp2p's default (a few per second) resets most dials of a local cluster forming.
+ */
+export const LOOPBACK_INBOUND_CONNECTION_THRESHOLD = 100_000
+/** Inbound connections being upgraded at once when every node is on 127.0.0.1 (`allowLoopback`). */
+export const LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS = 1000
+/**
+ * How often the stock kad-dht queries for its own id, in ms. This router keeps its own view with peer exchange,
+ * so the stock self-query only cleans up: run it rarely.
+ */
+export const STOCK_QUERY_SELF_INTERVAL_MS = 10 * minute
+/** How often the stock kad-dht sweeps expired provider records, in ms (records expire, a lookup may still see one until then). */
+export const STOCK_PROVIDER_SWEEP_INTERVAL_MS = 1 * minute
+/** How often kad-dht's closest peers are tagged in the peer store, in ms (kad-dht's default: 5 s; a sixth of an idle node's allocation). */
+export const CLOSEST_PEER_TAG_INTERVAL_MS = 1 * minute
+
+// --- protocols and streams ----------------------------------------------------------------------------------
+
+/**
+ * How a kadmirror node announces its registry mirror: it handles `<this>/<scheme>/<port>` (for example
+ * `/kadmirror/registry/1.0.0/http/5000`), so its peers read the scheme and port from the protocols identify lists,
+ * with no stream of their own (a stream per pair of nodes while a cluster forms). Spegel nodes announce nothing.
+ */
+export const REGISTRY_INFO_PROTOCOL = '/kadmirror/registry/1.0.0'
+/** kadmirror's protocol to drop provider records at once instead of waiting for them to expire. */
+export const WITHDRAW_PROTOCOL = '/kadmirror/withdraw/1.0.0'
+/**
+ * kadmirror's protocol to store many provider records of the sender in one stream: one frame per key
+ * multihash, the sender's addresses known from its connection. Stock ADD_PROVIDER costs the receiver a peer
+ * store write per record; Spegel peers, which do not speak this, get stock ADD_PROVIDER messages.
+ */
+export const PROVIDE_PROTOCOL = '/kadmirror/provide/1.0.0'
+/**
+ * kadmirror's lookup protocol: GET_PROVIDERS messages on a reused stream, answered from the provider index
+ * alone — provider ids without addresses and no closer peers, since every node knows the cluster — and FIND_NODE
+ * for peer exchange, answered from the view with the addresses identify gave. The stock answers cost the
+ * answering node a peer-store read for each provider and for 20 closer peers; Spegel peers, which do not speak
+ * this, are asked on the DHT protocol.
+ */
+export const LOOKUP_PROTOCOL = '/kadmirror/lookup/1.0.0'
+/**
+ * A lookup stream with no request for this long is closed by the answering side, in ms. Opening a stream costs a
+ * round trip of protocol negotiation before the request, so lookup streams are kept for a while: a pull asks the
+ * same few peers many times in a row.
+ */
+export const LOOKUP_STREAM_IDLE_MS = 90 * second
+/** How long the asking side keeps an unused lookup stream, in ms (below {@link LOOKUP_STREAM_IDLE_MS}). */
+export const LOOKUP_SESSION_IDLE_MS = 60 * second
+/** Lookup streams one peer may have open to this node at once. */
+export const LOOKUP_MAX_INBOUND_STREAMS = 16
+/**
+ * How long a stream used for peer exchange is kept, in ms. Peer exchange asks random peers, a few times a
+ * minute; on the lookup sessions it left a stream open to more than half the cluster after a mesh formed (at 100
+ * nodes 0.7 MiB of heap per node), to peers the node may never look anything up from.
+ */
+export const EXCHANGE_SESSION_IDLE_MS = 1 * second
+/** How long an unused stock DHT request stream stays open, in ms; below the 10 s a kad-dht server waits for the next message. */
+export const DHT_SESSION_IDLE_MS = 5 * second
+/** Longest frame of a provide or withdraw stream, in bytes: one key multihash (34 bytes for sha2-256). */
+export const RECORD_FRAME_MAX_BYTES = 128
+/** A provide or withdraw stream may take this many request timeouts (plus 1 ms per record) before it is given up. */
+export const RECORDS_TIMEOUT_REQUESTS = 10
+/** Peer ids kept encoded as multihash bytes for lookup answers; the cache is cleared when it grows past this. */
+export const ID_BYTES_CACHE_SIZE = 10_000
+
+// --- lookups ------------------------------------------------------------------------------------------------
+
+/** Time a hedged lookup waits for a peer before also asking the next closest, in ms. */
+export const LOOKUP_HEDGE_MS = 15
+
+// --- membership and connections -----------------------------------------------------------------------------
+
+/** Debounce of the work done when peers join (handing them records, asking them for peers), in ms. */
+export const JOIN_DEBOUNCE_MS = 200
+/** Peers that joined and are asked for the peers they know, per debounced join. */
+export const JOIN_EXCHANGE_PEERS = 4
+/** A peer-exchange request may take this many request timeouts: the answer lists 20 peers with addresses. */
+export const PEER_EXCHANGE_TIMEOUT_REQUESTS = 5
+/** Longest time a dial started by the router may take, in ms. */
+export const DIAL_TIMEOUT_MS = 5 * second
+/** How often each connection is checked with a ping, in ms (libp2p's monitor default, 10 s, costs N pings per 10 s per node). */
+export const CONNECTION_PING_INTERVAL_MS = 1 * minute
+/** A connection whose ping takes longer is closed, in ms. */
+export const CONNECTION_PING_TIMEOUT_MS = 20 * second
+/** How often connections due for a ping are looked for, in ms. */
+export const CONNECTION_CHECK_TICK_MS = 1 * second
+/** Identify run again on a connected peer missing from the view may take this many request timeouts. */
+export const REIDENTIFY_TIMEOUT_REQUESTS = 10
+/** Least time between two extra identify runs on one connected peer missing from the view, in ms. */
+export const REIDENTIFY_INTERVAL_MS = 30 * second
+/** How often connected peers missing from the view are looked for, in ms. */
+export const RECONCILE_INTERVAL_MS = 2 * second
+/** Reconcile ticks between two redial rounds (a round reads the whole peer store). */
+export const REDIAL_EVERY_RECONCILES = 5
+/**
+ * After the view last grew, how long peers are asked for more peers on every reconcile tick, in ms. Longer than
+ * the pause in growth while dials yield to smaller ids ({@link DIAL_YIELD_MS}, up to twice that).
+ */
+export const VIEW_GROWTH_WINDOW_MS = 10 * second
+/** Longest wait between redials of a known DHT peer that is not connected, in ms. */
+export const REDIAL_MAX_BACKOFF_MS = 5 * minute
+/** Failed redials after which a peer is forgotten (it left the cluster). */
+export const MAX_REDIAL_FAILURES = 8
+/** Dials to learnt peers under way at once before more wait for the next redial round. */
+export const MAX_PENDING_DIALS = 128
+/**
+ * How long a node waits before dialling a learnt peer with a smaller id, in ms (plus up to as much again at
+ * random). While a cluster forms, both nodes of a pair learn of each other at about the same time; the one with
+ * the smaller id dials at once and the other only if no connection came by then, so a pair rarely dials twice.
+ */
+export const DIAL_YIELD_MS = 1_500
+/** Least time between two warnings that the process is out of file descriptors, in ms. */
+export const DESCRIPTOR_WARNING_INTERVAL_MS = 1 * minute
+/** Longest time one bootstrap round (register, ask for peers, dial them) may take, in ms. */
+export const BOOTSTRAP_ROUND_TIMEOUT_MS = 30 * second
+/** Longest time unregistering from the bootstrapper may delay `close()`, in ms. */
+export const BOOTSTRAP_UNREGISTER_TIMEOUT_MS = 2 * second

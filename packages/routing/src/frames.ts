@@ -10,6 +10,7 @@
 import type { Stream } from '@libp2p/interface'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { InvalidFrameError } from './errors.ts'
 
 /** What a {@link FrameChannel} calls. */
 export interface FrameHandlers {
@@ -20,11 +21,6 @@ export interface FrameHandlers {
    * cut short; undefined when the remote closed its writing side after whole frames. Called once.
    */
   end(error?: Error): void
-}
-
-/** A frame longer than the channel allows, or a length prefix that is not a varint. */
-export class InvalidFrameError extends Error {
-  override name = 'InvalidFrameError'
 }
 
 /** The longest varint a frame length may take, in bytes (lengths below 2^35). */

@@ -26,7 +26,6 @@ import { Agent, request } from 'undici'
 import {
   type BootstrapPeer,
   type Bootstrapper,
-  InvalidBootstrapPeerError,
   parseAddrInfo,
   parseAddrInfos,
   toAddrInfo
@@ -38,6 +37,7 @@ import {
   HTTP_BOOTSTRAP_MAX_ENTRIES,
   HTTP_BOOTSTRAP_TIMEOUT_MS
 } from './constants.ts'
+import { InvalidBootstrapPeerError, InvalidCertDirError } from './errors.ts'
 
 /** File names in a cert dir (Kubernetes TLS secret keys, as Spegel reads them). */
 export const CA_FILE = 'ca.crt'
@@ -56,11 +56,6 @@ export interface TlsMaterial {
   cert?: string
   key?: string
   version: string
-}
-
-/** A cert dir is unusable (a certificate without its key, unreadable files). */
-export class InvalidCertDirError extends Error {
-  override name = 'InvalidCertDirError'
 }
 
 async function readOptional(path: string): Promise<{ text?: string; version: string }> {

@@ -29,13 +29,43 @@ export {
   completeAddress,
   type DnsBootstrapperInit,
   dnsBootstrapper,
-  InvalidBootstrapPeerError,
   parseAddrInfo,
   parseAddrInfos,
   staticBootstrapper,
   toAddrInfo
 } from './bootstrap.ts'
 export * as constants from './constants.ts'
+export {
+  LOOKUP_HEDGE_MS,
+  LOOKUP_PROTOCOL,
+  PROVIDE_PROTOCOL,
+  REGISTRY_INFO_PROTOCOL,
+  WITHDRAW_PROTOCOL
+} from './constants.ts'
+export {
+  InvalidBootstrapPeerError,
+  InvalidCertDirError,
+  InvalidFrameError,
+  InvalidPeerKeyError,
+  RequestTimeoutError,
+  ROUTING_ERROR_CODES,
+  RouterClosedError,
+  RoutingError,
+  type RoutingErrorCode,
+  SessionClosedError
+} from './errors.ts'
+export type {
+  BootstrapEvent,
+  FailureEvent,
+  LookupEvent,
+  LookupSource,
+  PeerJoinEvent,
+  PeerLeaveEvent,
+  ProvideEvent,
+  RouterEventMap,
+  RouterEvents,
+  WithdrawEvent
+} from './events.ts'
 export {
   type BootstrapServer,
   type BootstrapServerInit,
@@ -44,28 +74,30 @@ export {
   createBootstrapServer,
   type HttpBootstrapperInit,
   httpBootstrapper,
-  InvalidCertDirError,
   idHandler,
   KEY_FILE,
   readCertDir,
   type TlsMaterial
 } from './http-bootstrap.ts'
-export { keyToCid } from './keys.ts'
-export {
-  createLibp2pRouter,
-  type Libp2pRouter,
-  type Libp2pRouterInit,
-  LOOKUP_HEDGE_MS,
-  LOOKUP_PROTOCOL,
-  PROVIDE_PROTOCOL,
-  REGISTRY_INFO_PROTOCOL,
-  WITHDRAW_PROTOCOL
-} from './libp2p-router.ts'
+export { compareDistance, kadId, keyToCid } from './keys.ts'
+export { createLibp2pRouter, type Libp2pRouter, type Libp2pRouterInit } from './libp2p-router.ts'
 export {
   createMemoryNetwork,
   type MemoryNetwork,
   type MemoryRouter,
   type MemoryRouterInit
 } from './memory-router.ts'
-export { InvalidPeerKeyError, loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.ts'
-export { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
+export { loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.ts'
+export type { LookupOptions, Provider, Router } from './router.ts'
+export {
+  closest,
+  groupByHolder,
+  insertByDistance,
+  type LookupOutcome,
+  type LookupPeer,
+  type LookupStrategyInit,
+  type PlacedKey,
+  type PlacedPeer,
+  runLookupStrategy,
+  type Timers
+} from './strategy.ts'

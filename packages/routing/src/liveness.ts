@@ -9,6 +9,7 @@
 import type { Connection, Libp2p } from '@libp2p/interface'
 import type { Ping } from '@libp2p/ping'
 import type { Logger } from 'pino'
+import { CONNECTION_CHECK_TICK_MS } from './constants.ts'
 
 /** Options of {@link startConnectionChecks}. */
 export interface ConnectionChecksInit {
@@ -34,9 +35,6 @@ function muxerOf(connection: Connection): PingingMuxer | undefined {
   const muxer = (connection as unknown as { muxer?: Partial<PingingMuxer> }).muxer
   return typeof muxer?.ping === 'function' ? (muxer as PingingMuxer) : undefined
 }
-
-/** How often due connections are looked for, in ms. */
-const TICK_MS = 1_000
 
 /** Starts pinging every open connection once per `intervalMs`, each at a random offset; returns a function that stops. */
 export function startConnectionChecks(init: ConnectionChecksInit): () => void {
@@ -83,7 +81,7 @@ export function startConnectionChecks(init: ConnectionChecksInit): () => void {
       due.set(connection, now + intervalMs)
       check(connection)
     }
-  }, TICK_MS)
+  }, CONNECTION_CHECK_TICK_MS)
   timer.unref()
 
   return () => {

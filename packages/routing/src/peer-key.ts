@@ -7,14 +7,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
+import { InvalidPeerKeyError } from './errors.ts'
 
 /** File name of the key inside the data directory (Spegel's). */
 export const PEER_KEY_FILE = 'private.key'
-
-/** The key file is not a PEM PKCS#8 Ed25519 private key. */
-export class InvalidPeerKeyError extends Error {
-  override name = 'InvalidPeerKeyError'
-}
 
 /**
  * Loads the peer key from `dataDir`, or creates one (file mode 0600, directory created 0700) on first start.

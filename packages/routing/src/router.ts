@@ -2,6 +2,7 @@
  * The `Router` interface: advertise the keys a node holds, and find the peers that hold a key.
  * Implementations: {@link createLibp2pRouter} (Kademlia, Spegel-compatible) and {@link createMemoryNetwork}.
  */
+export { RouterClosedError } from './errors.ts'
 
 /** A peer that holds a key. */
 export interface Provider {
@@ -39,13 +40,4 @@ export interface Router {
   ready(): Promise<boolean>
   /** Leaves the network and releases everything. Idempotent. */
   close(): Promise<void>
-}
-
-/** The router was used after `close()`. */
-export class RouterClosedError extends Error {
-  override name = 'RouterClosedError'
-
-  constructor() {
-    super('the router is closed')
-  }
 }

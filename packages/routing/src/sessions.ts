@@ -11,24 +11,13 @@
  * that outlive a young-generation collection were most of what the collector copied during lookups.
  */
 import type { PeerId, Stream } from '@libp2p/interface'
+import { DHT_SESSION_IDLE_MS } from './constants.ts'
+import { RequestTimeoutError, SessionClosedError } from './errors.ts'
 import { FrameChannel } from './frames.ts'
 import { decodeMessage, encodeMessage, type KadMessage, MAX_MESSAGE_BYTES } from './kad-message.ts'
 
-/** How long an unused session stays open, in ms; below the 10 s a kad-dht server waits for the next message. */
-export const SESSION_IDLE_MS = 5_000
-
 /** Opens a stream to a peer on the DHT protocol. */
 export type OpenStream = (peer: PeerId, signal: AbortSignal) => Promise<Stream>
-
-/** A peer did not answer a request within its time; the session it was sent on is closed. */
-export class RequestTimeoutError extends Error {
-  override name = 'TimeoutError'
-}
-
-/** A session ended (closed, or the peer closed the stream) before a request was answered. */
-export class SessionClosedError extends Error {
-  override name = 'SessionClosedError'
-}
 
 interface Waiter {
   resolve(message: KadMessage): void
@@ -152,8 +141,8 @@ export class Sessions {
   private readonly open: OpenStream
   private readonly idleMs: number
 
-  /** `idleMs`: how long an unused session stays open (default {@link SESSION_IDLE_MS}); keep it below the answering side's idle timeout. */
-  constructor(open: OpenStream, idleMs = SESSION_IDLE_MS) {
+  /** `idleMs`: how long an unused session stays open (default {@link DHT_SESSION_IDLE_MS}); keep it below the answering side's idle timeout. */
+  constructor(open: OpenStream, idleMs = DHT_SESSION_IDLE_MS) {
     this.open = open
     this.idleMs = idleMs
   }

@@ -3,7 +3,8 @@ import type { Stream } from '@libp2p/interface'
 import fc from 'fast-check'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { FrameChannel, InvalidFrameError } from '../src/frames.ts'
+import { InvalidFrameError } from '../src/errors.ts'
+import { FrameChannel } from '../src/frames.ts'
 
 /** The parts of a stream a FrameChannel uses: events in, sends and aborts recorded. */
 class FakeStream extends EventTarget {

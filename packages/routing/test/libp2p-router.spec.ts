@@ -9,6 +9,7 @@ import { pbStream } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import * as Digest from 'multiformats/hashes/digest'
 import { collectProviders, routerConformance } from '../src/conformance.ts'
+import { isOutOfFileDescriptors } from '../src/connections.ts'
 import {
   createLibp2pRouter,
   InvalidPeerKeyError,
@@ -21,7 +22,6 @@ import {
 } from '../src/index.ts'
 import { KadMessageCodec, MessageType } from '../src/kad-message.ts'
 import { compareDistance, kadId, peerKadId } from '../src/keys.ts'
-import { isOutOfFileDescriptors } from '../src/libp2p-router.ts'
 import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
 import { spawnLineProcess } from './line-process.ts'
 

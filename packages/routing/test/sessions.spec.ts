@@ -3,9 +3,10 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
+import { RequestTimeoutError } from '../src/errors.ts'
 import { FrameChannel } from '../src/frames.ts'
 import { decodeMessage, encodeMessage, type KadMessage, MessageType } from '../src/kad-message.ts'
-import { RequestTimeoutError, Sessions } from '../src/sessions.ts'
+import { Sessions } from '../src/sessions.ts'
 import { waitFor } from './cluster.ts'
 
 /** How the test peer treats a request: answer it (echoing its key), ignore it, or close the stream. */

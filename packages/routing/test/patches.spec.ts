@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import { logger } from '@libp2p/logger'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { useHalfWindowUpdates } from '../src/yamux-window.ts'
+import { useHalfWindowUpdates } from '../src/patches.ts'
 
 // yamux frame types on the wire (spec): 0 data, 1 window update.
 const DATA = 0

@@ -1,0 +1,225 @@
+/**
+ * The lookup and placement strategy as plain functions over a view, with no libp2p in them: which peers hold a
+ * key's records (the `replication` closest by XOR distance), and whom a lookup asks (the `alpha` closest, one
+ * round, hedging to the next closest when one is slow, following closer peers when an answer names any). The
+ * libp2p router runs them over its cluster view; tests and simulators run them over a virtual network.
+ */
+import { compareDistance } from './keys.ts'
+
+/** A peer placed in Kademlia space: its Kademlia id (sha256 of its peer id's multihash). */
+export interface PlacedPeer {
+  readonly kad: Uint8Array
+}
+
+/** Timers a lookup uses for hedging: the globals by default, a virtual clock in a simulator. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+const globalTimers: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout)
+}
+
+/** The `count` peers closest to `target`, closest first (ties keep the order of `peers`). */
+export function closest<P extends PlacedPeer>(peers: Iterable<P>, target: Uint8Array, count: number): P[] {
+  const top: P[] = []
+  if (count <= 0) return top
+  for (const peer of peers) {
+    if (top.length === count && compareDistance(peer.kad, (top[count - 1] as P).kad, target) >= 0) continue
+    let i = top.length
+    while (i > 0 && compareDistance(peer.kad, (top[i - 1] as P).kad, target) < 0) i--
+    top.splice(i, 0, peer)
+    if (top.length > count) top.pop()
+  }
+  return top
+}
+
+/** Inserts `peer` into `sorted` (closest to `target` first), after the peers as close as it. */
+export function insertByDistance<P extends PlacedPeer>(sorted: P[], peer: P, target: Uint8Array): void {
+  let i = sorted.length
+  while (i > 0 && compareDistance(peer.kad, (sorted[i - 1] as P).kad, target) < 0) i--
+  sorted.splice(i, 0, peer)
+}
+
+/** A key to place: its Kademlia target and what is sent for it (a multihash, say). */
+export interface PlacedKey<V> {
+  readonly target: Uint8Array
+  readonly value: V
+}
+
+/**
+ * Placement: the values of `keys` grouped by the peers that hold their records, the `replication` closest of
+ * `peers` to each key. Only holders whose id is in `onlyTo` when it is given (a handoff to peers that joined).
+ */
+export function groupByHolder<P extends PlacedPeer, V>(
+  keys: Iterable<PlacedKey<V>>,
+  peers: Iterable<P>,
+  replication: number,
+  idOf: (peer: P) => string,
+  onlyTo?: ReadonlySet<string>
+): Array<{ holder: P; values: V[] }> {
+  const groups = new Map<string, { holder: P; values: V[] }>()
+  const all = [...peers]
+  for (const key of keys) {
+    for (const holder of closest(all, key.target, replication)) {
+      const id = idOf(holder)
+      if (onlyTo !== undefined && !onlyTo.has(id)) continue
+      let group = groups.get(id)
+      if (group === undefined) {
+        group = { holder, values: [] }
+        groups.set(id, group)
+      }
+      group.values.push(key.value)
+    }
+  }
+  return [...groups.values()]
+}
+
+/** A peer a lookup may ask: its Kademlia id and a unique string id. */
+export interface LookupPeer extends PlacedPeer {
+  readonly key: string
+}
+
+/** Options of {@link runLookupStrategy}. */
+export interface LookupStrategyInit<P extends LookupPeer, A> {
+  /** The key's Kademlia id. */
+  target: Uint8Array
+  /** The peers of the view closest to the target, closest first (a frontier of K, say). */
+  candidates: readonly P[]
+  /** Peers asked at once, plus one for each that is slow. */
+  alpha: number
+  /** How long a peer may take before the next closest is asked too, in ms. */
+  hedgeMs: number
+  /** Asks one peer; rejects when it fails (it is then skipped). */
+  ask(peer: P): Promise<A>
+  /**
+   * Handles an answer (emits its providers) and returns the closer peers it names; the peer counts as answered
+   * only once this resolves, so a lookup never settles while an answer is being read.
+   */
+  read(peer: P, answer: A): Promise<readonly P[]>
+  /** Called for a peer whose ask or read failed while the lookup was still running. */
+  onFailure?(peer: P, error: unknown): void
+  /** Ends the lookup early when it returns true (the router closed). */
+  stopped?(): boolean
+  timers?: Timers
+}
+
+/** What a lookup did. */
+export interface LookupOutcome {
+  /** Peers asked. */
+  asked: number
+  /** Peers whose answers were read. */
+  answered: number
+  /** Peers that failed. */
+  failed: number
+}
+
+type State = 'new' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
+
+/** One lookup's frontier and the state of each peer in it. */
+class LookupRun<P extends LookupPeer, A> {
+  private readonly frontier: P[]
+  private readonly states = new Map<string, State>()
+  private readonly timers: Timers
+  private inFlight = 0
+  private finished = false
+  private resolve: (() => void) | undefined
+  readonly outcome: LookupOutcome = { asked: 0, answered: 0, failed: 0 }
+
+  private readonly init: LookupStrategyInit<P, A>
+
+  constructor(init: LookupStrategyInit<P, A>) {
+    this.init = init
+    this.frontier = [...init.candidates]
+    for (const peer of this.frontier) this.states.set(peer.key, 'new')
+    this.timers = init.timers ?? globalTimers
+  }
+
+  run(): Promise<LookupOutcome> {
+    return new Promise((resolve) => {
+      this.resolve = () => resolve(this.outcome)
+      this.schedule()
+    })
+  }
+
+  private finish(): void {
+    this.finished = true
+    this.resolve?.()
+  }
+
+  /**
+   * The window: the closest peers that have not failed, `alpha` of them plus one more for each that is slow to
+   * answer (hedging). Asks the new ones in it. The lookup has settled when every peer in the window has answered
+   * or is slow, and at least `alpha` (or all there are) have answered; or when nothing is in flight.
+   */
+  private schedule(): void {
+    if (this.finished || this.init.stopped?.() === true) {
+      this.finish()
+      return
+    }
+    let size = this.init.alpha
+    let length = 0
+    let answered = 0
+    let settled = true
+    for (const peer of this.frontier) {
+      if (length === size) break
+      const state = this.states.get(peer.key)
+      if (state === 'failed') continue
+      length++
+      if (state === 'slow') size++
+      else if (state === 'done') answered++
+      else settled = false
+      if (state === 'new') this.ask(peer)
+    }
+    if ((settled && answered >= Math.min(this.init.alpha, length)) || this.inFlight === 0) this.finish()
+  }
+
+  private ask(peer: P): void {
+    this.states.set(peer.key, 'asking')
+    this.inFlight++
+    this.outcome.asked++
+    const hedge = this.timers.setTimeout(() => {
+      if (this.states.get(peer.key) !== 'asking') return
+      this.states.set(peer.key, 'slow')
+      this.schedule()
+    }, this.init.hedgeMs)
+    this.init
+      .ask(peer)
+      .then((answer) => this.read(peer, answer))
+      .catch((err: unknown) => {
+        this.states.set(peer.key, 'failed')
+        this.outcome.failed++
+        if (!this.finished) this.init.onFailure?.(peer, err)
+      })
+      .finally(() => {
+        this.timers.clearTimeout(hedge)
+        this.inFlight--
+        if (!this.finished) this.schedule()
+      })
+  }
+
+  /** Reads an answer unless the lookup has settled meanwhile (late answers are dropped). */
+  private async read(peer: P, answer: A): Promise<void> {
+    if (this.finished) return
+    this.states.set(peer.key, 'reading')
+    for (const closer of await this.init.read(peer, answer)) {
+      if (this.states.has(closer.key)) continue
+      this.states.set(closer.key, 'new')
+      insertByDistance(this.frontier, closer, this.init.target)
+    }
+    this.states.set(peer.key, 'done')
+    this.outcome.answered++
+  }
+}
+
+/**
+ * Runs one lookup round over `candidates` (more rounds only when answers name closer peers) and resolves when it
+ * has settled. Answers that arrive after that are dropped; `ask` should time out by itself.
+ */
+export function runLookupStrategy<P extends LookupPeer, A>(
+  init: LookupStrategyInit<P, A>
+): Promise<LookupOutcome> {
+  return new LookupRun(init).run()
+}

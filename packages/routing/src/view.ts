@@ -1,0 +1,172 @@
+/**
+ * The cluster view: the DHT nodes this node is connected to and has identified (members), what each speaks, the
+ * addresses it listens on and the registry mirror it announces. Lookups and placement read it; membership
+ * (identify, disconnects) writes it. Emits `peer:join` and `peer:leave`.
+ */
+import type { PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import { LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
+import type { RouterEvents } from './events.ts'
+import { peerKadId } from './keys.ts'
+import { isLoopback } from './libp2p-node.ts'
+import type { Provider } from './router.ts'
+import { closest, type LookupPeer } from './strategy.ts'
+
+/** A DHT node in the view. */
+export interface Member extends LookupPeer {
+  id: PeerId
+  /** Speaks {@link PROVIDE_PROTOCOL} (a kadmirror node, not a Spegel one). */
+  batches: boolean
+  /** Speaks {@link LOOKUP_PROTOCOL}. */
+  lookups: boolean
+  /** The addresses it listens on, from identify; empty when unknown (then read from the peer store). */
+  addresses: Multiaddr[]
+}
+
+/** The registry mirror a peer announces. */
+export interface RegistryInfo {
+  port: number
+  scheme: 'http' | 'https'
+}
+
+/** The protocol id that announces a registry mirror at `scheme` and `port`. */
+export function registryProtocol(info: RegistryInfo): string {
+  return `${REGISTRY_INFO_PROTOCOL}/${info.scheme}/${info.port}`
+}
+
+/**
+ * The registry mirror a peer announces among its protocols: undefined when it announces none, an Error when the
+ * announcement is malformed (a scheme other than http or https, a port outside 1..65535).
+ */
+export function announcedRegistry(protocols: readonly string[]): RegistryInfo | Error | undefined {
+  const prefix = `${REGISTRY_INFO_PROTOCOL}/`
+  const announced = protocols.find((p) => p.startsWith(prefix))
+  if (announced === undefined) return undefined
+  const match = /^(https?)\/([1-9][0-9]{0,4})$/.exec(announced.slice(prefix.length))
+  const port = Number(match?.[2])
+  if (match === null || port > 65535)
+    return new Error(`${announced} is not ${prefix}<http|https>/<port 1..65535>`)
+  return { scheme: match[1] as 'http' | 'https', port }
+}
+
+/** Options of {@link ClusterView}. */
+export interface ClusterViewInit {
+  /** The DHT protocol a member must speak. */
+  protocol: string
+  /** This node's registry mirror: its URL scheme and port are assumed for peers that announce none. */
+  registry: RegistryInfo
+  allowLoopback: boolean
+  events: RouterEvents
+  log: Logger
+}
+
+/** The members of the cluster this node knows, by peer id string. */
+export class ClusterView {
+  private readonly byId = new Map<string, Member>()
+  private readonly registries = new Map<string, RegistryInfo>()
+  /** Peers whose invalid registry announcement was logged already. */
+  private readonly invalidRegistry = new Set<string>()
+  /** When the view last grew, ms since the epoch. */
+  lastGrowth = Date.now()
+
+  private readonly init: ClusterViewInit
+
+  constructor(init: ClusterViewInit) {
+    this.init = init
+  }
+
+  get size(): number {
+    return this.byId.size
+  }
+
+  has(peer: string): boolean {
+    return this.byId.has(peer)
+  }
+
+  get(peer: string): Member | undefined {
+    return this.byId.get(peer)
+  }
+
+  members(): IterableIterator<Member> {
+    return this.byId.values()
+  }
+
+  ids(): string[] {
+    return [...this.byId.keys()]
+  }
+
+  /** A member chosen at random, or undefined when the view is empty. */
+  random(): Member | undefined {
+    const all = [...this.byId.values()]
+    return all[Math.floor(Math.random() * all.length)]
+  }
+
+  /** The `count` members closest to `target`, closest first. */
+  closest(target: Uint8Array, count: number): Member[] {
+    return closest(this.byId.values(), target, count)
+  }
+
+  /**
+   * Learns a connected peer's registry announcement, and takes it into the view when it speaks the DHT protocol.
+   * Returns the new member, or undefined when it was a member already or speaks no DHT.
+   */
+  admit(peerId: PeerId, protocols: readonly string[], addresses: Multiaddr[] = []): Member | undefined {
+    const key = peerId.toString()
+    this.learnRegistry(key, protocols)
+    if (!protocols.includes(this.init.protocol) || this.byId.has(key)) return undefined
+    const member: Member = {
+      id: peerId,
+      key,
+      kad: peerKadId(peerId),
+      batches: protocols.includes(PROVIDE_PROTOCOL),
+      lookups: protocols.includes(LOOKUP_PROTOCOL),
+      addresses
+    }
+    this.byId.set(key, member)
+    this.lastGrowth = Date.now()
+    this.init.events.emit('peer:join', { peer: key, kadmirror: member.lookups })
+    return member
+  }
+
+  /** Drops a peer from the view (its last connection closed). */
+  remove(peer: string): void {
+    if (!this.byId.delete(peer)) return
+    this.init.events.emit('peer:leave', { peer })
+  }
+
+  private learnRegistry(peer: string, protocols: readonly string[]): void {
+    const registry = announcedRegistry(protocols)
+    if (registry === undefined) return
+    if (!(registry instanceof Error)) {
+      this.registries.set(peer, registry)
+      return
+    }
+    if (this.invalidRegistry.has(peer)) return
+    this.invalidRegistry.add(peer)
+    this.init.log.warn(
+      { err: registry, peer },
+      'peer announced an invalid registry; assuming our registry port'
+    )
+  }
+
+  /** The base URL of a peer's registry mirror at the first usable of `addresses`, or undefined when none is. */
+  registryUrl(peer: string, addresses: readonly Multiaddr[]): string | undefined {
+    const info = this.registries.get(peer) ?? this.init.registry
+    for (const address of addresses) {
+      if (!this.init.allowLoopback && isLoopback(address)) continue
+      const first = address.getComponents()[0]
+      if (first?.value === undefined || (first.name !== 'ip4' && first.name !== 'ip6')) continue
+      const host = first.name === 'ip6' ? `[${first.value}]` : first.value
+      return `${info.scheme}://${host}:${info.port}`
+    }
+    return undefined
+  }
+
+  /** A peer as a lookup yields it, or undefined when none of its addresses has a registry URL. */
+  toProvider(peer: string, addresses: readonly Multiaddr[]): Provider | undefined {
+    const url = this.registryUrl(peer, addresses)
+    if (url === undefined) return undefined
+    return { id: peer, addresses: addresses.map((a) => a.toString()), registryUrl: url }
+  }
+}
