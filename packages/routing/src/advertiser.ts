@@ -6,20 +6,25 @@
 import { createHash } from 'node:crypto'
 import type { ContentStore, StoreKey } from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
-import { ADVERTISE_TTL_MS, REPROVIDE_TICK_MS } from './constants.ts'
+import {
+  ADVERTISE_TTL_MS,
+  ADVERTISER_BATCH_KEYS,
+  ADVERTISER_EVENT_DEBOUNCE_MS,
+  REPROVIDE_TICK_MS
+} from './constants.ts'
 import type { Router } from './router.ts'
 
 /** Options of {@link createAdvertiser}. */
 export interface AdvertiserInit {
   store: ContentStore
   router: Router
-  /** How often each key is advertised again, in ms; default 15 min (Spegel's advertise TTL). */
+  /** How often each key is advertised again, in ms (Spegel's advertise TTL). @default {@link ADVERTISE_TTL_MS} (15 min) */
   ttlMs?: number
-  /** How often due keys are collected, in ms; default 15 s. */
+  /** How often due keys are collected, in ms. @default {@link REPROVIDE_TICK_MS} (15 s) */
   tickMs?: number
-  /** Most keys handed to the router in one call; default 2000. */
+  /** Most keys handed to the router in one call. @default {@link ADVERTISER_BATCH_KEYS} (2000) */
   batchSize?: number
-  /** How long store events are gathered before they are advertised together, in ms; default 50. */
+  /** How long store events are gathered before they are advertised together, in ms. @default {@link ADVERTISER_EVENT_DEBOUNCE_MS} (50 ms) */
   eventDebounceMs?: number
   logger?: Logger
 }
@@ -47,139 +52,160 @@ function spread(key: string, ttlMs: number): number {
   return createHash('sha256').update(key).digest().readUInt32BE(0) % ttlMs
 }
 
-/** Creates an advertiser; call {@link Advertiser.start}. */
-export function createAdvertiser(init: AdvertiserInit): Advertiser {
-  const log = init.logger ?? pino({ level: 'silent' })
-  const ttlMs = init.ttlMs ?? ADVERTISE_TTL_MS
-  const tickMs = init.tickMs ?? REPROVIDE_TICK_MS
-  const batchSize = init.batchSize ?? 2000
-  const debounceMs = init.eventDebounceMs ?? 50
-  const entries = new Map<string, Entry>()
-  const shutdown = new AbortController()
-  let tick: NodeJS.Timeout | undefined
-  let pendingAdd = new Map<string, StoreKey>()
-  let pendingRemove = new Set<string>()
-  let flushTimer: NodeJS.Timeout | undefined
-  let busy: Promise<void> = Promise.resolve()
+/** The advertiser behind {@link createAdvertiser}. */
+class StoreAdvertiser implements Advertiser {
+  private readonly store: ContentStore
+  private readonly router: Router
+  private readonly log: Logger
+  private readonly ttlMs: number
+  private readonly tickMs: number
+  private readonly batchSize: number
+  private readonly debounceMs: number
+  private readonly entries = new Map<string, Entry>()
+  private readonly shutdown = new AbortController()
+  private tick: NodeJS.Timeout | undefined
+  private pendingAdd = new Map<string, StoreKey>()
+  private pendingRemove = new Set<string>()
+  private flushTimer: NodeJS.Timeout | undefined
+  private busy: Promise<void> = Promise.resolve()
 
-  /** Serializes router calls so batches go out in order and never overlap. */
-  const serial = (task: () => Promise<void>): Promise<void> => {
-    busy = busy.then(task, task)
-    return busy
+  constructor(init: AdvertiserInit) {
+    this.store = init.store
+    this.router = init.router
+    this.log = init.logger ?? pino({ level: 'silent' })
+    this.ttlMs = init.ttlMs ?? ADVERTISE_TTL_MS
+    this.tickMs = init.tickMs ?? REPROVIDE_TICK_MS
+    this.batchSize = init.batchSize ?? ADVERTISER_BATCH_KEYS
+    this.debounceMs = init.eventDebounceMs ?? ADVERTISER_EVENT_DEBOUNCE_MS
   }
 
-  const advertise = async (keys: string[]): Promise<void> => {
-    for (let i = 0; i < keys.length; i += batchSize) {
-      if (shutdown.signal.aborted) return
-      await init.router.advertise(keys.slice(i, i + batchSize))
+  /** Serializes router calls so batches go out in order and never overlap. */
+  private serial(task: () => Promise<void>): Promise<void> {
+    this.busy = this.busy.then(task, task)
+    return this.busy
+  }
+
+  private async advertise(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += this.batchSize) {
+      if (this.shutdown.signal.aborted) return
+      await this.router.advertise(keys.slice(i, i + this.batchSize))
     }
   }
 
-  const schedule = (key: StoreKey, now: number): void => {
-    const cycle = Math.floor(now / ttlMs) * ttlMs + spread(key.key, ttlMs)
-    entries.set(key.key, { key, due: cycle > now ? cycle : cycle + ttlMs })
+  private schedule(key: StoreKey, now: number): void {
+    const cycle = Math.floor(now / this.ttlMs) * this.ttlMs + spread(key.key, this.ttlMs)
+    this.entries.set(key.key, { key, due: cycle > now ? cycle : cycle + this.ttlMs })
   }
 
-  const flush = (): Promise<void> => {
-    const adds = pendingAdd
-    const removes = pendingRemove
-    pendingAdd = new Map()
-    pendingRemove = new Set()
-    return serial(async () => {
+  /** Makes `names` due at `now` (their advertisement failed: the next tick retries them). */
+  private retry(names: Iterable<string>, now: number): void {
+    for (const name of names) {
+      const entry = this.entries.get(name)
+      if (entry !== undefined) entry.due = now
+    }
+  }
+
+  private flush(): Promise<void> {
+    const adds = this.pendingAdd
+    const removes = this.pendingRemove
+    this.pendingAdd = new Map()
+    this.pendingRemove = new Set()
+    return this.serial(async () => {
       const now = Date.now()
-      for (const key of removes) entries.delete(key)
-      for (const key of adds.values()) schedule(key, now)
+      for (const key of removes) this.entries.delete(key)
+      for (const key of adds.values()) this.schedule(key, now)
       try {
-        if (removes.size > 0) await init.router.withdraw([...removes])
-        if (adds.size > 0) await advertise([...adds.keys()])
+        if (removes.size > 0) await this.router.withdraw([...removes])
+        if (adds.size > 0) await this.advertise([...adds.keys()])
       } catch (err) {
-        if (!shutdown.signal.aborted)
-          log.warn({ err }, 'could not advertise store changes; they go out with the next reprovide')
-        for (const name of adds.keys()) {
-          const entry = entries.get(name)
-          if (entry !== undefined) entry.due = now
-        }
+        if (!this.shutdown.signal.aborted)
+          this.log.warn({ err }, 'could not advertise store changes; they go out with the next reprovide')
+        this.retry(adds.keys(), now)
       }
     })
   }
 
-  const reprovide = (): Promise<void> =>
-    serial(async () => {
+  private reprovide(): Promise<void> {
+    return this.serial(async () => {
       const now = Date.now()
       const due: string[] = []
-      for (const [name, entry] of entries) {
+      for (const [name, entry] of this.entries) {
         if (entry.due > now) continue
         due.push(name)
-        entry.due += ttlMs * Math.max(1, Math.ceil((now - entry.due) / ttlMs))
+        entry.due += this.ttlMs * Math.max(1, Math.ceil((now - entry.due) / this.ttlMs))
       }
       if (due.length === 0) return
       try {
-        await advertise(due)
-        log.debug({ keys: due.length }, 'reprovided keys')
+        await this.advertise(due)
+        this.log.debug({ keys: due.length }, 'reprovided keys')
       } catch (err) {
-        if (shutdown.signal.aborted) return
-        log.warn({ err, keys: due.length }, 'reprovide failed; retrying on the next tick')
-        for (const name of due) {
-          const entry = entries.get(name)
-          if (entry !== undefined) entry.due = now
-        }
+        if (this.shutdown.signal.aborted) return
+        this.log.warn({ err, keys: due.length }, 'reprovide failed; retrying on the next tick')
+        this.retry(due, now)
       }
     })
+  }
 
-  const follow = async (): Promise<void> => {
-    for await (const event of init.store.subscribe({ signal: shutdown.signal })) {
+  private async follow(): Promise<void> {
+    for await (const event of this.store.subscribe({ signal: this.shutdown.signal })) {
       if (event.type === 'added') {
-        pendingRemove.delete(event.key.key)
-        pendingAdd.set(event.key.key, event.key)
+        this.pendingRemove.delete(event.key.key)
+        this.pendingAdd.set(event.key.key, event.key)
       } else {
-        pendingAdd.delete(event.key.key)
-        pendingRemove.add(event.key.key)
+        this.pendingAdd.delete(event.key.key)
+        this.pendingRemove.add(event.key.key)
       }
-      if (flushTimer === undefined) {
-        flushTimer = setTimeout(() => {
-          flushTimer = undefined
-          flush().catch((err: unknown) => log.error({ err }, 'advertiser flush failed'))
-        }, debounceMs)
-      }
+      if (this.flushTimer !== undefined) continue
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined
+        this.flush().catch((err: unknown) => this.log.error({ err }, 'advertiser flush failed'))
+      }, this.debounceMs)
     }
   }
 
-  return {
-    async start() {
-      const subscription = follow()
-      subscription.catch((err: unknown) => {
-        if (!shutdown.signal.aborted) log.error({ err }, 'stopped following the store')
-      })
-      const now = Date.now()
-      const keys: StoreKey[] = []
-      for await (const key of init.store.keys()) keys.push(key)
-      await serial(async () => {
-        for (const key of keys) schedule(key, now)
-        try {
-          await advertise(keys.map((k) => k.key))
-        } catch (err) {
-          log.warn({ err }, 'first advertisement failed; retrying on the next tick')
-          for (const entry of entries.values()) entry.due = now
-        }
-      })
-      tick = setInterval(() => {
-        reprovide().catch((err: unknown) => log.error({ err }, 'reprovide failed'))
-      }, tickMs)
-      tick.unref()
-      log.info({ keys: keys.length }, 'advertised the store')
-    },
-    counts() {
-      const counts = new Map<string, number>()
-      for (const { key } of entries.values())
-        counts.set(key.registry ?? '', (counts.get(key.registry ?? '') ?? 0) + 1)
-      return counts
-    },
-    size: () => entries.size,
-    async close() {
-      shutdown.abort()
-      clearInterval(tick)
-      clearTimeout(flushTimer)
-      await busy.catch(() => {})
-    }
+  async start(): Promise<void> {
+    this.follow().catch((err: unknown) => {
+      if (!this.shutdown.signal.aborted) this.log.error({ err }, 'stopped following the store')
+    })
+    const now = Date.now()
+    const keys: StoreKey[] = []
+    for await (const key of this.store.keys()) keys.push(key)
+    await this.serial(async () => {
+      for (const key of keys) this.schedule(key, now)
+      try {
+        await this.advertise(keys.map((k) => k.key))
+      } catch (err) {
+        this.log.warn({ err }, 'first advertisement failed; retrying on the next tick')
+        this.retry(this.entries.keys(), now)
+      }
+    })
+    this.tick = setInterval(() => {
+      this.reprovide().catch((err: unknown) => this.log.error({ err }, 'reprovide failed'))
+    }, this.tickMs)
+    this.tick.unref()
+    this.log.info({ keys: keys.length }, 'advertised the store')
   }
+
+  counts(): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const { key } of this.entries.values())
+      counts.set(key.registry ?? '', (counts.get(key.registry ?? '') ?? 0) + 1)
+    return counts
+  }
+
+  size(): number {
+    return this.entries.size
+  }
+
+  async close(): Promise<void> {
+    this.shutdown.abort()
+    clearInterval(this.tick)
+    clearTimeout(this.flushTimer)
+    await this.busy.catch(() => {})
+  }
+}
+
+/** Creates an advertiser; call {@link Advertiser.start}. */
+export function createAdvertiser(init: AdvertiserInit): Advertiser {
+  return new StoreAdvertiser(init)
 }

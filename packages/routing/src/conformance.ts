@@ -53,12 +53,92 @@ async function eventually(ms: number, check: () => Promise<void>): Promise<void>
 const uniqueKey = (): string =>
   `sha256:${Buffer.from(randomUUID().replaceAll('-', '').repeat(2), 'hex').toString('hex')}`
 
+/** Gives the suite's `i`-th router of the current test. */
+type NodeOf = (i: number) => Router
+
+/** Advertising, lookups and withdrawals. */
+function lookupTests(node: NodeOf, settleMs: number): void {
+  it('finds a key advertised by another node', async () => {
+    const key = uniqueKey()
+    await node(0).advertise([key])
+    await eventually(settleMs, async () => {
+      const providers = await collectProviders(node(1), key)
+      assert.equal(providers.length, 1)
+      assert.match(providers[0]?.registryUrl ?? '', /^https?:\/\//)
+    })
+  })
+
+  it('finds every node that advertised a key, each once', async () => {
+    const key = uniqueKey()
+    await node(0).advertise([key, key])
+    await node(1).advertise([key])
+    await eventually(settleMs, async () => {
+      const providers = await collectProviders(node(2), key)
+      assert.equal(providers.length, 2)
+      assert.equal(new Set(providers.map((p) => p.id)).size, 2)
+    })
+  })
+
+  it('never yields itself', async () => {
+    const key = uniqueKey()
+    await node(0).advertise([key])
+    await node(1).advertise([key])
+    await eventually(settleMs, async () => {
+      const providers = await collectProviders(node(0), key)
+      assert.equal(providers.length, 1)
+    })
+  })
+
+  it('stops after count providers', async () => {
+    const key = uniqueKey()
+    await node(0).advertise([key])
+    await node(1).advertise([key])
+    await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 2))
+    assert.equal((await collectProviders(node(2), key, 1)).length, 1)
+  })
+
+  it('ends with no provider for a key nobody advertised', async () => {
+    assert.deepEqual(await collectProviders(node(1), uniqueKey()), [])
+  })
+
+  it('no longer finds a withdrawn key', async () => {
+    const key = uniqueKey()
+    await node(0).advertise([key])
+    await eventually(settleMs, async () => assert.equal((await collectProviders(node(1), key)).length, 1))
+    await node(0).withdraw([key])
+    await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 0))
+  })
+}
+
+/** Readiness, aborts and close. */
+function lifecycleTests(node: NodeOf): void {
+  it('is ready once it knows a peer', async () => {
+    assert.equal(await node(0).ready(), true)
+  })
+
+  it('ends a lookup when its signal aborts', async () => {
+    const controller = new AbortController()
+    controller.abort()
+    const out: Provider[] = []
+    for await (const provider of node(1).lookup(uniqueKey(), { signal: controller.signal }))
+      out.push(provider)
+    assert.deepEqual(out, [])
+  })
+
+  it('rejects use after close with RouterClosedError', async () => {
+    await node(2).close()
+    await assert.rejects(node(2).advertise([uniqueKey()]), RouterClosedError)
+    await assert.rejects(node(2).ready(), RouterClosedError)
+    assert.throws(() => node(2).lookup(uniqueKey()), RouterClosedError)
+  })
+}
+
 /** Registers the conformance tests of a Router implementation named `name`. */
 export function routerConformance(name: string, options: RouterConformanceOptions): void {
   const settleMs = options.settleMs ?? 5000
 
   describe(`Router conformance: ${name}`, () => {
-    let routers: Router[]
+    let routers: Router[] = []
     const node = (i: number): Router => routers[i] as Router
 
     beforeEach(async () => {
@@ -69,75 +149,7 @@ export function routerConformance(name: string, options: RouterConformanceOption
       await options.teardown(routers)
     })
 
-    it('is ready once it knows a peer', async () => {
-      assert.equal(await node(0).ready(), true)
-    })
-
-    it('finds a key advertised by another node', async () => {
-      const key = uniqueKey()
-      await node(0).advertise([key])
-      await eventually(settleMs, async () => {
-        const providers = await collectProviders(node(1), key)
-        assert.equal(providers.length, 1)
-        assert.match(providers[0]?.registryUrl ?? '', /^https?:\/\//)
-      })
-    })
-
-    it('finds every node that advertised a key, each once', async () => {
-      const key = uniqueKey()
-      await node(0).advertise([key, key])
-      await node(1).advertise([key])
-      await eventually(settleMs, async () => {
-        const providers = await collectProviders(node(2), key)
-        assert.equal(providers.length, 2)
-        assert.equal(new Set(providers.map((p) => p.id)).size, 2)
-      })
-    })
-
-    it('never yields itself', async () => {
-      const key = uniqueKey()
-      await node(0).advertise([key])
-      await node(1).advertise([key])
-      await eventually(settleMs, async () => {
-        const providers = await collectProviders(node(0), key)
-        assert.equal(providers.length, 1)
-      })
-    })
-
-    it('stops after count providers', async () => {
-      const key = uniqueKey()
-      await node(0).advertise([key])
-      await node(1).advertise([key])
-      await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 2))
-      assert.equal((await collectProviders(node(2), key, 1)).length, 1)
-    })
-
-    it('ends with no provider for a key nobody advertised', async () => {
-      assert.deepEqual(await collectProviders(node(1), uniqueKey()), [])
-    })
-
-    it('no longer finds a withdrawn key', async () => {
-      const key = uniqueKey()
-      await node(0).advertise([key])
-      await eventually(settleMs, async () => assert.equal((await collectProviders(node(1), key)).length, 1))
-      await node(0).withdraw([key])
-      await eventually(settleMs, async () => assert.equal((await collectProviders(node(2), key)).length, 0))
-    })
-
-    it('ends a lookup when its signal aborts', async () => {
-      const controller = new AbortController()
-      controller.abort()
-      const out: Provider[] = []
-      for await (const provider of node(1).lookup(uniqueKey(), { signal: controller.signal }))
-        out.push(provider)
-      assert.deepEqual(out, [])
-    })
-
-    it('rejects use after close with RouterClosedError', async () => {
-      await node(2).close()
-      await assert.rejects(node(2).advertise([uniqueKey()]), RouterClosedError)
-      await assert.rejects(node(2).ready(), RouterClosedError)
-      assert.throws(() => node(2).lookup(uniqueKey()), RouterClosedError)
-    })
+    lifecycleTests(node)
+    lookupTests(node, settleMs)
   })
 }

@@ -63,6 +63,10 @@ export const HTTP_BOOTSTRAP_TIMEOUT_MS = 5 * second
 export const HTTP_BOOTSTRAP_MAX_BODY_BYTES = 1024 * 1024
 /** How often the advertiser checks for keys due for reproviding, in ms. */
 export const REPROVIDE_TICK_MS = 15 * second
+/** Most keys the advertiser hands the router in one call (each call sends its records before the next). */
+export const ADVERTISER_BATCH_KEYS = 2000
+/** How long the advertiser gathers store events before it advertises them together, in ms (a pull adds many keys at once). */
+export const ADVERTISER_EVENT_DEBOUNCE_MS = 50
 
 // --- libp2p set-up ------------------------------------------------------------------------------------------
 
@@ -186,3 +190,22 @@ export const DESCRIPTOR_WARNING_INTERVAL_MS = 1 * minute
 export const BOOTSTRAP_ROUND_TIMEOUT_MS = 30 * second
 /** Longest time unregistering from the bootstrapper may delay `close()`, in ms. */
 export const BOOTSTRAP_UNREGISTER_TIMEOUT_MS = 2 * second
+
+// --- HTTP bootstrap -----------------------------------------------------------------------------------------
+
+/** How often cert files are checked for rotation when no file event arrives, in ms. */
+export const CERT_POLL_INTERVAL_MS = 5 * second
+/** Port a bootstrap server listens on. */
+export const BOOTSTRAP_SERVER_PORT = 8443
+/** Most nodes a bootstrap server lists in one answer, chosen at random. */
+export const BOOTSTRAP_SERVER_ANSWER_NODES = 100
+/** Most nodes a bootstrap server holds; registrations beyond are refused with 503. */
+export const BOOTSTRAP_SERVER_MAX_NODES = 100_000
+/** Largest registration body a bootstrap server accepts, in bytes. */
+export const BOOTSTRAP_REGISTRATION_MAX_BYTES = 64 * 1024
+/** Most addresses one registration may carry. */
+export const BOOTSTRAP_REGISTRATION_MAX_ADDRESSES = 16
+/** Longest a bootstrap server waits for a request's headers, in ms. */
+export const BOOTSTRAP_SERVER_HEADERS_TIMEOUT_MS = 10 * second
+/** Longest a bootstrap server waits for a whole request, in ms. */
+export const BOOTSTRAP_SERVER_REQUEST_TIMEOUT_MS = 15 * second

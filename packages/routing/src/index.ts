@@ -34,6 +34,13 @@ export {
   staticBootstrapper,
   toAddrInfo
 } from './bootstrap.ts'
+export {
+  type BootstrapServer,
+  type BootstrapServerInit,
+  createBootstrapServer,
+  idHandler
+} from './bootstrap-server.ts'
+export { CA_FILE, CERT_FILE, KEY_FILE, readCertDir, type TlsMaterial } from './cert-dir.ts'
 export * as constants from './constants.ts'
 export {
   LOOKUP_HEDGE_MS,
@@ -66,19 +73,7 @@ export type {
   RouterEvents,
   WithdrawEvent
 } from './events.ts'
-export {
-  type BootstrapServer,
-  type BootstrapServerInit,
-  CA_FILE,
-  CERT_FILE,
-  createBootstrapServer,
-  type HttpBootstrapperInit,
-  httpBootstrapper,
-  idHandler,
-  KEY_FILE,
-  readCertDir,
-  type TlsMaterial
-} from './http-bootstrap.ts'
+export { type HttpBootstrapperInit, httpBootstrapper } from './http-bootstrapper.ts'
 export { compareDistance, kadId, keyToCid } from './keys.ts'
 export { createLibp2pRouter, type Libp2pRouter, type Libp2pRouterInit } from './libp2p-router.ts'
 export {

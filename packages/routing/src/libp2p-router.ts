@@ -11,12 +11,12 @@
  * and server (`lookup-server.ts`), and the bootstrap loop (`bootstrap-loop.ts`).
  */
 import { EventEmitter } from 'node:events'
-import type { PrivateKey, Stream } from '@libp2p/interface'
+import type { Stream } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
-import { type Logger, pino } from 'pino'
+import type { Logger } from 'pino'
 import { AddressBook } from './address-book.ts'
 import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
 import { BootstrapLoop } from './bootstrap-loop.ts'
@@ -25,17 +25,9 @@ import {
   BOOTSTRAP_UNREGISTER_TIMEOUT_MS,
   CONNECTION_PING_INTERVAL_MS,
   CONNECTION_PING_TIMEOUT_MS,
-  DEFAULT_DHT_PROTOCOL,
-  DEFAULT_LOOKUP_ALPHA,
-  DEFAULT_REGISTRY_PORT,
-  DEFAULT_REPLICATION,
-  LOOKUP_CACHE_TTL_MS,
-  MISS_CACHE_TTL_MS,
   PEER_EXCHANGE_INTERVAL_MS,
-  PROVIDER_VALIDITY_MS,
   RECONCILE_INTERVAL_MS,
-  REDIAL_EVERY_RECONCILES,
-  REQUEST_TIMEOUT_MS
+  REDIAL_EVERY_RECONCILES
 } from './constants.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
 import { createRouterLibp2p, type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
@@ -48,54 +40,10 @@ import { PeerRequests } from './peer-requests.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
 import { handleRecordStreams, Records } from './records.ts'
 import { type Router, RouterClosedError } from './router.ts'
+import { type Libp2pRouterInit, type Settings, settingsOf } from './router-settings.ts'
 import { ClusterView, registryProtocol } from './view.ts'
 
-/** Options of {@link createLibp2pRouter}. Every field is optional. */
-export interface Libp2pRouterInit {
-  /** Listen multiaddrs; default `/ip4/0.0.0.0/tcp/5001` and `/ip6/::/tcp/5001` (port {@link DEFAULT_ROUTER_PORT}). */
-  listen?: string[]
-  /** Addresses to announce instead of the listen addresses. */
-  announce?: string[]
-  /** Announce and accept loopback addresses (local clusters on 127.0.0.1). @default false */
-  allowLoopback?: boolean
-  /** Directory for the persistent peer key (`private.key`, created with mode 0600). Without it (and `privateKey`) the id is new on every start. */
-  dataDir?: string
-  /** The peer key to use (overrides `dataDir`). */
-  privateKey?: PrivateKey
-  /**
-   * Port of this node's registry mirror, announced to peers; also assumed for peers that announce nothing (Spegel
-   * peers assume their own). @default {@link DEFAULT_REGISTRY_PORT} (5000)
-   */
-  registryPort?: number
-  /** Scheme of this node's registry mirror. @default 'http' */
-  registryScheme?: 'http' | 'https'
-  /** DHT protocol. @default {@link DEFAULT_DHT_PROTOCOL} ('/spegel/kad/1.0.0') */
-  protocol?: string
-  /** Where to find other nodes. Without one the node waits to be dialled. */
-  bootstrapper?: Bootstrapper
-  /** Peers that store each provider record. @default {@link DEFAULT_REPLICATION} (5) */
-  replication?: number
-  /** Peers asked in parallel per lookup round. @default {@link DEFAULT_LOOKUP_ALPHA} (3) */
-  alpha?: number
-  /** Longest wait for one peer's answer, in ms. @default {@link REQUEST_TIMEOUT_MS} (1 s) */
-  requestTimeoutMs?: number
-  /** Validity of provider records this node stores for others, in ms (Spegel's). @default {@link PROVIDER_VALIDITY_MS} (19 min) */
-  providerValidityMs?: number
-  /** How long lookups with providers are cached, in ms. @default {@link LOOKUP_CACHE_TTL_MS} (5 s) */
-  lookupCacheTtlMs?: number
-  /** How long lookups without providers are cached, in ms. @default {@link MISS_CACHE_TTL_MS} (500 ms) */
-  missCacheTtlMs?: number
-  /** Most open connections (a connection to every node of the cluster). @default {@link DEFAULT_MAX_CONNECTIONS} (1000) */
-  maxConnections?: number
-  /**
-   * Inbound connections per second accepted from one host. Production nodes dial from distinct IPs and keep
-   * libp2p's default; with `allowLoopback` (every node on 127.0.0.1) the default is lifted to
-   * {@link LOOPBACK_INBOUND_CONNECTION_THRESHOLD}.
-   */
-  inboundConnectionThreshold?: number
-  /** Structured logger; default silent. */
-  logger?: Logger
-}
+export type { Libp2pRouterInit } from './router-settings.ts'
 
 /** A Router on libp2p, with a few extras for operators and tests. */
 export interface Libp2pRouter extends Router {
@@ -115,41 +63,6 @@ export interface Libp2pRouter extends Router {
   bootstrap(): Promise<boolean>
   /** Number of provider records this node stores for the cluster. */
   providerRecords(): number
-}
-
-const silent = pino({ level: 'silent' })
-
-/** The options of {@link createLibp2pRouter} with their defaults filled in. */
-type Settings = Required<
-  Pick<
-    Libp2pRouterInit,
-    | 'protocol'
-    | 'allowLoopback'
-    | 'registryPort'
-    | 'registryScheme'
-    | 'replication'
-    | 'alpha'
-    | 'requestTimeoutMs'
-    | 'providerValidityMs'
-    | 'lookupCacheTtlMs'
-    | 'missCacheTtlMs'
-  >
-> & { log: Logger }
-
-function settingsOf(init: Libp2pRouterInit): Settings {
-  return {
-    protocol: init.protocol ?? DEFAULT_DHT_PROTOCOL,
-    allowLoopback: init.allowLoopback ?? false,
-    registryPort: init.registryPort ?? DEFAULT_REGISTRY_PORT,
-    registryScheme: init.registryScheme ?? 'http',
-    replication: init.replication ?? DEFAULT_REPLICATION,
-    alpha: init.alpha ?? DEFAULT_LOOKUP_ALPHA,
-    requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
-    providerValidityMs: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
-    lookupCacheTtlMs: init.lookupCacheTtlMs ?? LOOKUP_CACHE_TTL_MS,
-    missCacheTtlMs: init.missCacheTtlMs ?? MISS_CACHE_TTL_MS,
-    log: init.logger ?? silent
-  }
 }
 
 /** Creates the libp2p node of a router with its settings. */
@@ -194,32 +107,24 @@ interface Shared {
   selfPeer(): BootstrapPeer
 }
 
-/** Builds the parts, each given what it uses. */
+/** Builds the parts; each takes what it uses from the shared components (js-libp2p's `components` style). */
 function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Parts {
   const { libp2p, settings, datastore, events, shutdown } = shared
-  const { protocol, allowLoopback, requestTimeoutMs, log } = settings
-  const selfId = libp2p.peerId.toString()
+  const { log } = settings
+  const base = { ...settings, libp2p, datastore, events, shutdown, log }
   const registry = { port: settings.registryPort, scheme: settings.registryScheme }
-  const view = new ClusterView({ protocol, registry, allowLoopback, events, log })
-  const connections = new Connections({ libp2p, protocol, view, shutdown, events, log })
-  const requests = new PeerRequests(libp2p, protocol, view)
-  const addressBook = new AddressBook({ libp2p, view, allowLoopback, log })
-  const selfWirePeer = () => ({
+  const view = new ClusterView({ ...base, registry })
+  const connections = new Connections({ ...base, view })
+  const requests = new PeerRequests(libp2p, settings.protocol, view)
+  const addressBook = new AddressBook({ ...base, view })
+  const selfPeer = () => ({
     id: libp2p.peerId.toMultihash().bytes,
     multiaddrs: shared.selfAddresses().map((a) => a.bytes)
   })
-  const records = new Records({
-    ...{ libp2p, protocol, view, requestTimeoutMs, shutdown, events, log },
-    replication: settings.replication,
-    selfPeer: selfWirePeer
-  })
+  const records = new Records({ ...base, view, selfPeer })
   const lookups = new LookupClient({
-    ...{ selfId, view, addressBook, requests, datastore, requestTimeoutMs, events, log },
-    ...{
-      alpha: settings.alpha,
-      lookupCacheTtlMs: settings.lookupCacheTtlMs,
-      missCacheTtlMs: settings.missCacheTtlMs
-    },
+    ...base,
+    ...{ selfId: libp2p.peerId.toString(), view, addressBook, requests },
     connect: (peer) => connections.connect(peer),
     closed: () => shutdown.aborted
   })
@@ -228,25 +133,11 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
       .handoff(peers)
       .catch((err: unknown) => log.warn({ err }, 'could not hand records to joining peers'))
   }
-  const membership = new Membership({
-    ...{
-      libp2p,
-      protocol,
-      view,
-      connections,
-      requests,
-      addressBook,
-      requestTimeoutMs,
-      shutdown,
-      events,
-      log
-    },
-    onJoined
-  })
+  const membership = new Membership({ ...base, view, connections, requests, addressBook, onJoined })
   const bootstrap = new BootstrapLoop({
-    ...{ libp2p, view, connections, shutdown, events, log },
+    ...base,
     ...(bootstrapper === undefined ? {} : { bootstrapper }),
-    self: shared.selfPeer
+    ...{ view, connections, self: shared.selfPeer }
   })
   return { view, connections, requests, records, lookups, membership, bootstrap }
 }
@@ -294,67 +185,18 @@ function startTimers(parts: Parts, datastore: ProviderDatastore, log: Logger): (
   }
 }
 
-/**
- * Creates and starts a libp2p router.
- * @throws when libp2p cannot listen on the addresses, or {@link InvalidPeerKeyError} when the peer key in
- *   `dataDir` is invalid.
- */
-export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
-  const settings = settingsOf(init)
-  const datastore = new ProviderDatastore({ validityMs: settings.providerValidityMs })
-  const libp2p = await createNode(init, settings, datastore)
-  await libp2p.start()
-  const stopConnectionChecks = startConnectionChecks({
-    libp2p,
-    intervalMs: CONNECTION_PING_INTERVAL_MS,
-    timeoutMs: CONNECTION_PING_TIMEOUT_MS,
-    log: settings.log
-  })
-  const events: RouterEvents = new EventEmitter<RouterEventMap>()
-  const shutdown = new AbortController()
-  const selfId = libp2p.peerId.toString()
-  const selfAddresses = (): Multiaddr[] => libp2p.getMultiaddrs().map(withoutPeerId)
-  const selfPeer = (): BootstrapPeer => ({ id: selfId, addresses: selfAddresses().map((a) => a.toString()) })
-  const shared: Shared = {
-    libp2p,
-    settings,
-    datastore,
-    events,
-    shutdown: shutdown.signal,
-    selfAddresses,
-    selfPeer
-  }
-  const parts = buildParts(shared, init.bootstrapper)
-  parts.membership.start()
-  await handleProtocols(shared, parts.view)
-  const stopTimers = startTimers(parts, datastore, settings.log)
-  if (init.bootstrapper !== undefined)
-    parts.bootstrap.loop().catch((err: unknown) => settings.log.error({ err }, 'bootstrap loop ended'))
-
+/** The router's methods over its parts; `close` stops what `createLibp2pRouter` started. */
+function routerOf(shared: Shared, parts: Parts, close: () => Promise<void>): Libp2pRouter {
+  const { libp2p, datastore, events, shutdown } = shared
   const check = (): void => {
-    if (shutdown.signal.aborted) throw new RouterClosedError()
+    if (shutdown.aborted) throw new RouterClosedError()
   }
-  const close = async (): Promise<void> => {
-    if (shutdown.signal.aborted) return
-    shutdown.abort()
-    stopTimers()
-    stopConnectionChecks()
-    parts.requests.closeAll()
-    parts.membership.stop()
-    const bootstrapper = init.bootstrapper
-    await bootstrapper
-      ?.unregister?.(selfPeer(), { signal: AbortSignal.timeout(BOOTSTRAP_UNREGISTER_TIMEOUT_MS) })
-      .catch(() => {})
-    await bootstrapper?.close?.()
-    await libp2p.stop()
-  }
-
   return {
-    peerId: selfId,
+    peerId: libp2p.peerId.toString(),
     libp2p,
     events,
-    addresses: () => selfAddresses().map((a) => a.toString()),
-    self: selfPeer,
+    addresses: () => shared.selfAddresses().map((a) => a.toString()),
+    self: shared.selfPeer,
     peers: () => parts.view.ids(),
     providerRecords: () => datastore.recordCount(),
     async bootstrap() {
@@ -380,4 +222,58 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     },
     close
   }
+}
+
+/** What the parts share, over a started libp2p node. */
+function sharedOf(
+  libp2p: RouterLibp2p,
+  settings: Settings,
+  datastore: ProviderDatastore,
+  shutdown: AbortSignal
+): Shared {
+  const selfId = libp2p.peerId.toString()
+  const selfAddresses = (): Multiaddr[] => libp2p.getMultiaddrs().map(withoutPeerId)
+  const selfPeer = (): BootstrapPeer => ({ id: selfId, addresses: selfAddresses().map((a) => a.toString()) })
+  const events: RouterEvents = new EventEmitter<RouterEventMap>()
+  return { libp2p, settings, datastore, events, shutdown, selfAddresses, selfPeer }
+}
+
+/**
+ * Creates and starts a libp2p router: the libp2p node, connection checks, the parts, the protocol handlers, the
+ * timers and the bootstrap loop, in that order; `close()` stops them in reverse.
+ * @throws when libp2p cannot listen on the addresses, or {@link InvalidPeerKeyError} when the peer key in
+ *   `dataDir` is invalid.
+ */
+export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<Libp2pRouter> {
+  const settings = settingsOf(init)
+  const { log } = settings
+  const datastore = new ProviderDatastore({ validityMs: settings.providerValidityMs })
+  const libp2p = await createNode(init, settings, datastore)
+  await libp2p.start()
+  const stopConnectionChecks = startConnectionChecks({
+    ...{ libp2p, log },
+    ...{ intervalMs: CONNECTION_PING_INTERVAL_MS, timeoutMs: CONNECTION_PING_TIMEOUT_MS }
+  })
+  const shutdown = new AbortController()
+  const shared = sharedOf(libp2p, settings, datastore, shutdown.signal)
+  const parts = buildParts(shared, init.bootstrapper)
+  parts.membership.start()
+  await handleProtocols(shared, parts.view)
+  const stopTimers = startTimers(parts, datastore, log)
+  const bootstrapper = init.bootstrapper
+  if (bootstrapper !== undefined)
+    parts.bootstrap.loop().catch((err: unknown) => log.error({ err }, 'bootstrap loop ended'))
+
+  return routerOf(shared, parts, async () => {
+    if (shutdown.signal.aborted) return
+    shutdown.abort()
+    stopTimers()
+    stopConnectionChecks()
+    parts.requests.closeAll()
+    parts.membership.stop()
+    const signal = AbortSignal.timeout(BOOTSTRAP_UNREGISTER_TIMEOUT_MS)
+    await bootstrapper?.unregister?.(shared.selfPeer(), { signal }).catch(() => {})
+    await bootstrapper?.close?.()
+    await libp2p.stop()
+  })
 }

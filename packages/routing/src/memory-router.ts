@@ -1,10 +1,14 @@
 /**
  * `MemoryRouter`: routers that find each other through one in-process {@link MemoryNetwork}, for tests and for
- * embedding the mirror without a DHT.
+ * embedding the mirror without a DHT. They emit the same `lookup`, `provide` and `withdraw` events as the libp2p
+ * router.
  */
 import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { DEFAULT_LOOKUP_COUNT } from './constants.ts'
-import { type LookupOptions, type Provider, type Router, RouterClosedError } from './router.ts'
+import { RouterClosedError } from './errors.ts'
+import type { RouterEventMap, RouterEvents } from './events.ts'
+import type { LookupOptions, Provider, Router } from './router.ts'
 
 /** Options of {@link MemoryNetwork.createRouter}. */
 export interface MemoryRouterInit {
@@ -17,79 +21,109 @@ export interface MemoryRouterInit {
 /** A Router on a {@link MemoryNetwork}. */
 export interface MemoryRouter extends Router {
   readonly id: string
+  /** What the router reports: `lookup`, `provide` and `withdraw`. */
+  readonly events: RouterEvents
 }
 
 /** Routers that share advertisements in memory. */
 export interface MemoryNetwork {
-  /** Creates a router on this network. */
+  /** Creates a router on this network. @throws {Error} when a router with the same id is on it. */
   createRouter(init: MemoryRouterInit): MemoryRouter
+}
+
+/** The routers of a network and who holds which key. */
+class Registry {
+  readonly routers = new Map<string, Provider>()
+  private readonly records = new Map<string, Set<string>>()
+
+  add(id: string, keys: Iterable<string>): void {
+    for (const key of keys) {
+      let holders = this.records.get(key)
+      if (holders === undefined) {
+        holders = new Set()
+        this.records.set(key, holders)
+      }
+      holders.add(id)
+    }
+  }
+
+  remove(id: string, keys: Iterable<string> = [...this.records.keys()]): void {
+    for (const key of keys) {
+      const holders = this.records.get(key)
+      holders?.delete(id)
+      if (holders?.size === 0) this.records.delete(key)
+    }
+  }
+
+  /** The providers of `key` but `self`, at most `count`, copied. */
+  providers(key: string, self: string, count: number): Provider[] {
+    const out: Provider[] = []
+    for (const holder of this.records.get(key) ?? []) {
+      const provider = this.routers.get(holder)
+      if (holder === self || provider === undefined) continue
+      if (out.length === count) break
+      out.push({ ...provider, addresses: [...provider.addresses] })
+    }
+    return out
+  }
+}
+
+async function* yieldProviders(
+  providers: Provider[],
+  signal: AbortSignal | undefined
+): AsyncGenerator<Provider> {
+  for (const provider of providers) {
+    if (signal?.aborted === true) return
+    yield provider
+  }
+}
+
+function createRouterOn(registry: Registry, init: MemoryRouterInit): MemoryRouter {
+  const id = init.id ?? randomUUID()
+  if (registry.routers.has(id)) throw new Error(`a router with id ${id} is already on this network`)
+  registry.routers.set(id, { id, addresses: [], registryUrl: init.registryUrl.replace(/\/+$/, '') })
+  const events: RouterEvents = new EventEmitter<RouterEventMap>()
+  let closed = false
+  const check = (): void => {
+    if (closed) throw new RouterClosedError()
+  }
+  return {
+    id,
+    events,
+    async advertise(keys) {
+      check()
+      registry.add(id, keys)
+      events.emit('provide', { keys: keys.length, peers: 0, failures: 0, durationMs: 0, reason: 'advertise' })
+    },
+    async withdraw(keys) {
+      check()
+      registry.remove(id, keys)
+      events.emit('withdraw', { keys: keys.length, peers: 0, failures: 0, durationMs: 0 })
+    },
+    lookup(key, options: LookupOptions = {}) {
+      check()
+      const providers = registry.providers(key, id, options.count ?? DEFAULT_LOOKUP_COUNT)
+      events.emit('lookup', {
+        ...{ key, source: 'network', durationMs: 0, providers: providers.length, peersAsked: 0 },
+        ...(providers.length > 0 ? { firstProviderMs: 0 } : {})
+      })
+      return yieldProviders(providers, options.signal)
+    },
+    async ready() {
+      check()
+      return registry.routers.size > 1
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      registry.routers.delete(id)
+      registry.remove(id)
+    }
+  }
 }
 
 /** Creates an empty in-memory network. */
 export function createMemoryNetwork(): MemoryNetwork {
-  const routers = new Map<string, Provider>()
-  const records = new Map<string, Set<string>>()
-
-  return {
-    createRouter(init) {
-      const id = init.id ?? randomUUID()
-      if (routers.has(id)) throw new Error(`a router with id ${id} is already on this network`)
-      const self: Provider = { id, addresses: [], registryUrl: init.registryUrl.replace(/\/+$/, '') }
-      routers.set(id, self)
-      let closed = false
-      const check = (): void => {
-        if (closed) throw new RouterClosedError()
-      }
-      const withdraw = (keys: Iterable<string>): void => {
-        for (const key of keys) {
-          const holders = records.get(key)
-          holders?.delete(id)
-          if (holders?.size === 0) records.delete(key)
-        }
-      }
-      return {
-        id,
-        async advertise(keys) {
-          check()
-          for (const key of keys) {
-            let holders = records.get(key)
-            if (holders === undefined) {
-              holders = new Set()
-              records.set(key, holders)
-            }
-            holders.add(id)
-          }
-        },
-        async withdraw(keys) {
-          check()
-          withdraw(keys)
-        },
-        lookup(key, options: LookupOptions = {}) {
-          check()
-          const count = options.count ?? DEFAULT_LOOKUP_COUNT
-          const holders = [...(records.get(key) ?? [])].filter((holder) => holder !== id)
-          return (async function* () {
-            let yielded = 0
-            for (const holder of holders) {
-              if (yielded >= count || options.signal?.aborted === true) return
-              const provider = routers.get(holder)
-              if (provider === undefined) continue
-              yielded++
-              yield { ...provider, addresses: [...provider.addresses] }
-            }
-          })()
-        },
-        async ready() {
-          check()
-          return routers.size > 1
-        },
-        async close() {
-          if (closed) return
-          closed = true
-          routers.delete(id)
-          withdraw([...records.keys()])
-        }
-      }
-    }
-  }
+  const registry = new Registry()
+  return { createRouter: (init) => createRouterOn(registry, init) }
 }

@@ -120,18 +120,6 @@ describe('Libp2pRouter connections', function () {
 describe('Libp2pRouter stock DHT table', function () {
   this.timeout(30_000)
 
-  it('tags its closest peers in the stock table once a minute, not every 5 s', async () => {
-    const node = await startNode()
-    try {
-      const dht = node.libp2p.services.dht as unknown as {
-        routingTable: { closestPeerTagger: { refreshInterval: number } }
-      }
-      assert.equal(dht.routingTable.closestPeerTagger.refreshInterval, 60_000)
-    } finally {
-      await node.close()
-    }
-  })
-
   it('takes a peer that connected into the stock kad-dht table without pinging it first', async () => {
     const first = await startNode()
     const pings: string[] = []

@@ -1,8 +1,21 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
+import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { type Logger, pino } from 'pino'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { useHalfWindowUpdates } from '../src/patches.ts'
+import {
+  disableTableRefresh,
+  KAD_DHT_PATCHED_VERSION,
+  skipPingForConnected,
+  slowClosestPeerTagging,
+  tuneStockDht,
+  useHalfWindowUpdates,
+  YAMUX_PATCHED_VERSION
+} from '../src/patches.ts'
+import { startNode } from './cluster.ts'
 
 // yamux frame types on the wire (spec): 0 data, 1 window update.
 const DATA = 0
@@ -66,5 +79,77 @@ describe('yamux window updates', () => {
     assert.equal(sent.length, 1)
     assert.equal(sent[0]?.type, WINDOW_UPDATE)
     assert.equal(stream.state, StreamState.Established)
+  })
+})
+
+/** A logger that keeps its warnings. */
+function recordingLogger(): { log: Logger; warnings: string[] } {
+  const warnings: string[] = []
+  const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line).msg) })
+  return { log, warnings }
+}
+
+describe('kad-dht patches', () => {
+  it('are written for the kad-dht and yamux versions installed', async () => {
+    const installed = async (name: string): Promise<string> =>
+      JSON.parse(await readFile(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8'))
+        .version
+    assert.equal(await installed('@libp2p/kad-dht'), KAD_DHT_PATCHED_VERSION)
+    assert.equal(await installed('@chainsafe/libp2p-yamux'), YAMUX_PATCHED_VERSION)
+  })
+
+  it('switch the routing-table refresh off: refreshing starts no query', async () => {
+    let queries = 0
+    const refresh = { afterStart: async () => queries++, refreshTable: () => queries++ }
+    const { log, warnings } = recordingLogger()
+    disableTableRefresh({ routingTableRefresh: refresh }, log)
+    await refresh.afterStart()
+    refresh.refreshTable()
+    assert.equal(queries, 0)
+    assert.deepEqual(warnings, [])
+  })
+
+  it('tag the closest peers once a minute', () => {
+    const tagger = { refreshInterval: 5_000 }
+    slowClosestPeerTagging({ routingTable: { closestPeerTagger: tagger } }, recordingLogger().log)
+    assert.equal(tagger.refreshInterval, 60_000)
+  })
+
+  it('let a connected contact into the table without a ping, and still ping one that is not connected', async () => {
+    const pinged: string[] = []
+    const connected = peerIdFromString('12D3KooWGRUVh9Ybm1yQy8Kca6wMRnLzSwz6VA9iaEgEQy3ZUWnD')
+    const other = peerIdFromString('12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq')
+    const kb = {
+      verify: async (contact: { peerId: PeerId }) => {
+        pinged.push(contact.peerId.toString())
+        return false
+      }
+    }
+    skipPingForConnected({ routingTable: { kb } }, (peer) => peer.equals(connected), recordingLogger().log)
+    assert.equal(await kb.verify({ peerId: connected }), true)
+    assert.equal(await kb.verify({ peerId: other }), false)
+    assert.deepEqual(pinged, [other.toString()])
+  })
+
+  it('warn and keep the stock behaviour when a kad-dht version lacks the parts they patch', () => {
+    const { log, warnings } = recordingLogger()
+    tuneStockDht({}, () => true, log)
+    assert.equal(warnings.length, 3)
+    for (const warning of warnings)
+      assert.match(warning, new RegExp(`patch written for ${KAD_DHT_PATCHED_VERSION}`))
+  })
+
+  it('find every part they patch in the installed kad-dht (no warning on a real node)', async () => {
+    const { log, warnings } = recordingLogger()
+    const node = await startNode({ logger: log })
+    try {
+      assert.deepEqual(warnings, [])
+      const dht = node.libp2p.services.dht as unknown as {
+        routingTable: { closestPeerTagger: { refreshInterval: number } }
+      }
+      assert.equal(dht.routingTable.closestPeerTagger.refreshInterval, 60_000)
+    } finally {
+      await node.close()
+    }
   })
 })

@@ -1,0 +1,102 @@
+/**
+ * The options of {@link createLibp2pRouter}, documented with their defaults, and the settings the router's parts
+ * are built with (every default filled in).
+ */
+import type { PrivateKey } from '@libp2p/interface'
+import { type Logger, pino } from 'pino'
+import type { Bootstrapper } from './bootstrap.ts'
+import {
+  DEFAULT_DHT_PROTOCOL,
+  DEFAULT_LOOKUP_ALPHA,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REGISTRY_PORT,
+  DEFAULT_REPLICATION,
+  DEFAULT_ROUTER_PORT,
+  LOOKUP_CACHE_TTL_MS,
+  LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
+  MISS_CACHE_TTL_MS,
+  PROVIDER_VALIDITY_MS,
+  REQUEST_TIMEOUT_MS
+} from './constants.ts'
+
+/** Options of {@link createLibp2pRouter}. Every field is optional. */
+export interface Libp2pRouterInit {
+  /** Listen multiaddrs; default `/ip4/0.0.0.0/tcp/5001` and `/ip6/::/tcp/5001` (port {@link DEFAULT_ROUTER_PORT}). */
+  listen?: string[]
+  /** Addresses to announce instead of the listen addresses. */
+  announce?: string[]
+  /** Announce and accept loopback addresses (local clusters on 127.0.0.1). @default false */
+  allowLoopback?: boolean
+  /** Directory for the persistent peer key (`private.key`, created with mode 0600). Without it (and `privateKey`) the id is new on every start. */
+  dataDir?: string
+  /** The peer key to use (overrides `dataDir`). */
+  privateKey?: PrivateKey
+  /**
+   * Port of this node's registry mirror, announced to peers; also assumed for peers that announce nothing (Spegel
+   * peers assume their own). @default {@link DEFAULT_REGISTRY_PORT} (5000)
+   */
+  registryPort?: number
+  /** Scheme of this node's registry mirror. @default 'http' */
+  registryScheme?: 'http' | 'https'
+  /** DHT protocol. @default {@link DEFAULT_DHT_PROTOCOL} ('/spegel/kad/1.0.0') */
+  protocol?: string
+  /** Where to find other nodes. Without one the node waits to be dialled. */
+  bootstrapper?: Bootstrapper
+  /** Peers that store each provider record. @default {@link DEFAULT_REPLICATION} (5) */
+  replication?: number
+  /** Peers asked in parallel per lookup round. @default {@link DEFAULT_LOOKUP_ALPHA} (3) */
+  alpha?: number
+  /** Longest wait for one peer's answer, in ms. @default {@link REQUEST_TIMEOUT_MS} (1 s) */
+  requestTimeoutMs?: number
+  /** Validity of provider records this node stores for others, in ms (Spegel's). @default {@link PROVIDER_VALIDITY_MS} (19 min) */
+  providerValidityMs?: number
+  /** How long lookups with providers are cached, in ms. @default {@link LOOKUP_CACHE_TTL_MS} (5 s) */
+  lookupCacheTtlMs?: number
+  /** How long lookups without providers are cached, in ms. @default {@link MISS_CACHE_TTL_MS} (500 ms) */
+  missCacheTtlMs?: number
+  /** Most open connections (a connection to every node of the cluster). @default {@link DEFAULT_MAX_CONNECTIONS} (1000) */
+  maxConnections?: number
+  /**
+   * Inbound connections per second accepted from one host. Production nodes dial from distinct IPs and keep
+   * libp2p's default; with `allowLoopback` (every node on 127.0.0.1) the default is lifted to
+   * {@link LOOPBACK_INBOUND_CONNECTION_THRESHOLD}.
+   */
+  inboundConnectionThreshold?: number
+  /** Structured logger; default silent. */
+  logger?: Logger
+}
+
+const silent = pino({ level: 'silent' })
+
+/** The options of {@link createLibp2pRouter} with their defaults filled in. */
+export type Settings = Required<
+  Pick<
+    Libp2pRouterInit,
+    | 'protocol'
+    | 'allowLoopback'
+    | 'registryPort'
+    | 'registryScheme'
+    | 'replication'
+    | 'alpha'
+    | 'requestTimeoutMs'
+    | 'providerValidityMs'
+    | 'lookupCacheTtlMs'
+    | 'missCacheTtlMs'
+  >
+> & { log: Logger }
+
+export function settingsOf(init: Libp2pRouterInit): Settings {
+  return {
+    protocol: init.protocol ?? DEFAULT_DHT_PROTOCOL,
+    allowLoopback: init.allowLoopback ?? false,
+    registryPort: init.registryPort ?? DEFAULT_REGISTRY_PORT,
+    registryScheme: init.registryScheme ?? 'http',
+    replication: init.replication ?? DEFAULT_REPLICATION,
+    alpha: init.alpha ?? DEFAULT_LOOKUP_ALPHA,
+    requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    providerValidityMs: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
+    lookupCacheTtlMs: init.lookupCacheTtlMs ?? LOOKUP_CACHE_TTL_MS,
+    missCacheTtlMs: init.missCacheTtlMs ?? MISS_CACHE_TTL_MS,
+    log: init.logger ?? silent
+  }
+}

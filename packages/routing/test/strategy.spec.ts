@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import fc from 'fast-check'
+import { compareDistance } from '../src/keys.ts'
+import {
+  closest,
+  groupByHolder,
+  type LookupPeer,
+  type LookupStrategyInit,
+  runLookupStrategy
+} from '../src/strategy.ts'
+
+/** A peer of a virtual network: its Kademlia id, the records it holds, and how it answers. */
+interface VirtualPeer extends LookupPeer {
+  records: Set<string>
+  /** Delay before it answers, in ms; undefined never answers in time (rejects after `timeoutMs`). */
+  delayMs?: number
+  fails?: boolean
+}
+
+const sha = (text: string): Uint8Array => createHash('sha256').update(text).digest()
+
+function virtualNetwork(size: number): VirtualPeer[] {
+  return Array.from({ length: size }, (_, i) => ({
+    key: `peer-${i}`,
+    kad: sha(`peer-${i}`),
+    records: new Set(),
+    delayMs: 1
+  }))
+}
+
+/** Places `key`'s record at the `replication` closest peers, as the router does. */
+function place(peers: VirtualPeer[], key: string, replication: number): VirtualPeer[] {
+  const holders = closest(peers, sha(key), replication)
+  for (const holder of holders) holder.records.add(key)
+  return holders
+}
+
+interface Answer {
+  providers: string[]
+  closer: VirtualPeer[]
+}
+
+/** Runs the strategy over the virtual network with a view of `view`; returns what it found and whom it asked. */
+async function lookUp(
+  view: VirtualPeer[],
+  key: string,
+  overrides: Partial<LookupStrategyInit<VirtualPeer, Answer>> & {
+    closerOf?: (peer: VirtualPeer) => VirtualPeer[]
+  } = {}
+) {
+  const target = sha(key)
+  const asked: string[] = []
+  const found: string[] = []
+  const outcome = await runLookupStrategy<VirtualPeer, Answer>({
+    target,
+    candidates: closest(view, target, 20),
+    alpha: 3,
+    hedgeMs: 15,
+    ask: (peer) => {
+      asked.push(peer.key)
+      return new Promise((resolve, reject) => {
+        if (peer.fails === true) return reject(new Error(`${peer.key} refused`))
+        const answer = {
+          providers: peer.records.has(key) ? [peer.key] : [],
+          closer: overrides.closerOf?.(peer) ?? []
+        }
+        setTimeout(
+          () => (peer.delayMs === undefined ? reject(new Error('timeout')) : resolve(answer)),
+          peer.delayMs ?? 200
+        )
+      })
+    },
+    read: async (_peer, answer) => {
+      found.push(...answer.providers)
+      return answer.closer
+    },
+    ...overrides
+  })
+  return { asked, found, outcome }
+}
+
+describe('lookup and placement strategy', () => {
+  it('orders peers by XOR distance to the target, closest first', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 4, maxLength: 4 }), { minLength: 1, maxLength: 30 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.integer({ min: 1, max: 10 }),
+        (ids, target, count) => {
+          const peers = ids.map((kad) => ({ kad }))
+          const top = closest(peers, target, count)
+          const sorted = [...peers].sort((a, b) => compareDistance(a.kad, b.kad, target))
+          assert.equal(top.length, Math.min(count, peers.length))
+          for (const [i, peer] of top.entries())
+            assert.equal(compareDistance(peer.kad, (sorted[i] as { kad: Uint8Array }).kad, target), 0)
+        }
+      )
+    )
+  })
+
+  it('places each key at its replication closest peers, grouped by holder', () => {
+    const peers = virtualNetwork(20)
+    const keys = ['a', 'b', 'c'].map((key) => ({ target: sha(key), value: key }))
+    const groups = groupByHolder(keys, peers, 5, (p) => p.key)
+    const placements = groups.reduce((n, g) => n + g.values.length, 0)
+    assert.equal(placements, 15)
+    for (const key of keys) {
+      const holders = groups
+        .filter((g) => g.values.includes(key.value))
+        .map((g) => g.holder.key)
+        .sort()
+      assert.deepEqual(
+        holders,
+        closest(peers, key.target, 5)
+          .map((p) => p.key)
+          .sort()
+      )
+    }
+  })
+
+  it('hands records only to the holders named in onlyTo', () => {
+    const peers = virtualNetwork(20)
+    const holders = closest(peers, sha('a'), 5)
+    const joined = new Set([(holders[0] as VirtualPeer).key])
+    const groups = groupByHolder([{ target: sha('a'), value: 'a' }], peers, 5, (p) => p.key, joined)
+    assert.deepEqual(
+      groups.map((g) => g.holder.key),
+      [...joined]
+    )
+  })
+
+  it('finds a record in one round by asking only the alpha closest peers when views agree', async () => {
+    const peers = virtualNetwork(100)
+    place(peers, 'sha256:aa', 5)
+    const { asked, found, outcome } = await lookUp(peers, 'sha256:aa')
+    assert.equal(asked.length, 3)
+    assert.deepEqual(new Set(found).size, 3)
+    assert.deepEqual(outcome, { asked: 3, answered: 3, failed: 0 })
+  })
+
+  it('ends a miss after the alpha closest peers answered, without asking the rest', async () => {
+    const { asked, found } = await lookUp(virtualNetwork(100), 'sha256:nobody')
+    assert.deepEqual(found, [])
+    assert.equal(asked.length, 3)
+  })
+
+  it('asks the next closest peer when one of the closest is slow, and settles without waiting for it', async () => {
+    const peers = virtualNetwork(50)
+    const holders = place(peers, 'sha256:bb', 5)
+    const slow = holders[0] as VirtualPeer
+    slow.delayMs = 100
+    const started = Date.now()
+    const { asked, found } = await lookUp(peers, 'sha256:bb')
+    assert.equal(asked.length, 4)
+    assert.equal(new Set(found).size, 3)
+    assert.ok(!found.includes(slow.key))
+    assert.ok(Date.now() - started < 100, 'the lookup waited for the slow peer')
+  })
+
+  it('skips peers that fail and asks the next closest instead', async () => {
+    const peers = virtualNetwork(50)
+    const holders = place(peers, 'sha256:cc', 5)
+    ;(holders[0] as VirtualPeer).fails = true
+    ;(holders[1] as VirtualPeer).fails = true
+    const failures: string[] = []
+    const { asked, found, outcome } = await lookUp(peers, 'sha256:cc', {
+      onFailure: (peer) => failures.push(peer.key)
+    })
+    assert.equal(asked.length, 5)
+    assert.equal(outcome.failed, 2)
+    assert.deepEqual(
+      failures.sort(),
+      [(holders[0] as VirtualPeer).key, (holders[1] as VirtualPeer).key].sort()
+    )
+    assert.equal(new Set(found).size, 3)
+  })
+
+  it('follows closer peers an answer names, beyond its own view', async () => {
+    const peers = virtualNetwork(60)
+    const holders = place(peers, 'sha256:dd', 3)
+    // A view that lacks every holder: its members point at them.
+    const view = peers.filter((p) => !holders.includes(p))
+    const { found } = await lookUp(view, 'sha256:dd', { closerOf: () => holders })
+    assert.equal(new Set(found).size, 3)
+  })
+
+  it('stops at once when stopped says so, asking nobody', async () => {
+    const { asked } = await lookUp(virtualNetwork(10), 'sha256:ee', { stopped: () => true })
+    assert.deepEqual(asked, [])
+  })
+
+  it('hedges on a virtual clock when given one', async () => {
+    const peers = virtualNetwork(10)
+    const pending: Array<() => void> = []
+    const timers = {
+      setTimeout: (callback: () => void) => pending.push(callback),
+      clearTimeout: () => {}
+    }
+    const target = sha('sha256:ff')
+    const asked: string[] = []
+    const answers: Array<(value: Answer) => void> = []
+    const done = runLookupStrategy<VirtualPeer, Answer>({
+      target,
+      candidates: closest(peers, target, 20),
+      alpha: 1,
+      hedgeMs: 15,
+      timers,
+      ask: (peer) => {
+        asked.push(peer.key)
+        return new Promise((resolve) => answers.push(resolve))
+      },
+      read: async () => []
+    })
+    assert.equal(asked.length, 1)
+    ;(pending.shift() as () => void)() // the first peer is slow: the next closest is asked
+    assert.equal(asked.length, 2)
+    for (const answer of answers) answer({ providers: [], closer: [] })
+    assert.deepEqual(await done, { asked: 2, answered: 2, failed: 0 })
+  })
+})
