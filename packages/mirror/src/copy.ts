@@ -6,6 +6,7 @@
 import type { ServerResponse } from 'node:http'
 import type { ByteRange } from '@kadmirror/oci'
 import type { ContentReader } from '@kadmirror/store'
+import { ContentTruncatedError } from './errors.ts'
 import { drained } from './respond.ts'
 
 /** Size of one copy buffer, in bytes. */
@@ -52,7 +53,8 @@ export async function copyRange(
       } else await current.sent
       const length = Math.min(COPY_BUFFER_BYTES, range.end + 1 - position)
       const read = await reader.read(current.buffer, 0, length, position)
-      if (read === 0) throw new Error(`content ended at byte ${position}, before ${range.end + 1}`)
+      if (read === 0)
+        throw new ContentTruncatedError(`content ended at byte ${position}, before ${range.end + 1}`)
       position += read
       const chunk = current.buffer.subarray(0, read)
       // The callback runs once the bytes are handed to the socket (or with an error when it closed).

@@ -32,10 +32,10 @@ import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
+import { DigestMismatchError, InvalidMirrorOptionError, PeerAnswerError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool } from './hash-pool.ts'
 import {
-  DigestMismatchError,
   discard,
   type FetchSession,
   fetchManifest,
@@ -154,7 +154,7 @@ interface Outcome {
 
 /**
  * Creates the mirror handler. See {@link MirrorHandlerInit} for the options and their defaults.
- * @throws {TypeError} for a negative timeout or retry count.
+ * @throws {InvalidMirrorOptionError} for a negative timeout or retry count.
  */
 export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   const connectTimeoutMs = nonNegative('connectTimeoutMs', init.connectTimeoutMs, defaults.CONNECT_TIMEOUT_MS)
@@ -250,7 +250,7 @@ function defaultHashThreads(): number {
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isFinite(value) || value < 0)
-    throw new TypeError(`${name} must be a non-negative number, got ${value}`)
+    throw new InvalidMirrorOptionError(`${name} must be a non-negative number, got ${value}`)
   return value
 }
 
@@ -723,7 +723,7 @@ async function streamVerified(
           }
           const onData = (chunk: Buffer): void => {
             if (position + chunk.byteLength > size) {
-              fail(new Error('peer sent more bytes than the blob has'))
+              fail(new PeerAnswerError('peer sent more bytes than the blob has'))
               return
             }
             hasher.update(chunk)
@@ -743,7 +743,7 @@ async function streamVerified(
           }
           const onEnd = (): void => finish(true)
           const onClose = (): void => {
-            if (!body.readableEnded) fail(new Error('peer closed the body early'))
+            if (!body.readableEnded) fail(new PeerAnswerError('peer closed the body early'))
           }
           const cleanup = (): void => {
             body.off('data', onData)
@@ -757,7 +757,7 @@ async function streamVerified(
           body.on('close', onClose)
         })
         if (!ended) return discard(body)
-        if (position < size) throw new Error(`peer ended the body at byte ${position} of ${size}`)
+        if (position < size) throw new PeerAnswerError(`peer ended the body at byte ${position} of ${size}`)
         break
       } catch (err) {
         discard(body)

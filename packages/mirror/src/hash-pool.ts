@@ -6,6 +6,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { createDigester, type Digest, type DigestAlgorithm } from '@kadmirror/oci'
+import { HashWorkerError } from './errors.ts'
 
 /** Bytes gathered before a batch goes to the worker. */
 const BATCH_BYTES = 1024 * 1024
@@ -172,7 +173,7 @@ export class HashPool {
         for (const hash of [...state.hashes.values()]) hash.failed(error)
       }
       worker.on('error', fail)
-      worker.on('exit', (code) => fail(new Error(`hash worker exited with code ${code}`)))
+      worker.on('exit', (code) => fail(new HashWorkerError(`hash worker exited with code ${code}`)))
       this.#workers.push(state)
       return state
     }

@@ -15,6 +15,18 @@
  * ```
  */
 export * as constants from './constants.ts'
+export {
+  ContentTruncatedError,
+  DigestMismatchError,
+  HashWorkerError,
+  InvalidMirrorOptionError,
+  MIRROR_ERROR_CODES,
+  MirrorAlreadyServingError,
+  MirrorError,
+  type MirrorErrorCode,
+  NotHeldError,
+  PeerAnswerError
+} from './errors.ts'
 export type {
   DigestMismatchEvent,
   MirrorEventMap,

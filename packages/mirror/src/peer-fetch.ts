@@ -16,6 +16,7 @@ import {
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { MIRRORED_HEADER } from './constants.ts'
+import { DigestMismatchError, NotHeldError, PeerAnswerError } from './errors.ts'
 import type { MirrorEventMap } from './events.ts'
 import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
 
@@ -36,11 +37,6 @@ export interface PeerFetchConfig {
   avoid: PeerAvoidList
   latency: LatencyWindow
   events: EventEmitter<MirrorEventMap>
-}
-
-/** Why one peer's answer was refused. */
-export class PeerAnswerError extends Error {
-  override name = 'PeerAnswerError'
 }
 
 /** A verified manifest from a peer. */
@@ -235,11 +231,6 @@ function refuse(response: Dispatcher.ResponseData, reason: string): never {
   throw new PeerAnswerError(reason)
 }
 
-/** A peer answered 404: it no longer holds the content (a stale record), which says nothing about its health. */
-export class NotHeldError extends PeerAnswerError {
-  override name = 'NotHeldError'
-}
-
 function refuseStatus(response: Dispatcher.ResponseData): never {
   if (response.statusCode === 404) {
     discard(response.body)
@@ -316,19 +307,6 @@ function sniffMediaType(body: Buffer): string | undefined {
     }
   } catch {}
   return undefined
-}
-
-/** A peer sent bytes that do not hash to the digest asked for. */
-export class DigestMismatchError extends PeerAnswerError {
-  override name = 'DigestMismatchError'
-  readonly expected: Digest
-  readonly actual: Digest
-
-  constructor(expected: Digest, actual: Digest) {
-    super(`bytes hash to ${actual}, not ${expected}`)
-    this.expected = expected
-    this.actual = actual
-  }
 }
 
 /**

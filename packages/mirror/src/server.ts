@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ociErrorBody } from '@kadmirror/oci'
 import { DEFAULT_REGISTRY_PORT } from './constants.ts'
+import { MirrorAlreadyServingError } from './errors.ts'
 import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from './handler.ts'
 import { sendError } from './respond.ts'
 
@@ -95,7 +96,7 @@ export async function listenMirror(options: MirrorListenOptions = {}): Promise<M
     url: `http://${host}:${address.port}`,
     port: address.port,
     serve(init) {
-      if (handler !== undefined) throw new Error('the mirror already serves a handler')
+      if (handler !== undefined) throw new MirrorAlreadyServingError()
       handler = createMirrorHandler(init)
       return handler
     },
