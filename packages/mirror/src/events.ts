@@ -23,6 +23,8 @@ export type ResponseSource =
 /** One finished request. */
 export interface ResponseEvent {
   method: string
+  /** The request's path, without the query (`/v2/library/nginx/manifests/1.27`, `/readyz`). */
+  path: string
   /** The endpoint: `manifest`, `blob`, `base` (`/v2/`), `health`, or `other`. */
   kind: 'manifest' | 'blob' | 'base' | 'health' | 'other'
   /** The upstream registry (`?ns=`), when known. */
@@ -39,12 +41,28 @@ export interface ResponseEvent {
   peer?: string
 }
 
+/** Why a peer request failed, as a bounded set (for metrics). */
+export type PeerFailureKind =
+  /** The peer answered 404: its record was stale. */
+  | 'not-held'
+  /** Its bytes hashed to another digest. */
+  | 'digest-mismatch'
+  /** Its answer was refused (status, length, media type). */
+  | 'bad-answer'
+  /** It did not answer, or stopped sending, in time. */
+  | 'timeout'
+  /** The connection was refused, reset or closed. */
+  | 'connection'
+  | 'other'
+
 /** A peer request that failed; the mirror moved on to the next peer. */
 export interface PeerFailureEvent {
   peer: string
   registryUrl: string
   /** The DHT key being fetched (a digest or a tag reference). */
   key: string
+  kind: PeerFailureKind
+  /** What went wrong, in words. */
   reason: string
 }
 

@@ -99,6 +99,11 @@ export interface MirrorHandlerInit {
   /** Serve `GET /readyz` (200 once the router has peers) and `GET /livez`. Default true. */
   health?: boolean
   /**
+   * What `/readyz` reports: ready or not. Default the router's `ready()` (it knows a peer); a daemon also turns it
+   * false while it shuts down.
+   */
+  ready?: () => Promise<boolean>
+  /**
    * Worker threads that hash blobs streamed from peers, so verification runs beside the forwarding. Default:
    * one less than the available cores, at most 4 (0 on a single core: hashing stays on the main thread).
    */
@@ -137,6 +142,7 @@ interface Settings {
   registries: ReadonlySet<string> | undefined
   expectedAuth: Buffer | undefined
   health: boolean
+  ready: () => Promise<boolean>
   fetch: PeerFetchConfig
   hashes: HashPool
   buffers: BufferPool
@@ -199,6 +205,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     expectedAuth:
       init.credentials === undefined ? undefined : Buffer.from(basicAuthorization(init.credentials)),
     health: init.health ?? true,
+    ready: init.ready ?? (() => init.router.ready()),
     fetch: fetchConfig,
     buffers: new BufferPool(),
     hashes: new HashPool(Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads()))),
@@ -208,7 +215,8 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
     const started = performance.now()
     const outcome: Outcome = { source: 'invalid', bytes: 0 }
-    const kind = endpointKind(req.url ?? '/')
+    const path = pathOf(req.url ?? '/')
+    const kind = endpointKind(path)
     if (kind === 'other' && next !== undefined) {
       next()
       return
@@ -216,6 +224,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     res.once('close', () => {
       const event: ResponseEvent = {
         method: req.method ?? '',
+        path,
         kind,
         source: outcome.source,
         status: res.statusCode,
@@ -258,9 +267,13 @@ function basicAuthorization(credentials: Credentials): string {
   return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
 }
 
-function endpointKind(url: string): ResponseEvent['kind'] {
+/** The path of a request URL, without its query. */
+function pathOf(url: string): string {
   const q = url.indexOf('?')
-  const path = q < 0 ? url : url.slice(0, q)
+  return q < 0 ? url : url.slice(0, q)
+}
+
+function endpointKind(path: string): ResponseEvent['kind'] {
   if (path === '/readyz' || path === '/livez') return 'health'
   if (path === '/v2' || path === '/v2/') return 'base'
   if (!path.startsWith('/v2/')) return 'other'
@@ -288,9 +301,9 @@ async function handle(
   }
   if (settings.health && (pathname === '/livez' || pathname === '/readyz')) {
     outcome.source = 'meta'
-    const ready = pathname === '/livez' || (await settings.router.ready().catch(() => false))
+    const ready = pathname === '/livez' || (await settings.ready().catch(() => false))
     res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' })
-    res.end(method === 'HEAD' ? undefined : ready ? 'ok\n' : 'not ready: the router knows no peer\n')
+    res.end(method === 'HEAD' ? undefined : ready ? 'ok\n' : 'not ready\n')
     return
   }
   if (!authorized(settings, req)) {

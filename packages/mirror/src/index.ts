@@ -31,6 +31,7 @@ export type {
   DigestMismatchEvent,
   MirrorEventMap,
   PeerFailureEvent,
+  PeerFailureKind,
   ResponseEvent,
   ResponseSource
 } from './events.ts'

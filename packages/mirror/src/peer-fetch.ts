@@ -17,7 +17,7 @@ import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { MIRRORED_HEADER } from './constants.ts'
 import { DigestMismatchError, NotHeldError, PeerAnswerError } from './errors.ts'
-import type { MirrorEventMap } from './events.ts'
+import type { MirrorEventMap, PeerFailureKind } from './events.ts'
 import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
 
 /** The settings a fetch runs with (resolved from {@link MirrorHandlerInit}). */
@@ -180,8 +180,23 @@ export function reportFailure(
     peer: provider.id,
     registryUrl: provider.registryUrl,
     key,
+    kind: peerFailureKind(error),
     reason: error instanceof Error ? error.message : String(error)
   })
+}
+
+/** The kind of a peer failure, for metrics (a bounded set, where the reason is free text). */
+export function peerFailureKind(error: unknown): PeerFailureKind {
+  if (error instanceof NotHeldError) return 'not-held'
+  if (error instanceof DigestMismatchError) return 'digest-mismatch'
+  if (error instanceof PeerAnswerError) return 'bad-answer'
+  const { name, code } = (typeof error === 'object' && error !== null ? error : {}) as {
+    name?: unknown
+    code?: unknown
+  }
+  if (name === 'TimeoutError' || name === 'AbortError' || /TIMEOUT/.test(String(code))) return 'timeout'
+  if (typeof code === 'string' && /^(E[A-Z]+|UND_ERR_SOCKET|UND_ERR_CLOSED)$/.test(code)) return 'connection'
+  return 'other'
 }
 
 function hedgeDelay(config: PeerFetchConfig): number {

@@ -35,10 +35,22 @@ export interface Advertiser {
   start(): Promise<void>
   /** Keys advertised now, per registry (keys without a registry count under `''`). For metrics. */
   counts(): Map<string, number>
+  /** Keys advertised now per registry (`''` without one), by kind: for Spegel's `spegel_advertised_*` gauges. */
+  kinds(): Map<string, AdvertisedKinds>
   /** Number of keys advertised now. */
   size(): number
   /** Stops following the store and reproviding. Keys are not withdrawn (records expire on their own). */
   close(): Promise<void>
+}
+
+/** Advertised keys of one registry by kind. */
+export interface AdvertisedKinds {
+  /** Tag references (`docker.io/library/nginx:1.27`). */
+  tags: number
+  /** Digests a tag points to: the images' manifests and indexes. */
+  imageDigests: number
+  /** Every advertised digest (blobs, manifests, indexes). */
+  contentDigests: number
 }
 
 interface Entry {
@@ -191,6 +203,26 @@ class StoreAdvertiser implements Advertiser {
     for (const { key } of this.entries.values())
       counts.set(key.registry ?? '', (counts.get(key.registry ?? '') ?? 0) + 1)
     return counts
+  }
+
+  kinds(): Map<string, AdvertisedKinds> {
+    const tagged = new Set<string>()
+    for (const { key } of this.entries.values()) if (key.key !== key.digest) tagged.add(key.digest)
+    const kinds = new Map<string, AdvertisedKinds>()
+    for (const { key } of this.entries.values()) {
+      const registry = key.registry ?? ''
+      let counts = kinds.get(registry)
+      if (counts === undefined) {
+        counts = { tags: 0, imageDigests: 0, contentDigests: 0 }
+        kinds.set(registry, counts)
+      }
+      if (key.key !== key.digest) counts.tags++
+      else {
+        counts.contentDigests++
+        if (tagged.has(key.digest)) counts.imageDigests++
+      }
+    }
+    return kinds
   }
 
   size(): number {

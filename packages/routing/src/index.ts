@@ -20,7 +20,7 @@
  * ```
  */
 
-export { type Advertiser, type AdvertiserInit, createAdvertiser } from './advertiser.ts'
+export { type AdvertisedKinds, type Advertiser, type AdvertiserInit, createAdvertiser } from './advertiser.ts'
 export {
   type AddrInfoJson,
   type BootstrapOptions,

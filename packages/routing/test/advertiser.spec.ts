@@ -85,6 +85,20 @@ describe('Advertiser', () => {
     assert.deepEqual(Object.fromEntries(advertiser.counts()), { 'example.com': 4, 'registry.k8s.io': 4 })
   })
 
+  it('counts advertised tags, image digests and content digests per registry', async () => {
+    await store.addImage('example.com/app:1', buildImage({ layers: [layer('x')] }))
+    await store.addImage('example.com/app:2', buildImage({ layers: [layer('z'), layer('w')] }))
+    advertiser = createAdvertiser({
+      store,
+      router: createMemoryNetwork().createRouter({ registryUrl: 'http://a:5000' })
+    })
+    await advertiser.start()
+    // Per image: a tag, its manifest, its config and its layers.
+    assert.deepEqual(Object.fromEntries(advertiser.kinds()), {
+      'example.com': { tags: 2, imageDigests: 2, contentDigests: 7 }
+    })
+  })
+
   it('reprovides every key once per TTL, spread over the TTL', async () => {
     const image = buildImage({ layers: [layer('1'), layer('2'), layer('3'), layer('4')] })
     await store.addImage('example.com/app:1', image)

@@ -1,0 +1,28 @@
+/**
+ * Every tunable of the daemon, with its unit in the name. Defaults match Spegel's where Spegel has the knob, so
+ * an operator's flags, probes and scrape configs keep working.
+ */
+
+const second = 1000
+
+/** Registry mirror port (Spegel's `--registry-addr=:5000`; Spegel peers assume every peer serves on it). */
+export const DEFAULT_REGISTRY_PORT = 5000
+/** Router port (Spegel's `--router-addr=:5001`). */
+export const DEFAULT_ROUTER_PORT = 5001
+/** Metrics and debug port (Spegel's `--metrics-addr=:9090`). */
+export const DEFAULT_METRICS_PORT = 9090
+/** How long in-flight transfers may take to finish after SIGTERM before connections are cut, in ms. */
+export const SHUTDOWN_GRACE_MS = 10 * second
+/** How often a draining mirror closes connections that went idle, in ms. */
+export const DRAIN_POLL_MS = 50
+/** Buckets of `http_response_size_bytes`, in bytes: 1 KiB × 5^n up to ~2 GB, as Spegel's. */
+export const RESPONSE_SIZE_BUCKETS_BYTES = Array.from({ length: 10 }, (_, n) => 1024 * 5 ** n)
+/** Recent mirror requests the debug page lists. */
+export const RECENT_REQUESTS = 50
+/** The directory Spegel reads basic-auth credentials from (`username`, `password`). */
+export const BASIC_AUTH_DIR = '/etc/secrets/basic-auth'
+/**
+ * V8's old-generation growth while memory is budgeted, in percent (V8's default lets it grow several times the
+ * live heap while a mesh forms and keeps it; measured in bench/dht).
+ */
+export const HEAP_GROWING_PERCENT = 20

@@ -1,0 +1,237 @@
+/**
+ * `createNode()`: the one composition root of a kadmirror node. Store → mirror listener → router → advertiser →
+ * mirror handler → metrics server, started in that order and closed in reverse by one `close()`. The daemon's CLI
+ * only turns flags into {@link NodeOptions} and calls it; examples, tests and benchmarks call it too.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { openContainerdStore } from '@kadmirror/containerd'
+import {
+  listenMirror,
+  type MirrorHandler,
+  type MirrorHandlerInit,
+  type MirrorListener
+} from '@kadmirror/mirror'
+import {
+  type Advertiser,
+  createAdvertiser,
+  createLibp2pRouter,
+  type Libp2pRouter,
+  type Libp2pRouterInit
+} from '@kadmirror/routing'
+import { type ContentStore, openOciLayoutStore } from '@kadmirror/store'
+import { type Logger, pino } from 'pino'
+import { DEFAULT_METRICS_PORT, DEFAULT_REGISTRY_PORT, DRAIN_POLL_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
+import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts'
+
+/** Where a node's content comes from. */
+export type StoreOption =
+  /** containerd's content store over its gRPC API (Spegel's only store). */
+  | { kind: 'containerd'; address?: string; namespace?: string; contentDir?: string }
+  /** An OCI image-layout directory (the embedded store: runs without containerd). */
+  | { kind: 'oci-layout'; directory: string; create?: boolean }
+  /** A store the caller made; `close()` leaves it open. */
+  | { kind: 'custom'; store: ContentStore }
+
+/** A host and port to listen on. */
+export interface ListenAddress {
+  /** Address to listen on; default all interfaces. */
+  host?: string
+  port: number
+}
+
+/** Options of {@link createNode}. */
+export interface NodeOptions {
+  store: StoreOption
+  /** Where the registry mirror listens. Default all interfaces, port 5000 (Spegel peers assume it). */
+  registry?: Partial<ListenAddress>
+  /** The router's options (listen addresses, data dir, bootstrapper…); its registry port is the mirror's. */
+  router?: Omit<Libp2pRouterInit, 'registryPort' | 'logger'>
+  /** The mirror handler's options (resolve timeout and retries, filters, credentials…). */
+  mirror?: Omit<MirrorHandlerInit, 'store' | 'router' | 'logger'>
+  /** Where `/metrics` (and the debug page) listen; `false` for none. Default all interfaces, port 9090. */
+  metrics?: Partial<ListenAddress> | false
+  /** How long in-flight transfers may take to finish on `close()`, in ms. @default {@link SHUTDOWN_GRACE_MS} (10 s) */
+  shutdownGraceMs?: number
+  logger?: Logger
+}
+
+/** A running node. */
+export interface KadmirrorNode {
+  readonly store: ContentStore
+  readonly router: Libp2pRouter
+  readonly advertiser: Advertiser
+  readonly mirror: MirrorHandler
+  /** The mirror's base URL (`http://127.0.0.1:5000` when listening on all interfaces). */
+  readonly registryUrl: string
+  /** The metrics server's base URL, when there is one. */
+  readonly metricsUrl: string | undefined
+  readonly metrics: NodeMetrics
+  /** Whether the node serves: ready (`/readyz` 200) once the router has a peer, until `close()` starts. */
+  ready(): Promise<boolean>
+  /**
+   * Stops the node: `/readyz` turns 503, the mirror stops accepting, in-flight transfers get the grace period, then
+   * everything started is closed in reverse order. Idempotent.
+   */
+  close(): Promise<void>
+}
+
+/** Opens the store an option names. */
+async function openStore(option: StoreOption): Promise<{ store: ContentStore; owned: boolean }> {
+  switch (option.kind) {
+    case 'custom':
+      return { store: option.store, owned: false }
+    case 'oci-layout':
+      return {
+        store: await openOciLayoutStore({ directory: option.directory, create: option.create ?? true }),
+        owned: true
+      }
+    case 'containerd':
+      return { store: await openContainerdStore(option), owned: true }
+  }
+}
+
+/** Runs each step in order, ignoring none of their errors but running every one; rethrows the first. */
+async function inReverse(steps: ReadonlyArray<() => Promise<void>>): Promise<void> {
+  let first: unknown
+  for (const step of [...steps].reverse()) {
+    try {
+      await step()
+    } catch (err) {
+      first ??= err
+    }
+  }
+  if (first !== undefined) throw first
+}
+
+/** What has been started so far, to stop on failure or close. */
+class Started {
+  readonly stops: Array<() => Promise<void>> = []
+
+  add(stop: () => Promise<void>): void {
+    this.stops.push(stop)
+  }
+
+  stopAll(): Promise<void> {
+    return inReverse(this.stops.splice(0))
+  }
+}
+
+/**
+ * Creates and starts a node. On any failure while starting, what was started is stopped again before the error is
+ * thrown (a port in use, an unreadable store, an invalid peer key).
+ */
+export async function createNode(options: NodeOptions): Promise<KadmirrorNode> {
+  const log = options.logger ?? pino({ level: 'silent' })
+  const started = new Started()
+  try {
+    return await startNode(options, log, started)
+  } catch (err) {
+    await started.stopAll().catch(() => {})
+    throw err
+  }
+}
+
+async function startNode(options: NodeOptions, log: Logger, started: Started): Promise<KadmirrorNode> {
+  const { store, owned } = await openStore(options.store)
+  if (owned) started.add(() => store.close())
+  const registry = options.registry ?? {}
+  const listener = await listenMirror({
+    port: registry.port ?? DEFAULT_REGISTRY_PORT,
+    ...hostOf(registry.host)
+  })
+  started.add(() => listener.close())
+  const router = await createLibp2pRouter({
+    ...options.router,
+    registryPort: listener.port,
+    logger: log.child({ component: 'router' })
+  })
+  started.add(() => router.close())
+  const advertiser = createAdvertiser({ store, router, logger: log.child({ component: 'advertiser' }) })
+  started.add(() => advertiser.close())
+  await advertiser.start()
+  let closing = false
+  const mirror = listener.serve({
+    ...options.mirror,
+    store,
+    router,
+    ready: async () => !closing && (await router.ready()),
+    logger: log.child({ component: 'mirror' })
+  })
+  const metrics = createNodeMetrics({ mirror, router, advertiser })
+  logRequests(mirror, log)
+  listener.server.on('request', (req: IncomingMessage, res: ServerResponse) =>
+    metrics.trackInflight(new URL(req.url ?? '/', 'http://mirror').pathname, res)
+  )
+  const server = options.metrics === false ? undefined : await startMetrics(options.metrics, metrics, router)
+  if (server !== undefined) started.add(() => server.close())
+  log.info({ registry: listener.url, router: router.addresses(), metrics: server?.url }, 'running kadmirror')
+  const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS
+  let closed: Promise<void> | undefined
+  return {
+    store,
+    router,
+    advertiser,
+    mirror,
+    registryUrl: listener.url,
+    metricsUrl: server?.url,
+    metrics,
+    ready: async () => !closing && (await router.ready()),
+    close() {
+      closing = true
+      closed ??= drain(listener, grace, log).then(() => started.stopAll())
+      return closed
+    }
+  }
+}
+
+/** One log line per mirror request (health probes at debug level). */
+function logRequests(mirror: MirrorHandler, log: Logger): void {
+  mirror.events.on('response', (e) => {
+    const line = {
+      method: e.method,
+      path: e.path,
+      status: e.status,
+      durationMs: Math.round(e.durationMs * 10) / 10
+    }
+    const where = { registry: e.registry, source: e.source, peer: e.peer, bytes: e.bytes }
+    if (e.kind === 'health') log.debug({ ...line, ...where }, 'request')
+    else log.info({ ...line, ...where }, 'request')
+  })
+}
+
+function hostOf(host: string | undefined): { host?: string } {
+  return host === undefined || host === '' ? {} : { host }
+}
+
+async function startMetrics(
+  address: Partial<ListenAddress> | undefined,
+  metrics: NodeMetrics,
+  router: Libp2pRouter
+): Promise<MetricsServer> {
+  return startMetricsServer({
+    port: address?.port ?? DEFAULT_METRICS_PORT,
+    ...hostOf(address?.host),
+    metrics,
+    router
+  })
+}
+
+/**
+ * Stops accepting new connections and waits up to `graceMs` for in-flight requests to end, closing each
+ * keep-alive connection as soon as it is idle. Resolves true when all ended in time.
+ */
+async function drain(listener: MirrorListener, graceMs: number, log: Logger): Promise<boolean> {
+  const server = listener.server
+  const deadline = Date.now() + graceMs
+  let idle = false
+  server.close(() => {
+    idle = true
+  })
+  while (!idle && Date.now() < deadline) {
+    server.closeIdleConnections()
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS))
+  }
+  if (!idle) log.warn({ graceMs }, 'in-flight transfers did not finish within the grace period; cutting them')
+  return idle
+}
