@@ -1,4 +1,4 @@
-// The packages' dependency direction, as the README states it: mirror → routing → store → oci, and
+// The packages' dependency direction, as the README states it: daemon → mirror → routing → store → oci, and
 // containerd → store → oci beside routing. Checked against what each package's sources import and what its
 // package.json lists, so the README line cannot drift from the code.
 import assert from 'node:assert/strict'
@@ -14,7 +14,8 @@ const ALLOWED: Record<string, string[]> = {
   store: ['oci'],
   routing: ['store'],
   containerd: ['oci', 'store'],
-  mirror: ['oci', 'routing', 'store']
+  mirror: ['oci', 'routing', 'store'],
+  daemon: ['containerd', 'mirror', 'oci', 'routing', 'store']
 }
 
 /** The workspace packages a package's src/ imports. */

@@ -41,7 +41,7 @@ describe('cluster demo (npm start)', function () {
       '--layer-mib',
       '0.1'
     ])
-    assert.match(stdout, /3 nodes on 127\.0\.0\.1 know each other/)
+    assert.match(stdout, /3 kadmirror daemons on 127\.0\.0\.1 know each other/)
     assert.match(stdout, /HEAD manifests\/1\.0 → 200 sha256:[0-9a-f]{64} \(from node 1,/)
     assert.match(stdout, /6 blobs verified/)
     assert.doesNotMatch(stdout, /WRONG/)

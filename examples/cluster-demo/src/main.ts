@@ -1,37 +1,34 @@
 /**
- * The main job (`npm start`): a local multi-node mirror on 127.0.0.1. Each node has an embedded OCI
- * image-layout store, a libp2p router on the Spegel-compatible DHT, an advertiser, and the HTTP mirror
- * (`@kadmirror/mirror`). Node 1 holds generated images; the last node pulls one through its own mirror the
- * way containerd does (HEAD the tag, GET the index and manifests, GET every blob), and each answer says which
- * node served it. Then a blob nobody has (a fast 404), and an image node 1 deleted (404 after withdrawal).
+ * The main job (`npm start`): N `kadmirror registry` daemons on 127.0.0.1, as an operator runs them, each with an
+ * embedded OCI image-layout store, static bootstrap to the others and its own registry, router and metrics ports.
+ * Node 1's store holds generated images; the last node pulls one through its own mirror the way containerd does
+ * (HEAD the tag, GET the index and manifests, GET every blob), every blob from a peer and verified, and each answer
+ * says which node served it (from the daemon's request log). Then a blob nobody has (a fast 404), and an image node
+ * 1 deleted (404 after its withdrawal). Prints the metrics URLs; with `--keep` the daemons run until Ctrl-C.
+ * Ctrl-C (or the end) stops the daemons and removes the temporary directory.
  *
- * Usage: node examples/cluster-demo/src/main.ts [--nodes 3] [--layer-mib 1]
+ * Usage: node examples/cluster-demo/src/main.ts [--nodes 3] [--layer-mib 1] [--keep]
  */
 import { randomFillSync } from 'node:crypto'
-import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { listenMirror, type MirrorHandler, type MirrorListener, type ResponseEvent } from '@kadmirror/mirror'
 import { buildImage, buildIndex, type Descriptor, digestOf, walkImage } from '@kadmirror/oci'
-import {
-  type Advertiser,
-  createAdvertiser,
-  createLibp2pRouter,
-  type Libp2pRouter,
-  staticBootstrapper
-} from '@kadmirror/routing'
-import { type OciLayoutStore, openOciLayoutStore } from '@kadmirror/store'
-import { Agent } from 'undici'
+import { openOciLayoutStore } from '@kadmirror/store'
+import { allReady, type Daemon, freePorts, startDaemon, stopDaemons } from './daemons.ts'
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '3' }, 'layer-mib': { type: 'string', default: '1' } }
+  options: {
+    nodes: { type: 'string', default: '3' },
+    'layer-mib': { type: 'string', default: '1' },
+    keep: { type: 'boolean', default: false }
+  }
 })
 const count = Number(values.nodes)
 const layerBytes = Math.round(Number(values['layer-mib']) * 1024 * 1024)
-if (!Number.isInteger(count) || count < 2 || count > 50) {
-  console.error(`--nodes must be an integer from 2 to 50, got ${values.nodes}`)
+if (!Number.isInteger(count) || count < 2 || count > 20) {
+  console.error(`--nodes must be an integer from 2 to 20, got ${values.nodes}`)
   process.exit(2)
 }
 if (!Number.isFinite(layerBytes) || layerBytes < 0) {
@@ -39,90 +36,89 @@ if (!Number.isFinite(layerBytes) || layerBytes < 0) {
   process.exit(2)
 }
 
-interface Node {
-  name: string
-  store: OciLayoutStore
-  router: Libp2pRouter
-  advertiser: Advertiser
-  listener: MirrorListener
-  mirror: MirrorHandler
-  url: string
-}
-
 const root = await mkdtemp(join(tmpdir(), 'kadmirror-cluster-'))
-const nodes: Node[] = []
+const daemons: Daemon[] = []
 const ms = (start: number): string => `${(performance.now() - start).toFixed(1)} ms`
+let stopping: Promise<void> | undefined
+const stop = (): Promise<void> => {
+  stopping ??= stopDaemons(daemons).finally(() => rm(root, { recursive: true, force: true }))
+  return stopping
+}
+process.once('SIGINT', () => {
+  console.log('\nstopping the daemons…')
+  void stop().then(() => process.exit(130))
+})
 
-async function startNode(index: number, seed?: string[]): Promise<Node> {
-  const store = await openOciLayoutStore({ directory: join(root, `node-${index + 1}`) })
-  // The mirror listens first: the router announces its port to peers; the handler is served once the router exists.
-  const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
-  const router = await createLibp2pRouter({
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    allowLoopback: true,
-    registryPort: listener.port,
-    dataDir: join(root, `node-${index + 1}`, 'router'),
-    ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
-  })
-  const advertiser = createAdvertiser({ store, router })
-  await advertiser.start()
-  const mirror = listener.serve({ store, router })
-  return { name: `node ${index + 1}`, store, router, advertiser, listener, mirror, url: listener.url }
+const layer = (): Uint8Array => randomFillSync(new Uint8Array(layerBytes))
+const app = buildIndex([
+  buildImage({ layers: [layer(), layer()], platform: { architecture: 'amd64', os: 'linux' } }),
+  buildImage({ layers: [layer(), layer()], platform: { architecture: 'arm64', os: 'linux' } })
+])
+const pause = buildImage({ layers: [layer()] })
+
+/** Seeds node 1's layout before its daemon starts (the daemon also notices images added later). */
+async function seed(directory: string): Promise<void> {
+  const store = await openOciLayoutStore({ directory })
+  await store.addImage('registry.example.com/team/app:1.0', app)
+  await store.addImage('registry.k8s.io/pause:3.10', pause)
+  await store.close()
 }
 
-const client = new Agent()
+async function startAll(): Promise<void> {
+  const ports = await freePorts(count * 3)
+  const routerAddress = (i: number): string => `/ip4/127.0.0.1/tcp/${ports[i * 3 + 1]}`
+  await seed(join(root, 'node-1', 'layout'))
+  const specs = Array.from({ length: count }, (_, i) => ({
+    name: `node ${i + 1}`,
+    store: join(root, `node-${i + 1}`, 'layout'),
+    dataDir: join(root, `node-${i + 1}`, 'data'),
+    ports: {
+      registry: ports[i * 3] as number,
+      router: ports[i * 3 + 1] as number,
+      metrics: ports[i * 3 + 2] as number
+    },
+    peers: Array.from({ length: count }, (_, j) => j)
+      .filter((j) => j !== i)
+      .map(routerAddress)
+  }))
+  for (const spec of specs) await mkdir(spec.store, { recursive: true })
+  daemons.push(...(await Promise.all(specs.map(startDaemon))))
+}
 
-/** One request to a mirror, as containerd sends it; the answer with who served it. */
-async function pull(node: Node, method: 'GET' | 'HEAD', path: string) {
-  const served = once(node.mirror.events, 'response') as Promise<[ResponseEvent]>
+/** Who served the last request for `path` on `asker`, from its request log. */
+async function servedBy(asker: Daemon, path: string, seen: number): Promise<string> {
+  const deadline = Date.now() + 2000
+  for (;;) {
+    const line = asker.logs.slice(seen).find((l) => l.msg === 'request' && l.path === path)
+    if (line !== undefined) {
+      if (line.source !== 'peer') return String(line.source)
+      return `from ${daemons.find((d) => d.peerId === line.peer)?.name ?? String(line.peer)}`
+    }
+    if (Date.now() > deadline) return 'unknown'
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** One request to a mirror, as containerd sends it; the answer and who served it. */
+async function pull(asker: Daemon, method: 'GET' | 'HEAD', path: string) {
+  const seen = asker.logs.length
   const start = performance.now()
-  const res = await client.request({ origin: node.url, path, method })
-  const body = Buffer.from(await res.body.arrayBuffer())
-  const [event] = await served
-  const from =
-    event.source === 'peer'
-      ? `from ${nodeName(event.peer ?? '')}`
-      : event.source === 'local'
-        ? 'local'
-        : event.source
-  return { status: res.statusCode, headers: res.headers, body, from, time: ms(start) }
+  const res = await fetch(`${asker.registryUrl}${path}`, { method })
+  const body = Buffer.from(await res.arrayBuffer())
+  const time = ms(start)
+  const from = await servedBy(asker, path.split('?')[0] as string, seen)
+  return { status: res.status, headers: res.headers, body, from, time }
 }
 
-function nodeName(peerId: string): string {
-  return nodes.find((n) => n.router.peerId === peerId)?.name ?? peerId
-}
-
-try {
-  const first = await startNode(0)
-  nodes.push(first)
-  const seed = first.router.addresses().map((a) => `${a}/p2p/${first.router.peerId}`)
-  nodes.push(...(await Promise.all(Array.from({ length: count - 1 }, (_, i) => startNode(i + 1, seed)))))
-  const start = performance.now()
-  while (!nodes.every((n) => n.router.peers().length === count - 1))
-    await new Promise((r) => setTimeout(r, 20))
-  console.log(`${count} nodes on 127.0.0.1 know each other (${ms(start)}):`)
-  for (const node of nodes)
-    console.log(`  ${node.name}  ${node.router.peerId}  ${node.router.addresses().join(' ')}`)
-
-  const layer = (): Uint8Array => randomFillSync(new Uint8Array(layerBytes))
-  const app = buildIndex([
-    buildImage({ layers: [layer(), layer()], platform: { architecture: 'amd64', os: 'linux' } }),
-    buildImage({ layers: [layer(), layer()], platform: { architecture: 'arm64', os: 'linux' } })
-  ])
-  const pause = buildImage({ layers: [layer()] })
-  await first.store.addImage('registry.example.com/team/app:1.0', app)
-  await first.store.addImage('registry.k8s.io/pause:3.10', pause)
-  const asker = nodes[nodes.length - 1] as Node
-  await new Promise((resolve) => setTimeout(resolve, 200)) // the advertiser batches store events for 50 ms
-  console.log(`\n${first.name} added 2 images; it advertises ${first.advertiser.size()} keys:`)
-  for (const [registry, n] of first.advertiser.counts()) console.log(`  ${registry.padEnd(22)} ${n} keys`)
-
+async function pullImage(asker: Daemon): Promise<void> {
   const ns = '?ns=registry.example.com'
-  console.log(`\n${asker.name} pulls registry.example.com/team/app:1.0 through its mirror at ${asker.url}:`)
+  console.log(
+    `\n${asker.name} pulls registry.example.com/team/app:1.0 through its mirror at ${asker.registryUrl}:`
+  )
   const pullStart = performance.now()
   const head = await pull(asker, 'HEAD', `/v2/team/app/manifests/1.0${ns}`)
   console.log(
-    `  HEAD manifests/1.0 → ${head.status} ${head.headers['docker-content-digest']} (${head.from}, ${head.time})`
+    `  HEAD manifests/1.0 → ${head.status} ${head.headers.get('docker-content-digest')} (${head.from}, ${head.time})`
   )
   let bytes = 0
   const load = async (descriptor: Descriptor) => {
@@ -148,28 +144,62 @@ try {
   console.log(
     `  pulled ${(bytes / 1024 / 1024).toFixed(1)} MiB in ${(seconds * 1000).toFixed(0)} ms, ${verified} blobs verified`
   )
+}
 
-  const unknown = `sha256:${'0'.repeat(64)}`
-  const miss = await pull(asker, 'GET', `/v2/team/app/blobs/${unknown}${ns}`)
-  console.log(
-    `\n${asker.name} asks for a blob nobody has → ${miss.status} ${miss.body.toString().trim()} (${miss.time}); containerd would now go upstream`
-  )
+/** Waits until `asker` finds the tag node 1 advertises (advertising follows the store by a moment). */
+async function advertised(asker: Daemon): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (
+    (
+      await fetch(`${asker.registryUrl}/v2/team/app/manifests/1.0?ns=registry.example.com`, {
+        method: 'HEAD'
+      })
+    ).status !== 200
+  ) {
+    if (Date.now() > deadline) throw new Error('node 1’s image was never found')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
 
-  await first.store.removeImage('registry.k8s.io/pause:3.10')
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  const gone = await pull(asker, 'HEAD', '/v2/pause/manifests/3.10?ns=registry.k8s.io')
+async function deleteAndMiss(first: Daemon, asker: Daemon): Promise<void> {
+  const store = await openOciLayoutStore({ directory: join(root, 'node-1', 'layout') })
+  await store.removeImage('registry.k8s.io/pause:3.10')
+  await store.close()
+  const deadline = Date.now() + 10_000
+  let gone = await pull(asker, 'HEAD', '/v2/pause/manifests/3.10?ns=registry.k8s.io')
+  while (gone.status !== 404 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    gone = await pull(asker, 'HEAD', '/v2/pause/manifests/3.10?ns=registry.k8s.io')
+  }
   console.log(
     `\n${first.name} deleted registry.k8s.io/pause:3.10 and withdrew its keys; ${asker.name}: HEAD pause:3.10 → ${gone.status} (${gone.time})`
   )
-} finally {
-  await Promise.all(
-    nodes.map(async (n) => {
-      await n.listener.close()
-      await n.advertiser.close()
-      await n.router.close()
-      await n.store.close()
-    })
+}
+
+try {
+  const start = performance.now()
+  await startAll()
+  await allReady(daemons)
+  console.log(`${count} kadmirror daemons on 127.0.0.1 know each other (${ms(start)}):`)
+  for (const d of daemons)
+    console.log(`  ${d.name}  ${d.peerId}  registry ${d.registryUrl}  metrics ${d.metricsUrl}/metrics`)
+  const first = daemons[0] as Daemon
+  const asker = daemons[daemons.length - 1] as Daemon
+  await advertised(asker)
+  await pullImage(asker)
+  const miss = await pull(asker, 'GET', `/v2/team/app/blobs/sha256:${'0'.repeat(64)}?ns=registry.example.com`)
+  console.log(
+    `\n${asker.name} asks for a blob nobody has → ${miss.status} ${miss.body.toString().trim()} (${miss.time}); containerd would now go upstream`
   )
-  await client.close()
-  await rm(root, { recursive: true, force: true })
+  await deleteAndMiss(first, asker)
+  console.log(`\nmetrics: ${asker.metricsUrl}/metrics   peer id: ${asker.metricsUrl}/debug/web/metadata`)
+  if (values.keep) {
+    console.log('the daemons keep running; Ctrl-C stops them and removes their files')
+    await new Promise(() => {})
+  }
+} catch (err) {
+  console.error(`cluster demo: ${(err as Error).message}`)
+  process.exitCode = 1
+} finally {
+  if (!values.keep) await stop()
 }

@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { Command, CommanderError, Option } from 'commander'
 import { type Logger, pino } from 'pino'
-import { runBootstrapServer, runCleanup, runCleanupWait, runConfiguration, runVersion } from './commands.ts'
 import { HEAP_GROWING_PERCENT } from './constants.ts'
 import {
   BOOTSTRAP_SERVER_OPTIONS,
@@ -21,9 +20,9 @@ import {
   REGISTRY_OPTIONS,
   VERSION_OPTIONS
 } from './options.ts'
-import { runRegistry } from './registry-command.ts'
 import { OptionValues, readConfigFile, resolveOptions, UsageError } from './resolve.ts'
 import { parseLogLevel } from './values.ts'
+import { runVersion } from './version.ts'
 
 /** One subcommand. */
 export interface CommandSpec {
@@ -35,6 +34,18 @@ export interface CommandSpec {
   configFile?: boolean
   run(values: OptionValues, log: Logger): Promise<void> | void
 }
+
+// The runners load their modules when a command runs: `--help`, `version` and usage errors do not load libp2p.
+const commands = (): Promise<typeof import('./commands.ts')> => import('./commands.ts')
+const runConfiguration: CommandSpec['run'] = async (values, log) =>
+  (await commands()).runConfiguration(values, log)
+const runCleanup: CommandSpec['run'] = async (values, log) => (await commands()).runCleanup(values, log)
+const runCleanupWait: CommandSpec['run'] = async (values, log) =>
+  (await commands()).runCleanupWait(values, log)
+const runBootstrapServer: CommandSpec['run'] = async (values, log) =>
+  (await commands()).runBootstrapServer(values, log)
+const runRegistry: CommandSpec['run'] = async (values, log) =>
+  (await import('./registry-command.ts')).runRegistry(values, log)
 
 /** Every subcommand of `kadmirror`. */
 export const COMMANDS: readonly CommandSpec[] = [

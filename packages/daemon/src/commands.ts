@@ -1,12 +1,11 @@
 /**
- * The daemon's other commands, each a function of its resolved options: `version`, `configuration` (hosts.toml for
+ * The daemon's other commands, each a function of its resolved options: `configuration` (hosts.toml for
  * containerd), `cleanup` (restore it, then serve `/readyz` until stopped), `cleanup-wait` (probe the cleanup pods
  * until they are all done) and `bootstrap-server` (GEP-0043's external bootstrapper).
  */
 
 import { lookup } from 'node:dns/promises'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { cleanupMirrors, configureMirrors } from '@kadmirror/containerd'
 import { createBootstrapServer } from '@kadmirror/routing'
@@ -21,29 +20,6 @@ export function untilStopped(): Promise<string> {
     process.once('SIGTERM', () => resolve('SIGTERM'))
     process.once('SIGINT', () => resolve('SIGINT'))
   })
-}
-
-/** This package's version, from its package.json. */
-export function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
-  return String(manifest.version)
-}
-
-/** What `version` prints: build and runtime facts. */
-export function versionInfo(): Record<string, string> {
-  return {
-    version: packageVersion(),
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}/${process.arch}`
-  }
-}
-
-/** `kadmirror version`: one line of text, or the facts as JSON. */
-export function runVersion(values: OptionValues): void {
-  const info = versionInfo()
-  if (values.text('format') === 'json') console.log(JSON.stringify(info))
-  else console.log(`kadmirror ${info.version} (node ${info.node}, ${info.platform})`)
 }
 
 /** `kadmirror configuration`: writes hosts.toml for every mirrored registry, backing up what was there. */
@@ -77,8 +53,8 @@ async function serveReady(address: string): Promise<() => Promise<void>> {
 export async function runCleanup(values: OptionValues, log: Logger): Promise<void> {
   const configPath = values.text('containerd-registry-config-path') as string
   await cleanupMirrors({ configPath })
-  log.info({ configPath }, 'restored the mirror configuration; waiting to be shut down')
   const stop = await serveReady(values.text('addr') as string)
+  log.info({ configPath }, 'restored the mirror configuration; waiting to be shut down')
   await untilStopped()
   await stop()
 }

@@ -26,3 +26,7 @@ export const BASIC_AUTH_DIR = '/etc/secrets/basic-auth'
  * live heap while a mesh forms and keeps it; measured in bench/dht).
  */
 export const HEAP_GROWING_PERCENT = 20
+/** First wait before opening the store again (containerd not up yet), in ms; it doubles up to the max. */
+export const STORE_RETRY_MIN_BACKOFF_MS = 500
+/** Longest wait between attempts to open the store, in ms. */
+export const STORE_RETRY_MAX_BACKOFF_MS = 30 * second

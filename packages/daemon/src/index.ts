@@ -18,7 +18,6 @@
  * ```
  */
 export { COMMANDS, type CommandSpec, createLogger, main } from './cli.ts'
-export { versionInfo } from './commands.ts'
 export * as constants from './constants.ts'
 export { type BasicCredentials, readCredentials } from './credentials.ts'
 export { createNodeMetrics, handlerLabel, type NodeMetrics, type NodeMetricsSources } from './metrics.ts'
@@ -64,3 +63,4 @@ export {
   parseRegex,
   splitList
 } from './values.ts'
+export { versionInfo } from './version.ts'

@@ -23,10 +23,14 @@ import { type Logger, pino } from 'pino'
 import { DEFAULT_METRICS_PORT, DEFAULT_REGISTRY_PORT, DRAIN_POLL_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts'
+import { PendingStore } from './pending-store.ts'
 
 /** Where a node's content comes from. */
 export type StoreOption =
-  /** containerd's content store over its gRPC API (Spegel's only store). */
+  /**
+   * containerd's content store over its gRPC API (Spegel's only store). Opened in the background: until containerd
+   * answers, the node holds nothing (the mirror answers 404) and the connection is retried with backoff.
+   */
   | { kind: 'containerd'; address?: string; namespace?: string; contentDir?: string }
   /** An OCI image-layout directory (the embedded store: runs without containerd). */
   | { kind: 'oci-layout'; directory: string; create?: boolean }
@@ -77,7 +81,7 @@ export interface KadmirrorNode {
 }
 
 /** Opens the store an option names. */
-async function openStore(option: StoreOption): Promise<{ store: ContentStore; owned: boolean }> {
+async function openStore(option: StoreOption, log: Logger): Promise<{ store: ContentStore; owned: boolean }> {
   switch (option.kind) {
     case 'custom':
       return { store: option.store, owned: false }
@@ -87,7 +91,14 @@ async function openStore(option: StoreOption): Promise<{ store: ContentStore; ow
         owned: true
       }
     case 'containerd':
-      return { store: await openContainerdStore(option), owned: true }
+      return {
+        store: new PendingStore(
+          () => openContainerdStore({ ...option, logger: log }),
+          log,
+          'the containerd store'
+        ),
+        owned: true
+      }
   }
 }
 
@@ -133,7 +144,7 @@ export async function createNode(options: NodeOptions): Promise<KadmirrorNode> {
 }
 
 async function startNode(options: NodeOptions, log: Logger, started: Started): Promise<KadmirrorNode> {
-  const { store, owned } = await openStore(options.store)
+  const { store, owned } = await openStore(options.store, log.child({ component: 'store' }))
   if (owned) started.add(() => store.close())
   const registry = options.registry ?? {}
   const listener = await listenMirror({

@@ -1,0 +1,132 @@
+/**
+ * The demo's daemons: `kadmirror registry` processes on loopback, each with an OCI-layout store of its own and
+ * static bootstrap to the others, and what the demo reads from them (readiness, peer id, request log lines).
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+/** The daemon's CLI, run as an operator would run `kadmirror`. */
+const CLI = fileURLToPath(new URL('../../../packages/daemon/src/cli.ts', import.meta.url))
+
+/** One running daemon. */
+export interface Daemon {
+  name: string
+  process: ChildProcess
+  registryUrl: string
+  metricsUrl: string
+  peerId: string
+  /** The JSON log lines it wrote so far. */
+  logs: Array<Record<string, unknown>>
+}
+
+/** `count` free ports on 127.0.0.1 (bound and released; the daemons bind them a moment later). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const server = createServer().once('error', reject)
+          server.listen(0, '127.0.0.1', () => resolve(server))
+        })
+    )
+  )
+  const ports = servers.map((server) => (server.address() as { port: number }).port)
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
+  return ports
+}
+
+/** What one daemon is started with. */
+export interface DaemonSpec {
+  name: string
+  store: string
+  dataDir: string
+  ports: { registry: number; router: number; metrics: number }
+  /** The other daemons' router multiaddrs. */
+  peers: string[]
+}
+
+async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** Starts one daemon and resolves once it serves; rejects with its last log lines if it exits first. */
+export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
+  const { registry, router, metrics } = spec.ports
+  const args = [
+    ...['registry', '--bootstrap-kind=static', '--static-bootstrap-peers', ...spec.peers],
+    ...[`--store=oci-layout:${spec.store}`, `--data-dir=${spec.dataDir}`, '--allow-loopback'],
+    ...[
+      `--registry-addr=127.0.0.1:${registry}`,
+      `--router-addr=127.0.0.1:${router}`,
+      `--metrics-addr=127.0.0.1:${metrics}`
+    ]
+  ]
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const logs: Array<Record<string, unknown>> = []
+  let pending = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    pending += chunk.toString()
+    const lines = pending.split('\n')
+    pending = lines.pop() ?? ''
+    for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line))
+  })
+  const metricsUrl = `http://127.0.0.1:${metrics}`
+  await until(
+    () => {
+      if (child.exitCode !== null) throw new Error(`${spec.name} exited: ${JSON.stringify(logs.slice(-3))}`)
+      return logs.some((line) => line.msg === 'running kadmirror')
+    },
+    30_000,
+    `${spec.name} to start`
+  )
+  const metadata = (await (await fetch(`${metricsUrl}/debug/web/metadata`)).json()) as {
+    libp2p: { id: string }
+  }
+  return {
+    name: spec.name,
+    process: child,
+    registryUrl: `http://127.0.0.1:${registry}`,
+    metricsUrl,
+    peerId: metadata.libp2p.id,
+    logs
+  }
+}
+
+/** Waits until every daemon answers `/readyz` with 200 (it knows a peer). */
+export function allReady(daemons: readonly Daemon[]): Promise<void> {
+  return until(
+    async () =>
+      (
+        await Promise.all(
+          daemons.map((d) =>
+            fetch(`${d.registryUrl}/readyz`).then(
+              (r) => r.status,
+              () => 0
+            )
+          )
+        )
+      ).every((s) => s === 200),
+    30_000,
+    'every daemon ready'
+  )
+}
+
+/** Stops the daemons with SIGTERM (SIGKILL after 15 s) and resolves when all have exited. */
+export async function stopDaemons(daemons: readonly Daemon[]): Promise<void> {
+  await Promise.all(
+    daemons.map(async ({ process: child }) => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      await exited
+      clearTimeout(timer)
+    })
+  )
+}
