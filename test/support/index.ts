@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { readFile, rm, writeFile } from 'node:fs/promises'
+import { type AddressInfo, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 
@@ -42,4 +43,21 @@ export async function runReadmeExample(packageDir: string): Promise<string> {
   } finally {
     await rm(file, { force: true })
   }
+}
+
+/** `count` distinct free TCP ports on 127.0.0.1 (bound and released: the caller's servers bind them a moment later). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const server = createServer().once('error', reject)
+          server.listen(0, '127.0.0.1', () => resolve(server))
+        })
+    )
+  )
+  const ports = servers.map((server) => (server.address() as AddressInfo).port)
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
+  return ports
 }

@@ -3,8 +3,9 @@
  * static bootstrap to the others, and what the demo reads from them (readiness, peer id, request log lines).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+
+export { freePorts } from '@kadmirror/test-support'
 
 /** The daemon's CLI, run as an operator would run `kadmirror`. */
 const CLI = fileURLToPath(new URL('../../../packages/daemon/src/cli.ts', import.meta.url))
@@ -18,23 +19,6 @@ export interface Daemon {
   peerId: string
   /** The JSON log lines it wrote so far. */
   logs: Array<Record<string, unknown>>
-}
-
-/** `count` free ports on 127.0.0.1 (bound and released; the daemons bind them a moment later). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const server = createServer().once('error', reject)
-          server.listen(0, '127.0.0.1', () => resolve(server))
-        })
-    )
-  )
-  const ports = servers.map((server) => (server.address() as { port: number }).port)
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
-  return ports
 }
 
 /** What one daemon is started with. */

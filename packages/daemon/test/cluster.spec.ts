@@ -5,11 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildImage, type Descriptor, walkImage } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
-import { waitFor } from '@kadmirror/test-support'
+import { freePorts, waitFor } from '@kadmirror/test-support'
 import parsePrometheus from 'parse-prometheus-text-format'
 import { request } from 'undici'
 import { type CliProcess, startCli } from './cli-process.ts'
-import { freePorts } from './ports.ts'
 
 interface Daemon {
   cli: CliProcess

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { buildImage } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
+import { freePorts } from '@kadmirror/test-support'
 import { request } from 'undici'
 import { runCli, startCli } from './cli-process.ts'
-import { freePorts } from './ports.ts'
 
 /** Every file below `dir` with its bytes, by relative path. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
