@@ -65,9 +65,12 @@ export function completeAddress(address: string, port: number = DEFAULT_ROUTER_P
 }
 
 /**
- * Parses a JSON AddrInfo array (Spegel's `/id`, our `/bootstrap-nodes`) into peers; at most `limit` entries
- * are used. A single object is accepted as a one-entry array.
- * @throws {InvalidBootstrapPeerError} for anything else: not JSON, wrong shape, a bad peer id or multiaddr.
+ * Parses a bootstrap answer into peers; at most `limit` entries are used. Three shapes seen in the field are
+ * read: AddrInfo objects (Spegel's `/id`, our `/bootstrap-nodes`: `[{"ID":"12D3Koo…","Addrs":["/ip4/…/tcp/5001"]}]`,
+ * the ID optional), Gardener's node list (`[{"IP":"10.0.0.1","Zone":"eu-1a"}]`) and plain IP strings
+ * (`["10.0.0.1", "fd00::1"]`); an IP without a port is dialled on the router `port`. A single object is accepted
+ * as a one-entry array.
+ * @throws {InvalidBootstrapPeerError} for anything else: not JSON, another shape, a bad peer id, IP or multiaddr.
  */
 export function parseAddrInfos(
   text: string,
@@ -80,7 +83,36 @@ export function parseAddrInfos(
     throw new InvalidBootstrapPeerError(`bootstrap answer is not JSON: ${(err as Error).message}`)
   }
   const list = Array.isArray(value) ? value : [value]
-  return list.slice(0, options.limit ?? list.length).map((entry, i) => parseAddrInfo(entry, i, options.port))
+  return list
+    .slice(0, options.limit ?? list.length)
+    .map((entry, i) => parseBootstrapEntry(entry, i, options.port))
+}
+
+/** The multiaddr of an IP address on the router `port`. @throws {InvalidBootstrapPeerError} when `ip` is not one. */
+function ipAddress(ip: string, index: number, port = DEFAULT_ROUTER_PORT): string {
+  const family = isIP(ip)
+  if (family === 0)
+    throw new InvalidBootstrapPeerError(
+      `entry ${index}: ${JSON.stringify(ip.slice(0, 80))} is not an IP address`
+    )
+  return `/${family === 4 ? 'ip4' : 'ip6'}/${ip}/tcp/${port}`
+}
+
+/** One entry of a bootstrap answer, in any of the shapes {@link parseAddrInfos} reads. */
+function parseBootstrapEntry(entry: unknown, index: number, port?: number): BootstrapPeer {
+  if (typeof entry === 'string') return { addresses: [ipAddress(entry, index, port)] }
+  if (
+    typeof entry === 'object' &&
+    entry !== null &&
+    !Array.isArray(entry) &&
+    'IP' in entry &&
+    !('Addrs' in entry)
+  ) {
+    const { IP } = entry as { IP?: unknown }
+    if (typeof IP !== 'string') throw new InvalidBootstrapPeerError(`entry ${index}: IP is not a string`)
+    return { addresses: [ipAddress(IP, index, port)] }
+  }
+  return parseAddrInfo(entry, index, port)
 }
 
 /** Validates one AddrInfo object. */

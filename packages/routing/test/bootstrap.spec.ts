@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import {
   type BootstrapServer,
   createBootstrapServer,
@@ -37,8 +38,34 @@ describe('parseAddrInfos', () => {
     assert.equal(parseAddrInfos(JSON.stringify(entries), { limit: 3 }).length, 3)
   })
 
+  it('reads Gardener’s node list, dialling each IP on the router port', () => {
+    assert.deepEqual(
+      parseAddrInfos('[{"IP":"10.0.0.1","Zone":"eu-1a"},{"IP":"fd00::2","Zone":"eu-1b"}]', { port: 5001 }),
+      [{ addresses: ['/ip4/10.0.0.1/tcp/5001'] }, { addresses: ['/ip6/fd00::2/tcp/5001'] }]
+    )
+  })
+
+  it('reads a plain list of IP strings, dialling each on the router port', () => {
+    assert.deepEqual(parseAddrInfos('["10.0.0.3", "::1"]', { port: 6001 }), [
+      { addresses: ['/ip4/10.0.0.3/tcp/6001'] },
+      { addresses: ['/ip6/::1/tcp/6001'] }
+    ])
+  })
+
+  it('reads any IPv4 address in a plain list', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (ip) => {
+        assert.deepEqual(parseAddrInfos(JSON.stringify([ip])), [{ addresses: [`/ip4/${ip}/tcp/5001`] }])
+      })
+    )
+  })
+
   for (const [why, text] of [
     ['not JSON', '<html>'],
+    ['a string that is not an IP', '["node-1"]'],
+    ['a Gardener entry whose IP is not one', '[{"IP":"10.0.0.300","Zone":"a"}]'],
+    ['a Gardener entry whose IP is a number', '[{"IP":10}]'],
+    ['a number', '[5]'],
     ['a string', '"hello"'],
     ['an entry without Addrs', '[{"ID":""}]'],
     ['an address that is not a multiaddr', '[{"ID":"","Addrs":["10.0.0.1:5001"]}]'],
