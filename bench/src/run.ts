@@ -1,8 +1,9 @@
 /**
  * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|mirror|containerd|e2e] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e] [-- bench options]
  */
 import { benchContainerd } from './containerd.ts'
+import { benchDaemon } from './daemon.ts'
 import { benchDht } from './dht.ts'
 import { benchE2e } from './e2e.ts'
 import { benchMirror } from './mirror.ts'
@@ -11,6 +12,7 @@ import { benchStore } from './store.ts'
 const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   store: benchStore,
   dht: benchDht,
+  daemon: benchDaemon,
   mirror: benchMirror,
   e2e: benchE2e,
   containerd: benchContainerd

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildImage, buildIndex, type Descriptor, digestOf, walkImage } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
-import { allReady, type Daemon, freePorts, startDaemon, stopDaemons } from './daemons.ts'
+import { allReady, type Daemon, freePorts, startDaemon, stopDaemons } from '@kadmirror/test-support/daemons'
 
 const { values } = parseArgs({
   options: {

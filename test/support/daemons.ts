@@ -1,14 +1,15 @@
 /**
- * The demo's daemons: `kadmirror registry` processes on loopback, each with an OCI-layout store of its own and
- * static bootstrap to the others, and what the demo reads from them (readiness, peer id, request log lines).
+ * `kadmirror registry` daemons as separate processes on loopback, as an operator runs them — each with an OCI-layout
+ * store of its own and static bootstrap to the others — and what the cluster demo and bench/daemon read from them
+ * (readiness, peer id, JSON log lines, pid).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-export { freePorts } from '@kadmirror/test-support'
+export { freePorts } from './index.ts'
 
 /** The daemon's CLI, run as an operator would run `kadmirror`. */
-const CLI = fileURLToPath(new URL('../../../packages/daemon/src/cli.ts', import.meta.url))
+export const DAEMON_CLI = fileURLToPath(new URL('../../packages/daemon/src/cli.ts', import.meta.url))
 
 /** One running daemon. */
 export interface Daemon {
@@ -29,6 +30,8 @@ export interface DaemonSpec {
   ports: { registry: number; router: number; metrics: number }
   /** The other daemons' router multiaddrs. */
   peers: string[]
+  /** More flags for `kadmirror registry`. */
+  extraArgs?: string[]
 }
 
 async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
@@ -51,7 +54,9 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
       `--metrics-addr=127.0.0.1:${metrics}`
     ]
   ]
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [DAEMON_CLI, ...args, ...(spec.extraArgs ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
   const logs: Array<Record<string, unknown>> = []
   let pending = ''
   child.stderr?.on('data', (chunk: Buffer) => {
@@ -61,23 +66,24 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
     for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line))
   })
   const metricsUrl = `http://127.0.0.1:${metrics}`
+  let metadata: { libp2p: { id: string } } | undefined
+  // The metrics server starts last: once it answers, the daemon serves (whatever its log level).
   await until(
-    () => {
+    async () => {
       if (child.exitCode !== null) throw new Error(`${spec.name} exited: ${JSON.stringify(logs.slice(-3))}`)
-      return logs.some((line) => line.msg === 'running kadmirror')
+      const res = await fetch(`${metricsUrl}/debug/web/metadata`).catch(() => undefined)
+      metadata = res?.status === 200 ? ((await res.json()) as { libp2p: { id: string } }) : undefined
+      return metadata !== undefined
     },
     30_000,
     `${spec.name} to start`
   )
-  const metadata = (await (await fetch(`${metricsUrl}/debug/web/metadata`)).json()) as {
-    libp2p: { id: string }
-  }
   return {
     name: spec.name,
     process: child,
     registryUrl: `http://127.0.0.1:${registry}`,
     metricsUrl,
-    peerId: metadata.libp2p.id,
+    peerId: (metadata as { libp2p: { id: string } }).libp2p.id,
     logs
   }
 }
