@@ -30,3 +30,7 @@ export const HEAP_GROWING_PERCENT = 20
 export const STORE_RETRY_MIN_BACKOFF_MS = 500
 /** Longest wait between attempts to open the store, in ms. */
 export const STORE_RETRY_MAX_BACKOFF_MS = 30 * second
+/** Providers the debug page's measure looks for. */
+export const MEASURE_LOOKUP_PROVIDERS = 10
+/** Largest body of a debug page request (a measure form), in bytes. */
+export const DEBUG_REQUEST_MAX_BYTES = 16 * 1024

@@ -1,12 +1,23 @@
 /**
- * The metrics port (Spegel's `--metrics-addr`): `GET /metrics` in Prometheus' text format and
- * `GET /debug/web/metadata` (`{"libp2p":{"id":…}}`, as Spegel's debug page serves it); anything else 404.
+ * The metrics port (Spegel's `--metrics-addr`): `GET /metrics` in Prometheus' text format,
+ * `GET /debug/web/metadata` (`{"libp2p":{"id":…}}`, as Spegel's debug page serves it), and, when enabled, the debug
+ * page at `/debug/web/` with its `api/status` and `api/measure`. Anything else 404.
  */
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Libp2pRouter } from '@kadmirror/routing'
+import { DEBUG_REQUEST_MAX_BYTES } from './constants.ts'
+import { DEBUG_PAGE } from './debug-page.ts'
+import type { DebugState } from './debug-state.ts'
+import { InvalidMeasureError, type Measurement } from './measure.ts'
 import type { NodeMetrics } from './metrics.ts'
+
+/** The debug page's sources. */
+export interface DebugWeb {
+  state: DebugState
+  measure(image: string): Promise<Measurement>
+}
 
 /** Options of {@link startMetricsServer}. */
 export interface MetricsServerInit {
@@ -14,6 +25,8 @@ export interface MetricsServerInit {
   host?: string
   metrics: NodeMetrics
   router: Libp2pRouter
+  /** The debug page; none when undefined (Spegel's `--debug-web-enabled=false`). */
+  debug?: DebugWeb
 }
 
 /** A listening metrics server. */
@@ -25,19 +38,78 @@ export interface MetricsServer {
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store'
+  })
   res.end(body)
+}
+
+const json = (res: ServerResponse, status: number, value: unknown): void =>
+  send(res, status, 'application/json', JSON.stringify(value))
+
+/** Reads a small JSON body. @throws {InvalidMeasureError} when it is too large or not JSON. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).byteLength
+    if (size > DEBUG_REQUEST_MAX_BYTES)
+      throw new InvalidMeasureError(`the request is over ${DEBUG_REQUEST_MAX_BYTES} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new InvalidMeasureError('the request is not JSON')
+  }
+}
+
+async function measureRequest(req: IncomingMessage, res: ServerResponse, debug: DebugWeb): Promise<void> {
+  try {
+    const body = (await readJson(req)) as { image?: unknown }
+    if (typeof body?.image !== 'string' || body.image.trim() === '')
+      throw new InvalidMeasureError('name an image, such as docker.io/library/nginx:1.27')
+    json(res, 200, await debug.measure(body.image.trim()))
+  } catch (err) {
+    if (err instanceof InvalidMeasureError) return json(res, 400, { error: err.message })
+    throw err
+  }
+}
+
+async function debugRoute(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  debug: DebugWeb
+): Promise<void> {
+  if (path === '/debug/web') {
+    res.writeHead(301, { location: '/debug/web/' }).end()
+    return
+  }
+  if (path === '/debug/web/' && req.method !== 'POST')
+    return send(res, 200, 'text/html; charset=utf-8', DEBUG_PAGE)
+  if (path === '/debug/web/api/status' && req.method !== 'POST')
+    return json(res, 200, await debug.state.status())
+  if (path === '/debug/web/api/measure') {
+    if (req.method !== 'POST') return json(res, 405, { error: 'POST a JSON body {"image": "…"}' })
+    return measureRequest(req, res, debug)
+  }
+  json(res, 404, { error: 'not found' })
 }
 
 async function route(req: IncomingMessage, res: ServerResponse, init: MetricsServerInit): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://metrics').pathname
-  if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'only GET\n')
-  if (path === '/metrics') {
-    const registry = init.metrics.registry
-    return send(res, 200, registry.contentType, await registry.metrics())
-  }
-  if (path === '/debug/web/metadata')
-    return send(res, 200, 'application/json', JSON.stringify({ libp2p: { id: init.router.peerId } }))
+  const method = req.method ?? 'GET'
+  if (path === '/debug/web/api/measure' && init.debug !== undefined)
+    return debugRoute(req, res, path, init.debug)
+  if (method !== 'GET' && method !== 'HEAD') return send(res, 405, 'text/plain', 'only GET\n')
+  if (path === '/metrics')
+    return send(res, 200, init.metrics.registry.contentType, await init.metrics.registry.metrics())
+  if (path === '/debug/web/metadata') return json(res, 200, { libp2p: { id: init.router.peerId } })
+  if ((path === '/debug/web' || path.startsWith('/debug/web/')) && init.debug !== undefined)
+    return debugRoute(req, res, path, init.debug)
   send(res, 404, 'text/plain', 'not found\n')
 }
 

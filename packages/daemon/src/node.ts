@@ -21,8 +21,10 @@ import {
 import { type ContentStore, openOciLayoutStore } from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
 import { DEFAULT_METRICS_PORT, DEFAULT_REGISTRY_PORT, DRAIN_POLL_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
+import { DebugState } from './debug-state.ts'
+import { measure } from './measure.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
-import { type MetricsServer, startMetricsServer } from './metrics-server.ts'
+import { type DebugWeb, type MetricsServer, startMetricsServer } from './metrics-server.ts'
 import { PendingStore } from './pending-store.ts'
 
 /** Where a node's content comes from. */
@@ -55,6 +57,8 @@ export interface NodeOptions {
   mirror?: Omit<MirrorHandlerInit, 'store' | 'router' | 'logger'>
   /** Where `/metrics` (and the debug page) listen; `false` for none. Default all interfaces, port 9090. */
   metrics?: Partial<ListenAddress> | false
+  /** Serve the debug page at `/debug/web/` on the metrics port (Spegel's `--debug-web-enabled`). Default true. */
+  debugWeb?: boolean
   /** How long in-flight transfers may take to finish on `close()`, in ms. @default {@link SHUTDOWN_GRACE_MS} (10 s) */
   shutdownGraceMs?: number
   logger?: Logger
@@ -174,7 +178,15 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
   listener.server.on('request', (req: IncomingMessage, res: ServerResponse) =>
     metrics.trackInflight(new URL(req.url ?? '/', 'http://mirror').pathname, res)
   )
-  const server = options.metrics === false ? undefined : await startMetrics(options.metrics, metrics, router)
+  const debug =
+    options.debugWeb === false
+      ? undefined
+      : {
+          state: new DebugState({ mirror, router, store }),
+          measure: (image: string) => measure(image, { router, mirror, registryUrl: listener.url })
+        }
+  const server =
+    options.metrics === false ? undefined : await startMetrics(options.metrics, metrics, router, debug)
   if (server !== undefined) started.add(() => server.close())
   log.info({ registry: listener.url, router: router.addresses(), metrics: server?.url }, 'running kadmirror')
   const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS
@@ -218,13 +230,15 @@ function hostOf(host: string | undefined): { host?: string } {
 async function startMetrics(
   address: Partial<ListenAddress> | undefined,
   metrics: NodeMetrics,
-  router: Libp2pRouter
+  router: Libp2pRouter,
+  debug: DebugWeb | undefined
 ): Promise<MetricsServer> {
   return startMetricsServer({
     port: address?.port ?? DEFAULT_METRICS_PORT,
     ...hostOf(address?.host),
     metrics,
-    router
+    router,
+    ...(debug === undefined ? {} : { debug })
   })
 }
 

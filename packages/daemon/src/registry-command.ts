@@ -116,6 +116,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       ...(credentials === undefined ? {} : { credentials })
     },
     metrics: { host: metrics.host, port: metrics.port },
+    debugWeb: values.flag('debug-web-enabled'),
     shutdownGraceMs: parseDuration(values.text('shutdown-grace') ?? '10s'),
     logger: log
   }
