@@ -5,10 +5,20 @@
  * `kadmirror_*`; process and Node runtime metrics beside them.
  */
 import type { ServerResponse } from 'node:http'
-import type { MirrorHandler, ResponseEvent } from '@kadmirror/mirror'
+import type { MirrorHandler, PeerFailureKind, ResponseEvent } from '@kadmirror/mirror'
 import type { AdvertisedKinds, Advertiser, Libp2pRouter } from '@kadmirror/routing'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { RESPONSE_SIZE_BUCKETS_BYTES } from './constants.ts'
+
+/** The kinds of `kadmirror_peer_failures_total` (the mirror's `PeerFailureKind`). */
+const PEER_FAILURE_KINDS: readonly PeerFailureKind[] = [
+  'not-held',
+  'digest-mismatch',
+  'bad-answer',
+  'timeout',
+  'connection',
+  'other'
+]
 
 /** What the metrics are read from. */
 export interface NodeMetricsSources {
@@ -198,6 +208,10 @@ function kadmirrorMetrics(registry: Registry, sources: NodeMetricsSources) {
       this.set(sources.advertiser.size())
     }
   })
+  // Every label value known in advance starts at 0, so rates and dashboards have a series before the first event.
+  for (const source of ['local', 'peer']) bytes.inc({ source }, 0)
+  for (const kind of PEER_FAILURE_KINDS) failures.inc({ kind }, 0)
+  mismatches.inc(0)
   const { mirror, router } = sources
   mirror.events.on('response', (event) => {
     responses.inc({ kind: event.kind, source: event.source })
