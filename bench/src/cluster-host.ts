@@ -1,19 +1,18 @@
 /**
- * A process hosting several kadmirror nodes for bench/mirror (memory store, libp2p router, mirror server
- * each), driven over IPC by the parent: `start` (with a seed), `peers`, `images` (add small images to random
+ * A process hosting several kadmirror nodes for bench/mirror (`createNode()` on a memory store each), driven over IPC by the parent: `start` (with a seed), `peers`, `images` (add small images to random
  * hosted nodes; answers their layer digests), `stop`. Spreading a cluster over several such processes keeps
  * one event loop from answering for every node.
  */
 import { randomFillSync } from 'node:crypto'
-import { listenMirror, type MirrorListener } from '@kadmirror/mirror'
+import { createNode, type KadmirrorNode } from '@kadmirror/daemon'
 import { buildImage, type Digest } from '@kadmirror/oci'
-import { createLibp2pRouter, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
+import { staticBootstrapper } from '@kadmirror/routing'
 import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
 
 interface HostedNode {
-  router: Libp2pRouter
+  node: KadmirrorNode
+  router: KadmirrorNode['router']
   store: MemoryStore
-  listener: MirrorListener
 }
 
 /** Messages the parent sends. */
@@ -25,17 +24,20 @@ export type HostRequest =
 
 const nodes: HostedNode[] = []
 
+/** One node built by the daemon's `createNode()` on a memory store (no metrics port). */
 async function startNode(seed?: string[]): Promise<HostedNode> {
-  const listener = await listenMirror({ port: 0, host: '127.0.0.1' })
-  const router = await createLibp2pRouter({
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    allowLoopback: true,
-    registryPort: listener.port,
-    ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
-  })
   const store = createMemoryStore()
-  listener.serve({ store, router })
-  return { router, store, listener }
+  const node = await createNode({
+    store: { kind: 'custom', store },
+    registry: { host: '127.0.0.1', port: 0 },
+    metrics: false,
+    router: {
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      allowLoopback: true,
+      ...(seed === undefined ? {} : { bootstrapper: staticBootstrapper(seed) })
+    }
+  })
+  return { node, router: node.router, store }
 }
 
 async function handle(message: HostRequest): Promise<unknown> {
@@ -54,6 +56,7 @@ async function handle(message: HostRequest): Promise<unknown> {
         const image = buildImage({ layers: [bytes] })
         const owner = nodes[Math.floor(Math.random() * nodes.length)] as HostedNode
         await owner.store.addImage(`bench.local/hit/n${process.pid}-${i}:1`, image)
+        // At once, so the answer comes after the records are stored (the node's advertiser follows 50 ms later).
         await owner.router.advertise([...image.blobs.keys()])
         layers.push([...image.blobs.entries()].find(([, b]) => b === bytes)?.[0] as Digest)
       }
@@ -62,8 +65,7 @@ async function handle(message: HostRequest): Promise<unknown> {
     case 'stop':
       await Promise.all(
         nodes.map(async (n) => {
-          await n.listener.close()
-          await n.router.close()
+          await n.node.close()
           await n.store.close()
         })
       )

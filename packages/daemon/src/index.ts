@@ -40,6 +40,7 @@ export {
   REGISTRY_OPTIONS,
   VERSION_OPTIONS
 } from './options.ts'
+export { PendingStore } from './pending-store.ts'
 export { registryNodeOptions, routerListen } from './registry-command.ts'
 export {
   type OptionValue,
