@@ -1,7 +1,8 @@
 /**
- * A process hosting several kadmirror nodes for bench/mirror (`createNode()` on a memory store each), driven over IPC by the parent: `start` (with a seed), `peers`, `images` (add small images to random
- * hosted nodes; answers their layer digests), `stop`. Spreading a cluster over several such processes keeps
- * one event loop from answering for every node.
+ * A process hosting several kadmirror nodes for bench/mirror (`createNode()` on a memory store each), driven over
+ * IPC by the parent: `start` (with a seed), `peers`, `images` (add small images to random hosted nodes; answers
+ * their layer digests), `stop`. Spreading a cluster over several such processes keeps one event loop from
+ * answering for every node.
  */
 import { randomFillSync } from 'node:crypto'
 import { createNode, type KadmirrorNode } from '@kadmirror/daemon'
