@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildImage } from '@kadmirror/oci'
-import { staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { freePorts, waitFor } from '@kadmirror/test-support'
-import { createNode, type KadmirrorNode } from '../src/node.ts'
-
-/** Debian's prometheus, or undefined when it is not installed. */
-function prometheusPath(): string | undefined {
-  try {
-    return execFileSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).trim() || undefined
-  } catch {
-    return undefined
-  }
-}
+import type { KadmirrorNode } from '../src/node.ts'
+import { installed, loopbackNode } from './loopback.ts'
 
 interface Panel {
   title: string
@@ -28,7 +19,7 @@ const dashboardPath = new URL('../../../deploy/grafana/kadmirror.json', import.m
 
 describe('the Grafana dashboard against a real Prometheus scraping running daemons', function () {
   this.timeout(120_000)
-  const prometheus = prometheusPath()
+  const prometheus = installed('prometheus')
   let dir: string
   let nodes: KadmirrorNode[] = []
   let server: ChildProcess | undefined
@@ -46,25 +37,8 @@ describe('the Grafana dashboard against a real Prometheus scraping running daemo
     const store = await openOciLayoutStore({ directory: join(dir, 'a') })
     await store.addImage('registry.example.com/team/app:1.0', image)
     await store.close()
-    const node = (layout: string, seed?: KadmirrorNode) =>
-      createNode({
-        store: { kind: 'oci-layout', directory: layout },
-        registry: { host: '127.0.0.1', port: 0 },
-        metrics: { host: '127.0.0.1', port: 0 },
-        router: {
-          listen: ['/ip4/127.0.0.1/tcp/0'],
-          allowLoopback: true,
-          ...(seed === undefined
-            ? {}
-            : {
-                bootstrapper: staticBootstrapper(
-                  seed.router.addresses().map((a) => `${a}/p2p/${seed.router.peerId}`)
-                )
-              })
-        }
-      })
-    const holder = await node(join(dir, 'a'))
-    const asker = await node(join(dir, 'b'), holder)
+    const holder = await loopbackNode(join(dir, 'a'))
+    const asker = await loopbackNode(join(dir, 'b'), holder)
     nodes = [holder, asker]
     await waitFor(async () => (await holder.ready()) && (await asker.ready()), 20_000, 'both nodes ready')
     const [port] = await freePorts(1)

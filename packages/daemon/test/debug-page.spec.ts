@@ -1,50 +1,18 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildImage } from '@kadmirror/oci'
-import { staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
 import puppeteer, { type Browser } from 'puppeteer-core'
-import { createNode, type KadmirrorNode } from '../src/node.ts'
-
-/** Debian's chromium, or undefined when it is not installed. */
-function chromiumPath(): string | undefined {
-  try {
-    return (
-      execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], {
-        encoding: 'utf8'
-      }).trim() || undefined
-    )
-  } catch {
-    return undefined
-  }
-}
-
-const loopbackNode = (dir: string, bootstrap?: KadmirrorNode) =>
-  createNode({
-    store: { kind: 'oci-layout', directory: join(dir, 'layout') },
-    registry: { host: '127.0.0.1', port: 0 },
-    metrics: { host: '127.0.0.1', port: 0 },
-    router: {
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      allowLoopback: true,
-      ...(bootstrap === undefined
-        ? {}
-        : {
-            bootstrapper: staticBootstrapper(
-              bootstrap.router.addresses().map((a) => `${a}/p2p/${bootstrap.router.peerId}`)
-            )
-          })
-    }
-  })
+import type { KadmirrorNode } from '../src/node.ts'
+import { installed, loopbackNode } from './loopback.ts'
 
 describe('debug page in a real browser (Debian chromium)', function () {
   this.timeout(90_000)
-  const chromium = chromiumPath()
+  const chromium = installed('chromium', 'chromium-browser')
   let dir: string
   let holder: KadmirrorNode
   let asker: KadmirrorNode
@@ -62,8 +30,8 @@ describe('debug page in a real browser (Debian chromium)', function () {
       buildImage({ layers: [randomFillSync(new Uint8Array(200_000))] })
     )
     await store.close()
-    holder = await loopbackNode(join(dir, 'a'))
-    asker = await loopbackNode(join(dir, 'b'), holder)
+    holder = await loopbackNode(join(dir, 'a', 'layout'))
+    asker = await loopbackNode(join(dir, 'b', 'layout'), holder)
     await waitFor(async () => (await holder.ready()) && (await asker.ready()), 20_000, 'both nodes ready')
     browser = await puppeteer.launch({
       executablePath: chromium as string,
