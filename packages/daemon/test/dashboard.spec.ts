@@ -94,7 +94,8 @@ describe('the Grafana dashboard against a real Prometheus scraping running daemo
 
   async function query(expr: string): Promise<Array<{ value: [number, string] }>> {
     const res = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`).catch(() => undefined)
-    if (res === undefined) return []
+    // Unreachable, or 503 while Prometheus starts: no data yet.
+    if (res === undefined || res.status !== 200) return []
     const body = (await res.json()) as {
       status: string
       error?: string
