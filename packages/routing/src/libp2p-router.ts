@@ -35,6 +35,7 @@ import { startConnectionChecks } from './liveness.ts'
 import { LookupClient } from './lookup-client.ts'
 import { handleLookups } from './lookup-server.ts'
 import { Membership } from './membership.ts'
+import { cancelPendingAddressUpdate } from './patches.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { PeerRequests } from './peer-requests.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
@@ -275,5 +276,6 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     await bootstrapper?.unregister?.(shared.selfPeer(), { signal }).catch(() => {})
     await bootstrapper?.close?.()
     await libp2p.stop()
+    cancelPendingAddressUpdate(libp2p, log)
   })
 }

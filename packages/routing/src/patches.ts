@@ -6,6 +6,7 @@
  * - `@chainsafe/libp2p-yamux` {@link YAMUX_PATCHED_VERSION}: window updates only once half the window is used.
  * - `@libp2p/kad-dht` {@link KAD_DHT_PATCHED_VERSION}: no routing-table refresh, no ping for connected contacts,
  *   closest peers tagged once a minute.
+ * - `libp2p` {@link LIBP2P_PATCHED_VERSION}: no address update left pending after `stop()`.
  */
 
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
@@ -17,6 +18,8 @@ import { CLOSEST_PEER_TAG_INTERVAL_MS } from './constants.ts'
 export const YAMUX_PATCHED_VERSION = '8.0.1'
 /** The `@libp2p/kad-dht` version the kad-dht patches were written for. */
 export const KAD_DHT_PATCHED_VERSION = '16.4.5'
+/** The `libp2p` version the address-manager patch was written for. */
+export const LIBP2P_PATCHED_VERSION = '3.3.11'
 
 interface WindowFields {
   state: StreamState
@@ -123,4 +126,23 @@ export function tuneStockDht(dht: unknown, isConnected: (peer: PeerId) => boolea
   disableTableRefresh(parts, log)
   slowClosestPeerTagging(parts, log)
   skipPingForConnected(parts, isConnected, log)
+}
+
+/**
+ * Cancels the peer-store address update libp2p's address manager schedules when its transports stop listening: a
+ * debounced 1 s timer that `stop()` leaves behind, holding the process (a daemon that has closed everything still
+ * waited a second to exit). Call after `libp2p.stop()`.
+ */
+export function cancelPendingAddressUpdate(libp2p: unknown, log: Logger): void {
+  const manager = (
+    libp2p as { components?: { addressManager?: { _updatePeerStoreAddresses?: { stop?: unknown } } } }
+  ).components?.addressManager
+  const update = manager?._updatePeerStoreAddresses
+  if (typeof update?.stop !== 'function') {
+    log.warn(
+      `libp2p has no components.addressManager._updatePeerStoreAddresses.stop (patch written for ${LIBP2P_PATCHED_VERSION}): the process may stay up a second after close`
+    )
+    return
+  }
+  ;(update.stop as () => void)()
 }

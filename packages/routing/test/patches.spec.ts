@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -7,8 +10,10 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type Logger, pino } from 'pino'
 import { Uint8ArrayList } from 'uint8arraylist'
 import {
+  cancelPendingAddressUpdate,
   disableTableRefresh,
   KAD_DHT_PATCHED_VERSION,
+  LIBP2P_PATCHED_VERSION,
   skipPingForConnected,
   slowClosestPeerTagging,
   tuneStockDht,
@@ -151,5 +156,29 @@ describe('kad-dht patches', () => {
     } finally {
       await node.close()
     }
+  })
+})
+
+describe('libp2p patches', function () {
+  this.timeout(30_000)
+
+  it('leave nothing to hold the process once a router has closed (libp2p’s pending address update is cancelled)', async () => {
+    const script = fileURLToPath(new URL('fixtures/close-and-linger.ts', import.meta.url))
+    const { stdout } = await promisify(execFile)(process.execPath, [script])
+    assert.equal(stdout, 'exited\n')
+  })
+
+  it('warn when libp2p lacks the address update they cancel', () => {
+    const { log, warnings } = recordingLogger()
+    cancelPendingAddressUpdate({}, log)
+    assert.equal(warnings.length, 1)
+    assert.match(warnings[0] as string, new RegExp(`patch written for ${LIBP2P_PATCHED_VERSION}`))
+  })
+
+  it('are written for the libp2p version installed', async () => {
+    const manifest = JSON.parse(
+      await readFile(new URL('../node_modules/libp2p/package.json', import.meta.url), 'utf8')
+    )
+    assert.equal(manifest.version, LIBP2P_PATCHED_VERSION)
   })
 })
