@@ -224,9 +224,8 @@ function kadmirrorMetrics(registry: Registry, sources: NodeMetricsSources) {
   router.events.on('failure', (event) => routerFailures.inc({ operation: event.operation }))
 }
 
-/** Creates the node's metrics registry and subscribes it to the sources' events. */
-export function createNodeMetrics(sources: NodeMetricsSources): NodeMetrics {
-  const registry = new Registry()
+/** Subscribes the node's metrics in `registry` (default a new one) to the sources' events. */
+export function createNodeMetrics(sources: NodeMetricsSources, registry = new Registry()): NodeMetrics {
   collectDefaultMetrics({ register: registry })
   spegelMetrics(registry, sources)
   const trackInflight = httpMetrics(registry, sources.mirror)

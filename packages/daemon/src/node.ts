@@ -19,7 +19,9 @@ import {
   type Libp2pRouterInit
 } from '@kadmirror/routing'
 import { type ContentStore, openOciLayoutStore } from '@kadmirror/store'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { type Logger, pino } from 'pino'
+import { Registry } from 'prom-client'
 import { DEFAULT_METRICS_PORT, DEFAULT_REGISTRY_PORT, DRAIN_POLL_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
 import { DebugState } from './debug-state.ts'
 import { measure } from './measure.ts'
@@ -59,6 +61,11 @@ export interface NodeOptions {
   metrics?: Partial<ListenAddress> | false
   /** Serve the debug page at `/debug/web/` on the metrics port (Spegel's `--debug-web-enabled`). Default true. */
   debugWeb?: boolean
+  /**
+   * Also export libp2p's own metrics (connections, streams, protocol traffic) in the same registry. Default false:
+   * they track every stream, and their cost on a node's hot path is not measured yet.
+   */
+  libp2pMetrics?: boolean
   /** How long in-flight transfers may take to finish on `close()`, in ms. @default {@link SHUTDOWN_GRACE_MS} (10 s) */
   shutdownGraceMs?: number
   logger?: Logger
@@ -150,15 +157,25 @@ export async function createNode(options: NodeOptions): Promise<KadmirrorNode> {
 async function startNode(options: NodeOptions, log: Logger, started: Started): Promise<KadmirrorNode> {
   const { store, owned } = await openStore(options.store, log.child({ component: 'store' }))
   if (owned) started.add(() => store.close())
-  const registry = options.registry ?? {}
+  const mirrorAddress = options.registry ?? {}
   const listener = await listenMirror({
-    port: registry.port ?? DEFAULT_REGISTRY_PORT,
-    ...hostOf(registry.host)
+    port: mirrorAddress.port ?? DEFAULT_REGISTRY_PORT,
+    ...hostOf(mirrorAddress.host)
   })
   started.add(() => listener.close())
+  const metricsRegistry = new Registry()
   const router = await createLibp2pRouter({
     ...options.router,
     registryPort: listener.port,
+    ...(options.libp2pMetrics === true
+      ? {
+          metrics: prometheusMetrics({
+            registry: metricsRegistry,
+            collectDefaultMetrics: false,
+            preserveExistingMetrics: true
+          })
+        }
+      : {}),
     logger: log.child({ component: 'router' })
   })
   started.add(() => router.close())
@@ -173,7 +190,7 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
     ready: async () => !closing && (await router.ready()),
     logger: log.child({ component: 'mirror' })
   })
-  const metrics = createNodeMetrics({ mirror, router, advertiser })
+  const metrics = createNodeMetrics({ mirror, router, advertiser }, metricsRegistry)
   logRequests(mirror, log)
   listener.server.on('request', (req: IncomingMessage, res: ServerResponse) =>
     metrics.trackInflight(new URL(req.url ?? '/', 'http://mirror').pathname, res)

@@ -229,6 +229,14 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: (v) => void parseStore(v)
   },
   {
+    flag: 'libp2p-metrics',
+    env: 'LIBP2P_METRICS',
+    since: 'kadmirror',
+    boolean: true,
+    default: 'false',
+    description: 'Also export libp2p’s own metrics (connections, streams, protocol traffic) on /metrics.'
+  },
+  {
     flag: 'allow-loopback',
     env: 'ALLOW_LOOPBACK',
     since: 'kadmirror',

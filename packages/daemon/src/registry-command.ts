@@ -117,6 +117,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
     },
     metrics: { host: metrics.host, port: metrics.port },
     debugWeb: values.flag('debug-web-enabled'),
+    libp2pMetrics: values.flag('libp2p-metrics'),
     shutdownGraceMs: parseDuration(values.text('shutdown-grace') ?? '10s'),
     logger: log
   }

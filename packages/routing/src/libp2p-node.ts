@@ -12,7 +12,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p, type Libp2p } from 'libp2p'
+import { createLibp2p, type Libp2p, type Libp2pInit } from 'libp2p'
 import type { Logger } from 'pino'
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -47,6 +47,7 @@ export interface RouterLibp2pInit {
   providerValidityMs: number
   maxConnections?: number
   inboundConnectionThreshold?: number
+  metrics?: Libp2pInit['metrics']
   log: Logger
 }
 
@@ -124,6 +125,7 @@ export async function createRouterLibp2p(init: RouterLibp2pInit): Promise<Router
     start: false,
     logger: libp2pComponentLogger(),
     ...(init.privateKey === undefined ? {} : { privateKey: init.privateKey }),
+    ...(init.metrics === undefined ? {} : { metrics: init.metrics }),
     datastore: init.datastore,
     addresses: {
       listen: init.listen ?? [

@@ -75,6 +75,7 @@ async function createNode(init: Libp2pRouterInit, settings: Settings, datastore:
     ...(init.announce === undefined ? {} : { announce: init.announce }),
     ...(privateKey === undefined ? {} : { privateKey }),
     ...(init.maxConnections === undefined ? {} : { maxConnections: init.maxConnections }),
+    ...(init.metrics === undefined ? {} : { metrics: init.metrics }),
     ...(init.inboundConnectionThreshold === undefined
       ? {}
       : { inboundConnectionThreshold: init.inboundConnectionThreshold }),

@@ -3,6 +3,7 @@
  * are built with (every default filled in).
  */
 import type { PrivateKey } from '@libp2p/interface'
+import type { Libp2pInit } from 'libp2p'
 import { type Logger, pino } from 'pino'
 import type { Bootstrapper } from './bootstrap.ts'
 import {
@@ -62,6 +63,11 @@ export interface Libp2pRouterInit {
    * {@link LOOPBACK_INBOUND_CONNECTION_THRESHOLD}.
    */
   inboundConnectionThreshold?: number
+  /**
+   * libp2p's metrics implementation (for example `prometheusMetrics({ registry })` from `@libp2p/prometheus-metrics`),
+   * handed to libp2p as its `metrics` option. Default none.
+   */
+  metrics?: Libp2pInit['metrics']
   /** Structured logger; default silent. */
   logger?: Logger
 }
