@@ -4,7 +4,7 @@
 // registry into .tools/, installs the pinned pnpm there, installs the workspace, then runs the task.
 // Plain JavaScript on purpose: it must start on Node 20.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -116,6 +116,34 @@ function test(args) {
   }
 }
 
+/**
+ * Runs an example from the repository root: `examples/<name>/src/main.ts` with `args`, or the first ```ts block of
+ * `packages/<name>/README.md` (written next to the package's sources so its imports resolve as a user's would).
+ */
+function example(name, args) {
+  const main = join(root, 'examples', name ?? '', 'src', 'main.ts')
+  if (name !== undefined && existsSync(main)) return run(process.execPath, [main, ...args])
+  const readme = join(root, 'packages', name ?? '', 'README.md')
+  if (name === undefined || !existsSync(readme)) {
+    log(
+      `usage: npm run example -- <example or package> [args…]; examples: ${readdirSync(join(root, 'examples')).join(', ')}; packages: ${readdirSync(join(root, 'packages')).join(', ')}`
+    )
+    return 2
+  }
+  const code = /```ts\n([\s\S]*?)```/.exec(readFileSync(readme, 'utf8'))?.[1]
+  if (code === undefined) {
+    log(`packages/${name}/README.md has no ts example`)
+    return 2
+  }
+  const file = join(root, 'packages', name, 'readme-example.tmp.ts')
+  writeFileSync(file, code)
+  try {
+    return run(process.execPath, [file, ...args], { cwd: join(root, 'packages', name) })
+  } finally {
+    rmSync(file, { force: true })
+  }
+}
+
 ensureNode()
 const pnpm = ensurePnpm()
 ensureInstalled(pnpm)
@@ -130,10 +158,13 @@ switch (task) {
   case 'bench':
     process.exit(run(process.execPath, ['--expose-gc', join(root, 'bench', 'src', 'run.ts'), ...rest]))
     break
+  case 'example':
+    process.exit(example(rest[0], rest.slice(1)))
+    break
   case 'pnpm':
     process.exit(run(pnpm, rest))
     break
   default:
-    log('usage: node scripts/run.mjs start|test|bench|pnpm [args…]')
+    log('usage: node scripts/run.mjs start|test|bench|example|pnpm [args…]')
     process.exit(2)
 }

@@ -60,3 +60,32 @@ describe('cluster demo (npm start)', function () {
     )
   })
 })
+
+describe('npm run example', function () {
+  this.timeout(60_000)
+  const runScript = join(root, 'scripts', 'run.mjs')
+
+  it('runs a package README’s example from the repository root', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [runScript, 'example', 'mirror'], {
+      cwd: root
+    })
+    assert.match(stdout, /A: manifest 200 \(peer\)/)
+  })
+
+  it('runs an example program with its arguments', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [runScript, 'example', 'layout-demo', '--layer-mib', '0.1'],
+      { cwd: root }
+    )
+    assert.match(stdout, /Keys this node would advertise/)
+  })
+
+  it('exits 2 naming what it can run when the name is unknown', async () => {
+    await assert.rejects(
+      promisify(execFile)(process.execPath, [runScript, 'example', 'nope'], { cwd: root }),
+      (err: { code?: number; stderr?: string }) =>
+        err.code === 2 && /examples: .*cluster-demo/.test(err.stderr ?? '')
+    )
+  })
+})
