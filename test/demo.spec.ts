@@ -47,6 +47,10 @@ describe('cluster demo (npm start)', function () {
     assert.doesNotMatch(stdout, /WRONG/)
     assert.match(stdout, /a blob nobody has → 404 \{"errors":\[\{"code":"BLOB_UNKNOWN"/)
     assert.match(stdout, /HEAD pause:3\.10 → 404/)
+    assert.match(
+      stdout,
+      /debug page: http:\/\/127\.0\.0\.1:\d+\/debug\/web\/ {3}metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/
+    )
   })
 
   it('exits with a one-line error on a bad node count', async () => {

@@ -6,6 +6,7 @@
  * per daemon (GEP-0043 runs Spegel under MemoryMax=100M; Spegel's chart limits it to 128 MiB).
  *
  * Usage: node bench/src/daemon.ts [--sizes 10,30] [--keys 10000] [--requests 1000] [--settle-s 10]
+ *   [--daemon-args '--libp2p-metrics'] (more flags for every `kadmirror registry`, shown in each row)
  */
 import { randomFillSync } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -49,7 +50,7 @@ function imagesFor(keys: number): BuiltImage[] {
 }
 
 /** Starts `size` daemons (node 1 seeded with `images`) and resolves them with each one's time to `/readyz`, in s. */
-async function startCluster(root: string, size: number, images: BuiltImage[]) {
+async function startCluster(root: string, size: number, images: BuiltImage[], daemonArgs: string[]) {
   const ports = await freePorts(size * 3)
   const router = (i: number): string => `/ip4/127.0.0.1/tcp/${ports[i * 3 + 1]}`
   const store = await openOciLayoutStore({ directory: join(root, 'node-1', 'layout') })
@@ -76,7 +77,7 @@ async function startCluster(root: string, size: number, images: BuiltImage[]) {
           metrics: ports[i * 3 + 2] as number
         },
         peers: peers.length > 0 ? peers : [router((i + 1) % size)],
-        extraArgs: ['--log-level=WARN']
+        extraArgs: ['--log-level=WARN', ...daemonArgs]
       })
       while (
         (await fetch(`${daemon.registryUrl}/readyz`).then(
@@ -148,13 +149,19 @@ async function mirrorRequests(daemons: readonly Daemon[], images: BuiltImage[], 
   return { seconds: (performance.now() - started) / 1000, ...counts }
 }
 
-async function benchSize(size: number, keys: number, requests: number, settleS: number): Promise<Row> {
+async function benchSize(
+  size: number,
+  keys: number,
+  requests: number,
+  settleS: number,
+  daemonArgs: string[]
+): Promise<Row> {
   const root = await mkdtemp(join(tmpdir(), 'kadmirror-bench-daemon-'))
   const images = imagesFor(keys)
   let daemons: Daemon[] = []
   try {
     console.error(`bench/daemon: ${size} daemons…`)
-    const cluster = await startCluster(root, size, images)
+    const cluster = await startCluster(root, size, images, daemonArgs)
     daemons = cluster.daemons
     await allReady(daemons)
     const formed = await meshFormed(daemons, 120_000)
@@ -163,6 +170,7 @@ async function benchSize(size: number, keys: number, requests: number, settleS: 
     const loaded = await sample(daemons, settleS)
     return {
       daemons: size,
+      flags: daemonArgs.join(' ') || '—',
       'mesh formed': formed ? 'yes' : 'no',
       'ready p50 s': [...cluster.readyS].sort((a, b) => a - b)[Math.floor(size / 2)] as number,
       'ready max s': Math.max(...cluster.readyS),
@@ -192,7 +200,8 @@ export async function benchDaemon(args: string[] = []): Promise<boolean> {
       sizes: { type: 'string', default: '10,30' },
       keys: { type: 'string', default: '10000' },
       requests: { type: 'string', default: '1000' },
-      'settle-s': { type: 'string', default: '10' }
+      'settle-s': { type: 'string', default: '10' },
+      'daemon-args': { type: 'string', default: '' }
     }
   })
   const sizes = (values.sizes ?? '').split(',').map(Number)
@@ -208,7 +217,8 @@ export async function benchDaemon(args: string[] = []): Promise<boolean> {
     return false
   }
   const rows: Row[] = []
-  for (const size of sizes) rows.push(await benchSize(size, keys, requests, settleS))
+  const daemonArgs = (values['daemon-args'] ?? '').split(' ').filter((arg) => arg !== '')
+  for (const size of sizes) rows.push(await benchSize(size, keys, requests, settleS, daemonArgs))
   printTable(`bench/daemon: kadmirror registry processes on loopback (RSS and CPU from /proc)`, rows)
   console.log(`wrote ${await writeResults('daemon', { targetRssMiB: TARGET_RSS_MIB, rows })}`)
   return rows.every((row) => row[`RSS ≤ ${TARGET_RSS_MIB} MiB`] === 'met')

@@ -192,7 +192,7 @@ try {
     `\n${asker.name} asks for a blob nobody has → ${miss.status} ${miss.body.toString().trim()} (${miss.time}); containerd would now go upstream`
   )
   await deleteAndMiss(first, asker)
-  console.log(`\nmetrics: ${asker.metricsUrl}/metrics   peer id: ${asker.metricsUrl}/debug/web/metadata`)
+  console.log(`\ndebug page: ${asker.metricsUrl}/debug/web/   metrics: ${asker.metricsUrl}/metrics`)
   if (values.keep) {
     console.log('the daemons keep running; Ctrl-C stops them and removes their files')
     await new Promise(() => {})

@@ -3,8 +3,10 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePorts } from '@kadmirror/test-support'
+import { request } from 'undici'
 import { COMMANDS } from '../src/cli.ts'
-import { runCli } from './cli-process.ts'
+import { runCli, startCli } from './cli-process.ts'
 
 /** A registry run on loopback that needs nothing else (static bootstrap to a port nobody listens on). */
 const LOCAL = [
@@ -173,6 +175,30 @@ describe('kadmirror CLI', function () {
       )
     } finally {
       blocker.close()
+    }
+  })
+
+  it('keeps running when containerd’s socket is missing: one log line per retry, and the mirror answers 404', async () => {
+    const [registry, router, metrics] = await freePorts(3)
+    const cli = startCli([
+      ...LOCAL,
+      `--containerd-sock=${join(dir, 'no-containerd.sock')}`,
+      `--containerd-content-path=${join(dir, 'content')}`,
+      `--registry-addr=127.0.0.1:${registry}`,
+      `--router-addr=127.0.0.1:${router}`,
+      `--metrics-addr=127.0.0.1:${metrics}`
+    ])
+    try {
+      const line = await cli.waitForLog(/cannot open the containerd store/)
+      assert.equal(line.level, 'WARN')
+      const res = await request(`http://127.0.0.1:${registry}/v2/library/nginx/manifests/1.27?ns=docker.io`)
+      assert.equal(res.statusCode, 404)
+      await res.body.dump()
+      assert.doesNotMatch(cli.stderr(), /\n\s+at /)
+      const result = await cli.stop('SIGTERM')
+      assert.equal(result.code, 0, result.stderr)
+    } finally {
+      await cli.stop('SIGKILL')
     }
   })
 

@@ -54,7 +54,8 @@ describe('three kadmirror registry daemons on loopback', function () {
         `--store=oci-layout:${join(dir, `node-${i + 1}`)}`,
         `--data-dir=${join(dir, `data-${i + 1}`)}`,
         '--allow-loopback',
-        '--log-level=DEBUG'
+        '--log-level=DEBUG',
+        ...(i === 2 ? ['--registry-filters', '^blocked\\.example\\.com/'] : [])
       ])
       daemons.push({ cli, registry: `http://127.0.0.1:${registry}`, metrics: `http://127.0.0.1:${metrics}` })
     }
@@ -123,6 +124,22 @@ describe('three kadmirror registry daemons on loopback', function () {
     assert.ok(
       (sample(metrics, 'spegel_mirror_requests_total', { registry: 'registry.example.com', cache: 'miss' }) ??
         0) >= 1
+    )
+  })
+
+  it('answers a filtered registry 404 without mirroring it, and counts it apart', async () => {
+    const asker = daemons[2] as Daemon
+    const res = await request(`${asker.registry}/v2/team/app/manifests/1.0?ns=blocked.example.com`)
+    assert.equal(res.statusCode, 404)
+    await res.body.dump()
+    const metrics = await (await request(`${asker.metrics}/metrics`)).body.text()
+    assert.equal(
+      sample(metrics, 'spegel_mirror_requests_total', { registry: 'blocked.example.com' }),
+      undefined
+    )
+    assert.equal(
+      sample(metrics, 'kadmirror_mirror_responses_total', { kind: 'manifest', source: 'filtered' }),
+      1
     )
   })
 
