@@ -6,7 +6,7 @@
  * per daemon (GEP-0043 runs Spegel under MemoryMax=100M; Spegel's chart limits it to 128 MiB).
  *
  * Usage: node bench/src/daemon.ts [--sizes 10,30] [--keys 10000] [--requests 1000] [--settle-s 10]
- *   [--daemon-args '--libp2p-metrics'] (more flags for every `kadmirror registry`, shown in each row)
+ *   [--daemon-args=--libp2p-metrics] (more flags for every `kadmirror registry`, shown in each row)
  */
 import { randomFillSync } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'

@@ -233,7 +233,7 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     env: 'LIBP2P_METRICS',
     since: 'kadmirror',
     boolean: true,
-    default: 'false',
+    default: 'true',
     description: 'Also export libp2p’s own metrics (connections, streams, protocol traffic) on /metrics.'
   },
   {
