@@ -152,6 +152,11 @@ describe('three kadmirror registry daemons on loopback', function () {
     assert.equal(sample(metrics, 'kadmirror_router_peers'), 2)
   })
 
+  it('exports libp2p’s own metrics beside Spegel’s and ours', async () => {
+    const metrics = await (await request(`${(daemons[0] as Daemon).metrics}/metrics`)).body.text()
+    assert.match(metrics, /^libp2p_\w+/m)
+  })
+
   it('serves its peer id at /debug/web/metadata', async () => {
     const body = (await (
       await request(`${(daemons[0] as Daemon).metrics}/debug/web/metadata`)
