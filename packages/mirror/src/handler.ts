@@ -319,6 +319,9 @@ async function handle(
   } catch (err) {
     if (!(err instanceof InvalidPathError)) throw err
     // An endpoint the mirror does not serve is "not here" (clients then ask the next host); a malformed one is 400.
+    // A tag that cannot exist names no manifest: 404 MANIFEST_UNKNOWN, as the reference registry and Spegel answer
+    // (and the OCI conformance suite expects).
+    if (err.code === 'MANIFEST_INVALID') return sendError(res, 404, 'MANIFEST_UNKNOWN', err.message)
     const status = err.code === 'UNSUPPORTED' ? 404 : err.status
     sendError(res, status, err.code, err.message)
     return
@@ -369,8 +372,16 @@ async function handle(
       sendError(res, 404, missCode, why)
       return
     }
-    reference = tagKey({ registry, repository: path.repository, tag: path.tag }) as string
-    digest = await settings.store.resolve(reference)
+    try {
+      reference = tagKey({ registry, repository: path.repository, tag: path.tag }) as string
+      digest = await settings.store.resolve(reference)
+    } catch (err) {
+      // A reference whose parts are each valid but too long together (over 255 characters once Docker's `library/`
+      // is added): a client mistake, not a server error.
+      if (!(err instanceof OciError)) throw err
+      sendError(res, err.status, err.code, err.message)
+      return
+    }
   }
   if (digest !== undefined) {
     const info = await settings.store.stat(digest)

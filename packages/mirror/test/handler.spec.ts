@@ -476,6 +476,22 @@ describe('mirror handler', function () {
       })
     }
 
+    it('answers 400 NAME_INVALID, not 500, to a repository too long with the default registry (over 255 characters)', async () => {
+      const a = await holder()
+      const res = await get(a.url, `/v2/${'a'.repeat(250)}/manifests/latest`)
+      assert.equal(res.status, 400)
+      assert.equal(errorCode(res), 'NAME_INVALID')
+    })
+
+    for (const tag of ['-bad', 'not!valid', 't'.repeat(200)]) {
+      it(`answers 404 MANIFEST_UNKNOWN to a tag that cannot exist (${tag.slice(0, 12)}), as the reference registry`, async () => {
+        const a = await holder()
+        const res = await get(a.url, `/v2/team/app/manifests/${tag}?ns=registry.example.com`)
+        assert.equal(res.status, 404)
+        assert.equal(errorCode(res), 'MANIFEST_UNKNOWN')
+      })
+    }
+
     it('answers 400 DIGEST_INVALID to a malformed digest', async () => {
       const a = await node()
       const res = await get(a.url, '/v2/team/app/blobs/sha256:xyz')
