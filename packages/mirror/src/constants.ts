@@ -35,3 +35,21 @@ export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 export const MIRRORED_HEADER = 'x-spegel-mirrored'
 /** The registry that tag requests without `?ns=` refer to: Docker's `registry-mirrors` only mirror Docker Hub. */
 export const DEFAULT_TAG_REGISTRY = 'docker.io'
+/** Largest request head the mirror accepts, in bytes; larger ones get 431. */
+export const MAX_HEADER_BYTES = 16 * 1024
+/**
+ * Longest time a client may take to send a whole request head, from its connection or its previous request, in ms.
+ * A connection that sends nothing (or trickles its head) is closed after it; a long blob transfer is not affected.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000
+/** How often the server looks for connections over the headers timeout, in ms (Node's default: 30 s). */
+export const CONNECTIONS_CHECK_INTERVAL_MS = 1_000
+/** An idle keep-alive connection from a client is closed after this, in ms. */
+export const CLIENT_KEEP_ALIVE_TIMEOUT_MS = 30_000
+/** Most connections the mirror holds at once; more are refused (each costs a file descriptor). */
+export const MAX_CONNECTIONS = 4096
+/**
+ * Most connections one client address may hold at once; more are refused. containerd opens a few per pull, peers one
+ * or two each; a single address holding hundreds is a client exhausting the node.
+ */
+export const MAX_CONNECTIONS_PER_CLIENT = 256

@@ -3,11 +3,19 @@
  * refuses before a handler runs (oversized headers, malformed requests).
  */
 import { once } from 'node:events'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ociErrorBody } from '@kadmirror/oci'
-import { DEFAULT_REGISTRY_PORT } from './constants.ts'
+import {
+  CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+  CONNECTIONS_CHECK_INTERVAL_MS,
+  DEFAULT_REGISTRY_PORT,
+  HEADERS_TIMEOUT_MS,
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_CLIENT,
+  MAX_HEADER_BYTES
+} from './constants.ts'
 import { MirrorAlreadyServingError } from './errors.ts'
 import { createMirrorHandler, type MirrorHandler, type MirrorHandlerInit } from './handler.ts'
 import { sendError } from './respond.ts'
@@ -18,8 +26,14 @@ export interface MirrorListenOptions {
   port?: number
   /** Address to listen on; default all interfaces (`::`, which also takes IPv4 where the system allows). */
   host?: string
-  /** Largest request head accepted, in bytes; larger ones get 431 with an OCI error body. Default 16 KiB. */
+  /** Largest request head accepted, in bytes; larger ones get 431 with an OCI error body. @default {@link MAX_HEADER_BYTES} (16384) */
   maxHeaderSize?: number
+  /** Longest time a client may take to send a request head, in ms. @default {@link HEADERS_TIMEOUT_MS} (10 s) */
+  headersTimeoutMs?: number
+  /** Most connections held at once. @default {@link MAX_CONNECTIONS} (4096) */
+  maxConnections?: number
+  /** Most connections one client address may hold at once. @default {@link MAX_CONNECTIONS_PER_CLIENT} (256) */
+  maxConnectionsPerClient?: number
 }
 
 /** Options of {@link createMirrorServer}: the handler's, plus where to listen. */
@@ -49,7 +63,8 @@ export interface MirrorServer extends Omit<MirrorListener, 'serve'> {
 
 /**
  * A `clientError` listener for a `node:http` server that answers what Node refuses before any handler runs
- * (headers over `maxHeaderSize`: 431; a malformed request: 400) with an OCI error body, then closes the connection.
+ * (headers over `maxHeaderSize`: 431; a head that took over the headers timeout: 408; a malformed request: 400) with
+ * an OCI error body, then closes the connection.
  * `createMirrorServer` installs it; add it to your own server with `server.on('clientError', answerClientError)`.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -57,14 +72,47 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
     socket.destroy()
     return
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
-  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'
-  const body = JSON.stringify(
-    ociErrorBody('UNSUPPORTED', tooLarge ? 'request headers are too large' : 'malformed HTTP request')
-  )
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? ['431 Request Header Fields Too Large', 'request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ['408 Request Timeout', 'the request head took too long']
+        : ['400 Bad Request', 'malformed HTTP request']
+  const body = JSON.stringify(ociErrorBody('UNSUPPORTED', message))
   socket.end(
     `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
   )
+}
+
+/** The timer that closes a connection whose first request head does not come in time. */
+const FIRST_HEAD = Symbol('first request head')
+
+/**
+ * Bounds each connection: one from an address that already holds `limit` connections is refused (closed at once), and
+ * one whose first request head has not arrived within `headersTimeoutMs` is closed (Node's own headers timeout starts
+ * only with the first byte, so a connection that sends nothing would stay forever).
+ */
+function limitConnections(server: Server, limit: number, headersTimeoutMs: number): void {
+  const open = new Map<string, number>()
+  server.on('request', (req: IncomingMessage) => {
+    clearTimeout((req.socket as Socket & { [FIRST_HEAD]?: NodeJS.Timeout })[FIRST_HEAD])
+  })
+  server.on('connection', (socket: Socket & { [FIRST_HEAD]?: NodeJS.Timeout }) => {
+    const client = socket.remoteAddress ?? ''
+    const count = open.get(client) ?? 0
+    if (count >= limit) {
+      socket.destroy()
+      return
+    }
+    socket[FIRST_HEAD] = setTimeout(() => socket.destroy(), headersTimeoutMs).unref()
+    open.set(client, count + 1)
+    socket.once('close', () => {
+      clearTimeout(socket[FIRST_HEAD])
+      const left = (open.get(client) ?? 1) - 1
+      if (left === 0) open.delete(client)
+      else open.set(client, left)
+    })
+  })
 }
 
 /**
@@ -73,13 +121,23 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
  */
 export async function listenMirror(options: MirrorListenOptions = {}): Promise<MirrorListener> {
   let handler: MirrorHandler | undefined
+  const headersTimeout = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS
   const server = createServer(
-    { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 0 },
+    {
+      maxHeaderSize: options.maxHeaderSize ?? MAX_HEADER_BYTES,
+      keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+      // No overall request timeout: a large blob to a slow client may take long. The head must come in time.
+      requestTimeout: 0,
+      headersTimeout,
+      connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_INTERVAL_MS, headersTimeout)
+    },
     (req, res) => {
       if (handler !== undefined) handler(req, res)
       else sendError(res, 503, 'UNSUPPORTED', 'the mirror is starting')
     }
   )
+  server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS
+  limitConnections(server, options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT, headersTimeout)
   server.on('clientError', answerClientError)
   server.listen(options.port ?? DEFAULT_REGISTRY_PORT, options.host)
   await once(server, 'listening')
@@ -118,11 +176,22 @@ export async function listenMirror(options: MirrorListenOptions = {}): Promise<M
  * @throws when the port cannot be bound (for example `EADDRINUSE`).
  */
 export async function createMirrorServer(init: MirrorServerInit): Promise<MirrorServer> {
-  const { port, host, maxHeaderSize, ...handlerInit } = init
+  const {
+    port,
+    host,
+    maxHeaderSize,
+    headersTimeoutMs,
+    maxConnections,
+    maxConnectionsPerClient,
+    ...handlerInit
+  } = init
   const listener = await listenMirror({
     ...(port === undefined ? {} : { port }),
     ...(host === undefined ? {} : { host }),
-    ...(maxHeaderSize === undefined ? {} : { maxHeaderSize })
+    ...(maxHeaderSize === undefined ? {} : { maxHeaderSize }),
+    ...(headersTimeoutMs === undefined ? {} : { headersTimeoutMs }),
+    ...(maxConnections === undefined ? {} : { maxConnections }),
+    ...(maxConnectionsPerClient === undefined ? {} : { maxConnectionsPerClient })
   })
   const handler = listener.serve(handlerInit)
   return { server: listener.server, url: listener.url, port: listener.port, handler, close: listener.close }

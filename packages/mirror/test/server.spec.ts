@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { get as httpGet, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
+import { buildImage } from '@kadmirror/oci'
 import { createMemoryNetwork } from '@kadmirror/routing'
 import { createMemoryStore } from '@kadmirror/store'
 import { createMirrorServer, listenMirror, type MirrorServer } from '../src/index.ts'
@@ -68,6 +71,98 @@ describe('mirror listener', () => {
       assert.throws(() => listener.serve({ store: createMemoryStore(), router }), /already serves/)
     } finally {
       await listener.close()
+    }
+  })
+})
+
+describe('mirror server connection limits', function () {
+  this.timeout(30_000)
+  let mirror: MirrorServer
+  const layer = new Uint8Array(8 * 1024 * 1024).fill(7)
+
+  beforeEach(async () => {
+    const store = createMemoryStore()
+    await store.addImage('registry.example.com/big:1', buildImage({ layers: [layer] }))
+    const router = createMemoryNetwork().createRouter({ registryUrl: 'http://127.0.0.1:1' })
+    mirror = await createMirrorServer({
+      store,
+      router,
+      port: 0,
+      host: '127.0.0.1',
+      headersTimeoutMs: 300,
+      maxConnectionsPerClient: 3
+    })
+  })
+
+  afterEach(async () => {
+    await mirror.close()
+  })
+
+  /** Opens a connection and resolves when the server closes it, with how long that took in ms (`sendEveryMs`: trickle a head). */
+  const closedAfter = (sendEveryMs?: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const started = Date.now()
+      const socket = connect(mirror.port, '127.0.0.1')
+      let timer: NodeJS.Timeout | undefined
+      if (sendEveryMs !== undefined) {
+        const head = 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: '
+        let i = 0
+        timer = setInterval(() => socket.write(head[i++ % head.length] as string), sendEveryMs)
+      }
+      socket.on('close', () => {
+        clearInterval(timer)
+        resolve(Date.now() - started)
+      })
+      socket.on('error', () => {})
+      setTimeout(() => reject(new Error('the server never closed the connection')), 10_000).unref()
+    })
+
+  it('closes a connection that never sends a request once the headers timeout passes', async () => {
+    const ms = await closedAfter()
+    assert.ok(ms >= 250, `closed after ${ms} ms`)
+  })
+
+  it('closes a connection that trickles its request head', async () => {
+    const ms = await closedAfter(50)
+    assert.ok(ms >= 250, `closed after ${ms} ms`)
+  })
+
+  it('still completes a blob transfer that takes longer than the headers timeout', async () => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(
+        `${mirror.url}/v2/big/blobs/sha256:${createHash('sha256').update(layer).digest('hex')}?ns=registry.example.com`,
+        resolve
+      ).on('error', reject)
+    )
+    assert.equal(res.statusCode, 200)
+    let bytes = 0
+    res.pause()
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    res.on('data', (chunk: Buffer) => {
+      bytes += chunk.byteLength
+    })
+    res.resume()
+    await new Promise((resolve, reject) => res.on('end', resolve).on('error', reject))
+    assert.equal(bytes, layer.byteLength)
+  })
+
+  it('refuses a client’s connections beyond its cap and keeps the ones it holds', async () => {
+    const open = await Promise.all(
+      [1, 2, 3].map(
+        () =>
+          new Promise<ReturnType<typeof connect>>((resolve) => {
+            const socket = connect(mirror.port, '127.0.0.1', () => resolve(socket))
+            socket.on('error', () => {})
+          })
+      )
+    )
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const extra = await closedAfter()
+      assert.ok(extra < 250, `the extra connection lived ${extra} ms`)
+      assert.ok(open.every((socket) => !socket.destroyed))
+    } finally {
+      for (const socket of open) socket.destroy()
     }
   })
 })
