@@ -146,10 +146,15 @@ export async function raceProviders<T>(
     }
     return { attempts: session.attempts }
   } finally {
+    // The race hit its overall cap (a manifest or HEAD request): the peers still asked did not answer in time, and
+    // count as failed, so later requests do not wait the whole cap on them again.
+    const timedOut =
+      session.signal.aborted && (session.signal.reason as Error | undefined)?.name === 'TimeoutError'
     for (const { controller, provider } of inflight.values()) {
       controller.abort()
-      // A peer cancelled because another answered first is still good for a later resume.
-      session.queue.putBack(provider)
+      if (timedOut) reportFailure(config, session.key, provider, session.signal.reason)
+      // A peer cancelled because another answered first (or the client left) is still good for a later resume.
+      else session.queue.putBack(provider)
     }
   }
 }

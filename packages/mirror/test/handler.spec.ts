@@ -280,6 +280,23 @@ describe('mirror handler', function () {
       )
     })
 
+    it('counts a peer that did not answer a manifest within the cap as failed, so the next request does not wait on it', async () => {
+      const hung = await fake(
+        [tagKey({ registry: 'example.com', repository: 'team/app', tag: 'v1' }) as string],
+        () => {}
+      )
+      const a = await node(quick)
+      const failures: PeerFailureEvent[] = []
+      a.handler.events.on('peer-failure', (e) => failures.push(e))
+      assert.equal((await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')).status, 404)
+      assert.equal((await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')).status, 404)
+      assert.equal(hung.requests.length, 1)
+      assert.deepEqual(
+        failures.map((f) => f.kind),
+        ['timeout']
+      )
+    })
+
     it('answers 404 within the response timeout when the only peer never answers a blob request', async () => {
       await fake([layer.digest], () => {})
       const a = await node(quick)

@@ -103,6 +103,8 @@ describe('mirror server connection limits', function () {
     new Promise((resolve, reject) => {
       const started = Date.now()
       const socket = connect(mirror.port, '127.0.0.1')
+      // Read, as a client does: a socket that neither reads nor writes never learns that the server closed it.
+      socket.resume()
       let timer: NodeJS.Timeout | undefined
       if (sendEveryMs !== undefined) {
         const head = 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: '
