@@ -188,6 +188,11 @@ export const DIAL_YIELD_MS = 1_500
 export const DESCRIPTOR_WARNING_INTERVAL_MS = 1 * minute
 /** Longest time one bootstrap round (register, ask for peers, dial them) may take, in ms. */
 export const BOOTSTRAP_ROUND_TIMEOUT_MS = 30 * second
+/**
+ * Longest time `close()` spends telling the holders of this node's records to drop them, in ms: a node that shuts
+ * down cleanly leaves no stale records for lookups to try first (Spegel holders let theirs expire).
+ */
+export const WITHDRAW_ON_CLOSE_TIMEOUT_MS = 1 * second
 /** Longest time unregistering from the bootstrapper may delay `close()`, in ms. */
 export const BOOTSTRAP_UNREGISTER_TIMEOUT_MS = 2 * second
 

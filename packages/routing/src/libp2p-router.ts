@@ -27,7 +27,8 @@ import {
   CONNECTION_PING_TIMEOUT_MS,
   PEER_EXCHANGE_INTERVAL_MS,
   RECONCILE_INTERVAL_MS,
-  REDIAL_EVERY_RECONCILES
+  REDIAL_EVERY_RECONCILES,
+  WITHDRAW_ON_CLOSE_TIMEOUT_MS
 } from './constants.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
 import { createRouterLibp2p, type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
@@ -226,6 +227,20 @@ function routerOf(shared: Shared, parts: Parts, close: () => Promise<void>): Lib
   }
 }
 
+/** Withdraws every advertised key before the node leaves, within {@link WITHDRAW_ON_CLOSE_TIMEOUT_MS}. */
+async function withdrawAll(parts: Parts, log: Logger): Promise<void> {
+  const keys = [...parts.records.advertised]
+  if (keys.length === 0 || parts.view.size === 0) return
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, WITHDRAW_ON_CLOSE_TIMEOUT_MS)
+  })
+  await Promise.race([parts.records.withdraw(keys), timeout]).catch((err: unknown) =>
+    log.debug({ err }, 'could not withdraw the records on close')
+  )
+  clearTimeout(timer)
+}
+
 /** What the parts share, over a started libp2p node. */
 function sharedOf(
   libp2p: RouterLibp2p,
@@ -268,6 +283,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
 
   return routerOf(shared, parts, async () => {
     if (shutdown.signal.aborted) return
+    await withdrawAll(parts, log)
     shutdown.abort()
     stopTimers()
     stopConnectionChecks()

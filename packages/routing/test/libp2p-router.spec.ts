@@ -319,6 +319,19 @@ describe('Libp2pRouter lookup protocol', function () {
 describe('Libp2pRouter membership changes', function () {
   this.timeout(90_000)
 
+  it('withdraws what it advertised when it closes cleanly, leaving no stale record for lookups', async () => {
+    const nodes = await startCluster(4)
+    const [owner, ...others] = nodes as [Libp2pRouter, ...Libp2pRouter[]]
+    try {
+      const key = 'sha256:3333333333333333333333333333333333333333333333333333333333333333'
+      await owner.advertise([key])
+      await owner.close()
+      for (const node of others) assert.deepEqual(await collectProviders(node, key), [])
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
   it('still finds a key after three nodes die, and from a node that joins later', async () => {
     const nodes = await startCluster(10)
     const [owner, ...others] = nodes as [Libp2pRouter, ...Libp2pRouter[]]
