@@ -227,20 +227,6 @@ function routerOf(shared: Shared, parts: Parts, close: () => Promise<void>): Lib
   }
 }
 
-/** Withdraws every advertised key before the node leaves, within {@link WITHDRAW_ON_CLOSE_TIMEOUT_MS}. */
-async function withdrawAll(parts: Parts, log: Logger): Promise<void> {
-  const keys = [...parts.records.advertised]
-  if (keys.length === 0 || parts.view.size === 0) return
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, WITHDRAW_ON_CLOSE_TIMEOUT_MS)
-  })
-  await Promise.race([parts.records.withdraw(keys), timeout]).catch((err: unknown) =>
-    log.debug({ err }, 'could not withdraw the records on close')
-  )
-  clearTimeout(timer)
-}
-
 /** What the parts share, over a started libp2p node. */
 function sharedOf(
   libp2p: RouterLibp2p,
@@ -281,9 +267,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   if (bootstrapper !== undefined)
     parts.bootstrap.loop().catch((err: unknown) => log.error({ err }, 'bootstrap loop ended'))
 
-  return routerOf(shared, parts, async () => {
-    if (shutdown.signal.aborted) return
-    await withdrawAll(parts, log)
+  // One close for every caller: the first starts it, later (and concurrent) calls wait for the same.
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    if (parts.view.size > 0) await parts.records.withdrawAll(WITHDRAW_ON_CLOSE_TIMEOUT_MS)
     shutdown.abort()
     stopTimers()
     stopConnectionChecks()
@@ -294,5 +281,9 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     await bootstrapper?.close?.()
     await libp2p.stop()
     cancelPendingAddressUpdate(libp2p, log)
+  }
+  return routerOf(shared, parts, () => {
+    closing ??= close()
+    return closing
   })
 }

@@ -121,6 +121,20 @@ export class Records {
     })
   }
 
+  /** Withdraws every advertised key (a node leaving cleanly), giving up after `timeoutMs`. Never rejects. */
+  async withdrawAll(timeoutMs: number): Promise<void> {
+    const keys = [...this.advertised]
+    if (keys.length === 0) return
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs)
+    })
+    await Promise.race([this.withdraw(keys), timeout]).catch((err: unknown) =>
+      this.init.log.debug({ err }, 'could not withdraw the records on close')
+    )
+    clearTimeout(timer)
+  }
+
   private holders(infos: Iterable<KeyInfo>, onlyTo?: ReadonlySet<string>) {
     return groupByHolder(infos, this.init.view.members(), this.init.replication, (m) => m.key, onlyTo)
   }
