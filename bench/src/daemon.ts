@@ -59,7 +59,7 @@ async function startCluster(root: string, size: number, images: BuiltImage[], da
   await store.close()
   const seeds = Math.min(3, size)
   const readyS: number[] = []
-  const daemons = await Promise.all(
+  const results = await Promise.allSettled(
     Array.from({ length: size }, async (_, i) => {
       const layout = join(root, `node-${i + 1}`, 'layout')
       await mkdir(layout, { recursive: true })
@@ -90,6 +90,13 @@ async function startCluster(root: string, size: number, images: BuiltImage[], da
       return daemon
     })
   )
+  const daemons = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
+  const failed = results.find((result) => result.status === 'rejected')
+  if (failed !== undefined) {
+    // Stop the ones that did start: a failed run leaves no daemon behind.
+    await stopDaemons(daemons)
+    throw failed.reason
+  }
   return { daemons, readyS }
 }
 
