@@ -183,18 +183,22 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
   started.add(() => advertiser.close())
   await advertiser.start()
   let closing = false
+  const ready = async (): Promise<boolean> => !closing && (await router.ready())
   const mirror = listener.serve({
     ...options.mirror,
     store,
     router,
-    ready: async () => !closing && (await router.ready()),
+    ready,
     logger: log.child({ component: 'mirror' })
   })
   const metrics = createNodeMetrics({ mirror, router, advertiser }, metricsRegistry)
   logRequests(mirror, log)
-  listener.server.on('request', (req: IncomingMessage, res: ServerResponse) =>
-    metrics.trackInflight(new URL(req.url ?? '/', 'http://mirror').pathname, res)
-  )
+  listener.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // Every request passes here: the path by slicing, not a URL object per request.
+    const url = req.url ?? '/'
+    const query = url.indexOf('?')
+    metrics.trackInflight(query < 0 ? url : url.slice(0, query), res)
+  })
   const debug =
     options.debugWeb === false
       ? undefined
@@ -216,7 +220,7 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
     registryUrl: listener.url,
     metricsUrl: server?.url,
     metrics,
-    ready: async () => !closing && (await router.ready()),
+    ready,
     close() {
       closing = true
       closed ??= drain(listener, grace, log).then(() => started.stopAll())

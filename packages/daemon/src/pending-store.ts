@@ -7,6 +7,7 @@
  */
 
 import type { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { ByteRange, Digest } from '@kadmirror/oci'
 import {
   type ContentInfo,
@@ -19,21 +20,6 @@ import {
 } from '@kadmirror/store'
 import type { Logger } from 'pino'
 import { STORE_RETRY_MAX_BACKOFF_MS, STORE_RETRY_MIN_BACKOFF_MS } from './constants.ts'
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer)
-        resolve()
-      },
-      { once: true }
-    )
-  })
-}
 
 /** A {@link ContentStore} that opens in the background, retrying with backoff. */
 export class PendingStore implements ContentStore {
@@ -65,7 +51,8 @@ export class PendingStore implements ContentStore {
           `cannot open ${what}: ${(err as Error).message}; the mirror answers 404 until it opens`
         )
       }
-      await sleep(backoff, this.shutdown.signal)
+      // Ends early when the store is closed (the abort rejects; nothing is left on the signal).
+      await sleep(backoff, undefined, { signal: this.shutdown.signal }).catch(() => {})
       backoff = Math.min(backoff * 2, STORE_RETRY_MAX_BACKOFF_MS)
     }
     return undefined

@@ -65,12 +65,10 @@ export class LookupClient {
     const count = options.count ?? DEFAULT_LOOKUP_COUNT
     const started = Date.now()
     let entry = this.cache.get(key)
-    let source: LookupSource = entry === undefined ? 'network' : entry.lookup.done ? 'cache' : 'shared'
     if (entry === undefined || entry.expires <= started) {
-      source = 'network'
       entry = this.start(key, started)
     } else if (this.init.events.listenerCount('lookup') > 0) {
-      this.report(key, entry.lookup, source, started, 0)
+      this.report(key, entry.lookup, entry.lookup.done ? 'cache' : 'shared', started, 0)
     }
     return entry.lookup.read(count, options.signal)
   }
