@@ -17,6 +17,19 @@ export const MANIFEST_TIMEOUT_MS = 3000
 export const RESPONSE_TIMEOUT_MS = 3000
 /** A peer that sends no blob bytes for this long is left for the next peer, resuming at the byte reached, in ms. */
 export const STALL_TIMEOUT_MS = 3000
+/**
+ * Least throughput of a blob from a peer, in bytes per second: a peer slower than this over a whole progress window
+ * (it trickles) is left for the next peer, resuming at the byte reached; with none left the response is cut and the
+ * client resumes upstream. Far below any working peer on a cluster network (hundreds of MB/s), far above a trickle.
+ */
+export const MIN_PEER_BYTES_PER_SECOND = 256 * 1024
+/**
+ * Reading time over which a peer's throughput is judged, in ms. Time the mirror paused the peer because the client
+ * (or the hash worker) was behind is not counted. A trickling peer costs at most about this long.
+ */
+export const PROGRESS_WINDOW_MS = 10_000
+/** How often the throughput of a transfer is checked, in ms. */
+export const PROGRESS_CHECK_INTERVAL_MS = 1000
 /** Shortest wait before a second peer is asked while the first has not answered, in ms (Spegel: 50 ms). */
 export const MIN_HEDGE_DELAY_MS = 50
 /** Percentile of recent peer response times after which a second peer is asked. */

@@ -4,9 +4,10 @@
  * no garbage collection per chunk (about twice a stream's throughput for large blobs).
  */
 import type { ServerResponse } from 'node:http'
-import type { ByteRange } from '@kadmirror/oci'
+import type { ByteRange, Digest } from '@kadmirror/oci'
 import type { ContentReader } from '@kadmirror/store'
-import { ContentTruncatedError } from './errors.ts'
+import { ContentTruncatedError, DigestMismatchError } from './errors.ts'
+import type { StreamHasher } from './hash-pool.ts'
 import { drained } from './respond.ts'
 
 /** Size of one copy buffer, in bytes. */
@@ -29,21 +30,31 @@ export class BufferPool {
   }
 }
 
+/** Checks the bytes copied against their digest (the whole content is copied). */
+export interface CopyVerification {
+  hasher: StreamHasher
+  digest: Digest
+}
+
 /**
  * Sends bytes `range.start`–`range.end` of `reader` as the response body and ends it. Resolves the bytes
- * written; stops early (without ending) when the client goes away.
- * @throws when the content is shorter than the range (it changed underneath).
+ * written; stops early (without ending) when the client goes away. With `verify`, every byte is hashed and the last
+ * chunk is held back until the digest matches.
+ * @throws {ContentTruncatedError} when the content is shorter than the range (it changed underneath).
+ * @throws {DigestMismatchError} when the bytes do not hash to `verify.digest` (before the last chunk is sent).
  */
 export async function copyRange(
   reader: ContentReader,
   res: ServerResponse,
   range: ByteRange,
-  pool: BufferPool
+  pool: BufferPool,
+  verify?: CopyVerification
 ): Promise<number> {
   const slots: { buffer: Buffer; sent: Promise<void> }[] = []
   let position = range.start
   let written = 0
   let slot = 0
+  let digested = false
   try {
     while (position <= range.end) {
       let current = slots[slot]
@@ -57,6 +68,15 @@ export async function copyRange(
         throw new ContentTruncatedError(`content ended at byte ${position}, before ${range.end + 1}`)
       position += read
       const chunk = current.buffer.subarray(0, read)
+      if (verify !== undefined) {
+        verify.hasher.update(chunk)
+        await verify.hasher.ready()
+        if (position > range.end) {
+          digested = true
+          const actual = await verify.hasher.digest()
+          if (actual !== verify.digest) throw new DigestMismatchError(verify.digest, actual)
+        }
+      }
       // The callback runs once the bytes are handed to the socket (or with an error when it closed).
       current.sent = new Promise<void>((resolve) => res.write(chunk, () => resolve()))
       written += read
@@ -66,6 +86,7 @@ export async function copyRange(
     res.end()
     return written
   } finally {
+    if (verify !== undefined && !digested) verify.hasher.abandon()
     void Promise.all(slots.map((s) => s.sent)).then(() => {
       for (const s of slots) pool.give(s.buffer)
     })

@@ -12,6 +12,7 @@ export const MIRROR_ERROR_CODES = [
   'ERR_PEER_ANSWER',
   'ERR_NOT_HELD',
   'ERR_DIGEST_MISMATCH',
+  'ERR_PEER_TOO_SLOW',
   'ERR_CONTENT_TRUNCATED',
   'ERR_HASH_WORKER'
 ] as const
@@ -64,6 +65,12 @@ export class DigestMismatchError extends PeerAnswerError {
     this.expected = expected
     this.actual = actual
   }
+}
+
+/** A peer sent a blob slower than the least throughput for a whole progress window (it trickles); the mirror moves on. */
+export class PeerTooSlowError extends PeerAnswerError {
+  override name = 'PeerTooSlowError'
+  override readonly code: MirrorErrorCode = 'ERR_PEER_TOO_SLOW'
 }
 
 /** The node's own store held fewer bytes than it declared for a blob. */

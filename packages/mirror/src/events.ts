@@ -15,7 +15,10 @@ export type ResponseSource =
   | 'filtered'
   /** The request was invalid (path, method, range, credentials). */
   | 'invalid'
-  /** Started from a peer but could not be completed; the response was cut so the client retries. */
+  /**
+   * Started (from a peer or the local store) but could not be completed: the response was cut so the client retries.
+   * A cut local read is not a hit.
+   */
   | 'failed'
   /** `/v2/`, `/readyz`, `/livez`. */
   | 'meta'
@@ -47,6 +50,8 @@ export type PeerFailureKind =
   | 'not-held'
   /** Its bytes hashed to another digest. */
   | 'digest-mismatch'
+  /** It sent a blob slower than the least throughput (it trickles). */
+  | 'slow'
   /** Its answer was refused (status, length, media type). */
   | 'bad-answer'
   /** It did not answer, or stopped sending, in time. */
@@ -66,10 +71,15 @@ export interface PeerFailureEvent {
   reason: string
 }
 
-/** A peer sent bytes that do not hash to the requested digest; the response was aborted and the peer is avoided. */
+/**
+ * Bytes that do not hash to the requested digest: from peers (the response was aborted and the peers are avoided) or
+ * from the node's own store (`local`: the content is not served from the store again).
+ */
 export interface DigestMismatchEvent {
-  /** Every peer that contributed bytes to the failed transfer. */
+  /** Every peer that contributed bytes to the failed transfer (none for local content). */
   peers: string[]
+  /** True when the node's own store held the wrong bytes (the content is no longer served from it). */
+  local?: boolean
   expected: string
   actual: string
 }

@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises'
 import {
   type BlobPath,
   type ByteRange,
+  createDigester,
   type Digest,
   type DistributionPath,
   digestAlgorithm,
@@ -32,7 +33,7 @@ import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
-import { DigestMismatchError, InvalidMirrorOptionError, PeerAnswerError } from './errors.ts'
+import { DigestMismatchError, InvalidMirrorOptionError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool } from './hash-pool.ts'
 import {
@@ -46,6 +47,7 @@ import {
   reportFailure
 } from './peer-fetch.ts'
 import { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
+import { ProgressMeter } from './progress.ts'
 import { API_VERSION_HEADER, drained, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
@@ -79,6 +81,14 @@ export interface MirrorHandlerInit {
   responseTimeoutMs?: number
   /** A peer sending no blob bytes for this long is replaced by the next, resuming where it stopped. Default 3000. */
   stallTimeoutMs?: number
+  /**
+   * Least throughput of a blob from a peer, in bytes per second of reading time, judged over `progressWindowMs`: a
+   * slower (trickling) peer is replaced by the next, resuming where it stopped; with none left the response is cut.
+   * Default 256 KiB/s; 0 turns the bound off.
+   */
+  minPeerBytesPerSecond?: number
+  /** Reading time over which `minPeerBytesPerSecond` is judged (client back-pressure not counted). Default 10 000. */
+  progressWindowMs?: number
   /** Least time before a second peer is asked while the first has not answered. Default 50 (Spegel's). */
   minHedgeDelayMs?: number
   /** A peer that sent wrong bytes is not asked again for this long. Default 10 min. */
@@ -129,6 +139,8 @@ export interface MirrorHandler {
 const silent = pino({ level: 'silent' })
 /** Content up to this size is streamed; larger content is copied with pooled buffers when the store has `open`. */
 const SMALL_CONTENT_BYTES = 256 * 1024
+/** Damaged local digests remembered; the set is cleared when full (a store that damaged this many is broken). */
+const MAX_DAMAGED_DIGESTS = 10_000
 const MIRRORED = defaults.MIRRORED_HEADER
 
 interface Settings {
@@ -146,6 +158,8 @@ interface Settings {
   fetch: PeerFetchConfig
   hashes: HashPool
   buffers: BufferPool
+  /** Local content found not to match its digest: not served from the store again. */
+  damaged: Set<Digest>
   log: Logger
 }
 
@@ -180,6 +194,12 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     maxAttempts: 1 + nonNegative('resolveRetries', init.resolveRetries, defaults.RESOLVE_RETRIES),
     responseTimeoutMs: nonNegative('responseTimeoutMs', init.responseTimeoutMs, defaults.RESPONSE_TIMEOUT_MS),
     stallTimeoutMs: nonNegative('stallTimeoutMs', init.stallTimeoutMs, defaults.STALL_TIMEOUT_MS),
+    minPeerBytesPerSecond: nonNegative(
+      'minPeerBytesPerSecond',
+      init.minPeerBytesPerSecond,
+      defaults.MIN_PEER_BYTES_PER_SECOND
+    ),
+    progressWindowMs: nonNegative('progressWindowMs', init.progressWindowMs, defaults.PROGRESS_WINDOW_MS),
     minHedgeDelayMs: nonNegative('minHedgeDelayMs', init.minHedgeDelayMs, defaults.MIN_HEDGE_DELAY_MS),
     hedgePercentile: defaults.HEDGE_PERCENTILE,
     failureAvoidMs: nonNegative('failureAvoidMs', init.failureAvoidMs, defaults.FAILURE_AVOID_MS),
@@ -208,6 +228,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     ready: init.ready ?? (() => init.router.ready()),
     fetch: fetchConfig,
     buffers: new BufferPool(),
+    damaged: new Set(),
     hashes: new HashPool(Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads()))),
     log: init.logger ?? silent
   }
@@ -383,7 +404,7 @@ async function handle(
       return
     }
   }
-  if (digest !== undefined) {
+  if (digest !== undefined && !settings.damaged.has(digest)) {
     const info = await settings.store.stat(digest)
     if (info !== undefined && (path.kind === 'blob' || isManifestOrIndexMediaType(info.mediaType ?? ''))) {
       const served = await serveLocal(settings, req, res, path, info, range, outcome)
@@ -502,26 +523,9 @@ async function serveLocal(
     res.end()
     return true
   }
-  if (settings.store.open !== undefined && info.size > SMALL_CONTENT_BYTES) {
-    const reader = await settings.store.open(info.digest)
-    if (reader === undefined) return false
-    res.writeHead(range === undefined ? 200 : 206, headers)
-    try {
-      outcome.bytes = await copyRange(
-        reader,
-        res,
-        range ?? { start: 0, end: info.size - 1 },
-        settings.buffers
-      )
-    } catch (err) {
-      if (!res.destroyed) res.destroy()
-      if (!isClientGone(err))
-        settings.log.warn({ err, digest: info.digest }, 'local read failed mid-response')
-    } finally {
-      await reader.close()
-    }
-    return true
-  }
+  if (settings.store.open !== undefined && info.size > SMALL_CONTENT_BYTES)
+    return copyLocal(settings, res, info, range, headers, outcome)
+  if (info.size <= SMALL_CONTENT_BYTES) return sendSmallLocal(settings, res, info, range, headers, outcome)
   let stream: Awaited<ReturnType<ContentStore['read']>>
   try {
     stream = await settings.store.read(info.digest, range)
@@ -536,10 +540,100 @@ async function serveLocal(
   try {
     await pipeline(stream, res)
   } catch (err) {
-    if (!res.destroyed) res.destroy()
-    if (!isClientGone(err)) settings.log.warn({ err, digest: info.digest }, 'local read failed mid-response')
+    localReadFailed(settings, res, info.digest, err, outcome)
   }
   return true
+}
+
+/**
+ * Copies large local content with pooled buffers. A whole-content GET is hashed as it goes and its last chunk held
+ * back until the digest matches: a node never hands out a complete wrong body from its own store.
+ */
+async function copyLocal(
+  settings: Settings,
+  res: ServerResponse,
+  info: ContentInfo,
+  range: ByteRange | undefined,
+  headers: Record<string, string | number>,
+  outcome: Outcome
+): Promise<boolean> {
+  const reader = await settings.store.open?.(info.digest)
+  if (reader === undefined) return false
+  res.writeHead(range === undefined ? 200 : 206, headers)
+  const whole = range === undefined || (range.start === 0 && range.end === info.size - 1)
+  const verify = whole
+    ? { hasher: settings.hashes.create(digestAlgorithm(info.digest)), digest: info.digest }
+    : undefined
+  try {
+    const span = range ?? { start: 0, end: info.size - 1 }
+    outcome.bytes = await copyRange(reader, res, span, settings.buffers, verify)
+  } catch (err) {
+    localReadFailed(settings, res, info.digest, err, outcome)
+  } finally {
+    await reader.close()
+  }
+  return true
+}
+
+/** Reads small local content whole, checks its digest, and sends it (or the range asked for). */
+async function sendSmallLocal(
+  settings: Settings,
+  res: ServerResponse,
+  info: ContentInfo,
+  range: ByteRange | undefined,
+  headers: Record<string, string | number>,
+  outcome: Outcome
+): Promise<boolean> {
+  let bytes: Buffer
+  try {
+    const chunks: Uint8Array[] = []
+    for await (const chunk of await settings.store.read(info.digest)) chunks.push(chunk as Uint8Array)
+    bytes = Buffer.concat(chunks)
+  } catch (err) {
+    if (err instanceof ContentNotFoundError) return false
+    throw err
+  }
+  const hasher = createDigester(digestAlgorithm(info.digest))
+  hasher.update(bytes)
+  const actual = hasher.digest()
+  if (actual !== info.digest || bytes.byteLength !== info.size) {
+    quarantine(settings, info.digest, actual)
+    return false
+  }
+  const body = range === undefined ? bytes : bytes.subarray(range.start, range.end + 1)
+  res.writeHead(range === undefined ? 200 : 206, headers)
+  outcome.bytes = body.byteLength
+  res.end(body)
+  return true
+}
+
+/** A local read ended before the whole response was sent: the response is cut, and not counted as a hit. */
+function localReadFailed(
+  settings: Settings,
+  res: ServerResponse,
+  digest: Digest,
+  err: unknown,
+  outcome: Outcome
+): void {
+  if (!res.destroyed) res.destroy()
+  if (isClientGone(err)) return
+  outcome.source = 'failed'
+  if (err instanceof DigestMismatchError) quarantine(settings, digest, err.actual)
+  else settings.log.warn({ err, digest }, 'local read failed mid-response')
+}
+
+/**
+ * Local content that does not hash to its digest (damaged on disk): never served from this store again by this
+ * handler (later requests go to peers), reported as a `digest-mismatch` with no peers, and logged as an error.
+ */
+function quarantine(settings: Settings, digest: Digest, actual: Digest): void {
+  if (settings.damaged.size >= MAX_DAMAGED_DIGESTS) settings.damaged.clear()
+  settings.damaged.add(digest)
+  settings.fetch.events.emit('digest-mismatch', { peers: [], expected: digest, actual, local: true })
+  settings.log.error(
+    { digest, actual },
+    'content in the local store does not match its digest; not serving it'
+  )
 }
 
 function isClientGone(err: unknown): boolean {
@@ -727,12 +821,29 @@ async function streamVerified(
           // Event-driven rather than for-await: one callback per chunk, paused while the client or the hash
           // worker catches up.
           let holds = 0
+          const meter = new ProgressMeter(
+            settings.fetch.minPeerBytesPerSecond,
+            settings.fetch.progressWindowMs
+          )
+          const progress = setInterval(() => {
+            if (!meter.tooSlow()) return
+            const rate = Math.round(meter.bytesPerSecond)
+            fail(
+              new PeerTooSlowError(`peer sent ${rate} B/s, below ${settings.fetch.minPeerBytesPerSecond} B/s`)
+            )
+          }, defaults.PROGRESS_CHECK_INTERVAL_MS)
           const hold = (until: Promise<unknown>): void => {
-            if (holds++ === 0) body.pause()
+            if (holds++ === 0) {
+              body.pause()
+              meter.pause()
+            }
             until.then(
               (ok) => {
                 if (ok === false) return finish(false)
-                if (--holds === 0) body.resume()
+                if (--holds === 0) {
+                  body.resume()
+                  meter.resume()
+                }
               },
               (err: unknown) => fail(err)
             )
@@ -750,6 +861,7 @@ async function streamVerified(
               fail(new PeerAnswerError('peer sent more bytes than the blob has'))
               return
             }
+            meter.add(chunk.byteLength)
             hasher.update(chunk)
             const from = Math.max(range.start, position)
             const to = Math.min(range.end + 1, position + chunk.byteLength)
@@ -770,6 +882,7 @@ async function streamVerified(
             if (!body.readableEnded) fail(new PeerAnswerError('peer closed the body early'))
           }
           const cleanup = (): void => {
+            clearInterval(progress)
             body.off('data', onData)
             body.off('end', onEnd)
             body.off('error', fail)

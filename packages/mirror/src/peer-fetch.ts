@@ -16,7 +16,7 @@ import {
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { MIRRORED_HEADER } from './constants.ts'
-import { DigestMismatchError, NotHeldError, PeerAnswerError } from './errors.ts'
+import { DigestMismatchError, NotHeldError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { MirrorEventMap, PeerFailureKind } from './events.ts'
 import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
 
@@ -30,6 +30,10 @@ export interface PeerFetchConfig {
   maxAttempts: number
   responseTimeoutMs: number
   stallTimeoutMs: number
+  /** Least throughput of a blob body from a peer, in bytes per second of reading time (0: none). */
+  minPeerBytesPerSecond: number
+  /** Reading time over which that throughput is judged, in ms. */
+  progressWindowMs: number
   minHedgeDelayMs: number
   hedgePercentile: number
   failureAvoidMs: number
@@ -194,6 +198,7 @@ export function reportFailure(
 export function peerFailureKind(error: unknown): PeerFailureKind {
   if (error instanceof NotHeldError) return 'not-held'
   if (error instanceof DigestMismatchError) return 'digest-mismatch'
+  if (error instanceof PeerTooSlowError) return 'slow'
   if (error instanceof PeerAnswerError) return 'bad-answer'
   const { name, code } = (typeof error === 'object' && error !== null ? error : {}) as {
     name?: unknown

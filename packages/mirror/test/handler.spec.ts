@@ -255,6 +255,67 @@ describe('mirror handler', function () {
     })
   })
 
+  describe('damaged local content', () => {
+    /** A node holding a fresh copy of the image whose blob `digest` then has one byte flipped in the store. */
+    async function damagedHolder(pick: (fresh: BuiltImage) => Digest): Promise<MirrorNode> {
+      const fresh = buildImage({ layers: [randomBytes(LAYER_SIZE, 7), Buffer.from('small layer')] })
+      const n = await node()
+      await n.store.addImage('example.com/team/app:v1', fresh)
+      const bytes = fresh.blobs.get(pick(fresh)) as Uint8Array
+      const at = Math.min(100, bytes.byteLength - 1)
+      bytes[at] = (bytes[at] as number) ^ 0xff
+      return n
+    }
+
+    it('does not serve a large local blob that no longer matches its digest, and gets it from a peer', async () => {
+      const a = await damagedHolder(() => layer.digest)
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const mismatches: DigestMismatchEvent[] = []
+      a.handler.events.on('digest-mismatch', (e) => mismatches.push(e))
+      const seen = events(a)
+      const first = await get(a.url, blobPath(layer.digest))
+      assert.ok(first.error !== undefined, 'the damaged body is cut before its last chunk')
+      assert.equal(mismatches[0]?.local, true)
+      const second = await get(a.url, blobPath(layer.digest))
+      assert.equal(second.error, undefined)
+      assert.ok(second.body.equals(layer.bytes))
+      assert.deepEqual(
+        seen.map((e) => e.source),
+        ['failed', 'peer']
+      )
+    })
+
+    it('never sends a small local blob that no longer matches its digest', async () => {
+      const small = digestOf(Buffer.from('small layer'))
+      const a = await damagedHolder(() => small)
+      const res = await get(a.url, blobPath(small))
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+    })
+
+    it('does not count a local read cut by a store failure as a hit', async () => {
+      const a = await holder()
+      const open = a.store.open?.bind(a.store)
+      a.store.open = async (digest) => {
+        const reader = await open?.(digest)
+        if (reader === undefined) return undefined
+        return {
+          size: reader.size,
+          read: async (target, offset, length, position) => {
+            if (position > 0) throw Object.assign(new Error('disk gone'), { code: 'EIO' })
+            return reader.read(target, offset, length, position)
+          },
+          close: () => reader.close()
+        }
+      }
+      const seen = events(a)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.ok(res.error !== undefined)
+      await waitFor(() => seen.length === 1)
+      assert.equal(seen[0]?.source, 'failed')
+    })
+  })
+
   describe('misbehaving peers', () => {
     const quick = { responseTimeoutMs: 500, stallTimeoutMs: 300, manifestTimeoutMs: 800, minHedgeDelayMs: 50 }
 
@@ -449,6 +510,43 @@ describe('mirror handler', function () {
       }
       assert.ok(Buffer.concat(chunks).equals(big))
       assert.deepEqual(failures, [])
+    })
+
+    /** A peer that sends the first MiB of the layer, then one byte every 100 ms (under the stall timeout). */
+    function trickle(
+      req: import('node:http').IncomingMessage,
+      res: import('node:http').ServerResponse
+    ): void {
+      res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
+      let position = 1024 * 1024
+      res.write(Buffer.from(layer.bytes.subarray(0, position)))
+      const timer = setInterval(() => res.write(Buffer.from(layer.bytes.subarray(position, ++position))), 100)
+      req.socket.once('close', () => clearInterval(timer))
+    }
+
+    it('leaves a trickling peer for the next one and resumes where it stopped', async () => {
+      await fake([layer.digest], trickle)
+      const good = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node({ ...quick, progressWindowMs: 1000 })
+      const failures: PeerFailureEvent[] = []
+      a.handler.events.on('peer-failure', (e) => failures.push(e))
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.error, undefined)
+      assert.ok(res.body.equals(layer.bytes))
+      assert.deepEqual(
+        failures.map((f) => f.kind),
+        ['slow']
+      )
+      assert.match(good.requests[0]?.headers.range ?? '', /^bytes=10[0-9]{5}-$/)
+    })
+
+    it('cuts the response when the only peer trickles', async () => {
+      await fake([layer.digest], trickle)
+      const a = await node({ ...quick, progressWindowMs: 1000 })
+      const started = Date.now()
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.ok(res.error !== undefined, 'the body is cut')
+      assert.ok(Date.now() - started < 10_000)
     })
 
     it('cuts the response when the only peer fails mid-blob and no other can resume', async () => {
