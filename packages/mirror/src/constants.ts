@@ -36,6 +36,18 @@ export const MIN_HEDGE_DELAY_MS = 50
 export const HEDGE_PERCENTILE = 0.9
 /** Peer response times kept for the hedge delay. */
 export const HEDGE_WINDOW = 128
+/**
+ * A peer that refuses the connection or answers 404 within this time, in ms, is a stale record (a stopped node, or
+ * content since dropped): such a refusal is not charged to the request's attempts (`resolveRetries`).
+ */
+export const FAST_REFUSAL_MS = 100
+/**
+ * While only providers the router is not connected to (records that may be stale) are at hand, a connected one is
+ * awaited this much longer, in ms, before an unconnected one is tried.
+ */
+export const UNCONNECTED_GRACE_MS = 10
+/** Most fast refusals per request not charged to its attempts; later ones are charged. */
+export const MAX_FREE_REFUSALS = 8
 /** A peer that sent bytes not matching their digest is not asked again for this long, in ms. */
 export const MISMATCH_AVOID_MS = 10 * 60 * 1000
 /** A peer that failed (refused, timed out, answered an error) is not asked again for this long, in ms. */

@@ -651,10 +651,11 @@ function clientSignal(res: ServerResponse): AbortSignal {
 }
 
 function newSession(settings: Settings, key: string, signal: AbortSignal): FetchSession {
-  const count = settings.fetch.maxAttempts + 2
+  const count = settings.fetch.maxAttempts + defaults.MAX_FREE_REFUSALS + 2
   return {
     queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid),
     attempts: 0,
+    freeRefusals: 0,
     key,
     signal
   }

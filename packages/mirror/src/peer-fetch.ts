@@ -15,7 +15,7 @@ import {
 } from '@kadmirror/oci'
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
-import { MIRRORED_HEADER } from './constants.ts'
+import { FAST_REFUSAL_MS, MAX_FREE_REFUSALS, MIRRORED_HEADER } from './constants.ts'
 import { DigestMismatchError, NotHeldError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { MirrorEventMap, PeerFailureKind } from './events.ts'
 import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
@@ -69,11 +69,20 @@ export interface RaceResult<T> {
 /** State one request keeps across races (a resume is a new race on the same queue). */
 export interface FetchSession {
   queue: ProviderQueue
-  /** Peers asked so far. */
+  /** Peers asked so far, less the fast refusals not charged (see {@link FAST_REFUSAL_MS}). */
   attempts: number
+  /** Fast refusals not charged to the attempts so far. */
+  freeRefusals: number
   /** The DHT key, for events. */
   key: string
   signal: AbortSignal
+}
+
+/** A request to one provider in flight: how to cancel it, and when it began (performance.now ms). */
+interface Attempt {
+  controller: AbortController
+  provider: Provider
+  began: number
 }
 
 type Outcome<T> =
@@ -94,7 +103,7 @@ export async function raceProviders<T>(
   session: FetchSession,
   attempt: (provider: Provider, signal: AbortSignal) => Promise<T>
 ): Promise<RaceResult<T>> {
-  const inflight = new Map<Promise<Outcome<T>>, { controller: AbortController; provider: Provider }>()
+  const inflight = new Map<Promise<Outcome<T>>, Attempt>()
   const start = (provider: Provider): void => {
     session.attempts++
     const controller = new AbortController()
@@ -107,7 +116,7 @@ export async function raceProviders<T>(
       },
       (error: unknown): Outcome<T> => ({ ok: false, provider, error })
     )
-    inflight.set(promise, { controller, provider })
+    inflight.set(promise, { controller, provider, began })
   }
   const aborted = new Promise<typeof ABORTED>((resolve) => {
     if (session.signal.aborted) resolve(ABORTED)
@@ -166,15 +175,32 @@ export async function raceProviders<T>(
 function settle<T>(
   config: PeerFetchConfig,
   session: FetchSession,
-  inflight: Map<Promise<Outcome<T>>, { controller: AbortController; provider: Provider }>,
+  inflight: Map<Promise<Outcome<T>>, Attempt>,
   outcome: Outcome<T>
 ): T | undefined {
+  let began = 0
   for (const [promise, entry] of inflight) {
-    if (entry.provider === outcome.provider) inflight.delete(promise)
+    if (entry.provider !== outcome.provider) continue
+    inflight.delete(promise)
+    began = entry.began
   }
   if (outcome.ok) return outcome.value
-  if (!session.signal.aborted) reportFailure(config, session.key, outcome.provider, outcome.error)
+  if (session.signal.aborted) return undefined
+  reportFailure(config, session.key, outcome.provider, outcome.error)
+  if (isFastRefusal(outcome.error, performance.now() - began) && session.freeRefusals < MAX_FREE_REFUSALS) {
+    // A stale record (a stopped node: refused; or a node that dropped the content: 404) answered at once: it costs
+    // the pull nothing, so it does not use up the attempts a live provider may still need.
+    session.freeRefusals++
+    session.attempts--
+  }
   return undefined
+}
+
+/** A refused connection or a 404 that came back within {@link FAST_REFUSAL_MS}. */
+function isFastRefusal(error: unknown, elapsedMs: number): boolean {
+  if (elapsedMs > FAST_REFUSAL_MS) return false
+  const kind = peerFailureKind(error)
+  return kind === 'not-held' || kind === 'connection'
 }
 
 /** Reports a failed peer and avoids it for a while (not after a 404: the peer is fine, its record was stale). */

@@ -3,6 +3,7 @@
  * response times that set when a second peer is asked.
  */
 import type { Provider, Router } from '@kadmirror/routing'
+import { UNCONNECTED_GRACE_MS } from './constants.ts'
 
 /** Peers not to ask for a while: they failed, or sent bytes that did not match their digest. */
 export class PeerAvoidList {
@@ -89,25 +90,33 @@ export class ProviderQueue {
 
   /**
    * The next provider, waiting at most `timeoutMs`; undefined when the lookup ended without another one,
-   * or the time ran out.
+   * or the time ran out. A provider the router is connected to is preferred: while only records of unconnected
+   * peers (possibly stale) are at hand, a connected one is awaited for up to {@link UNCONNECTED_GRACE_MS} more.
    */
   async take(timeoutMs: number): Promise<Provider | undefined> {
-    const ready = this.#shift()
-    if (ready !== undefined || this.#done) return ready
-    if (timeoutMs <= 0) return undefined
+    const connected = this.#shift(true)
+    if (connected !== undefined || this.#done || timeoutMs <= 0) return connected ?? this.#shift(false)
+    const deadline = performance.now() + timeoutMs
     return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const arm = (): void => {
+        clearTimeout(timer)
+        const left = deadline - performance.now()
+        const wait = this.#ready.length > 0 ? Math.min(left, UNCONNECTED_GRACE_MS) : left
+        timer = setTimeout(() => finish(this.#shift(false)), Math.max(0, wait))
+      }
       const wake = (): void => {
-        const next = this.#shift()
-        if (next === undefined && !this.#done) return
-        finish(next)
+        const next = this.#shift(true)
+        if (next !== undefined || this.#done) finish(next ?? this.#shift(false))
+        else if (this.#ready.length > 0) arm()
       }
       const finish = (provider: Provider | undefined): void => {
         clearTimeout(timer)
         this.#waiters.delete(wake)
         resolve(provider)
       }
-      const timer = setTimeout(() => finish(this.#shift()), timeoutMs)
       this.#waiters.add(wake)
+      arm()
     })
   }
 
@@ -116,10 +125,14 @@ export class ProviderQueue {
     if (!this.#ready.includes(provider)) this.#ready.unshift(provider)
   }
 
-  #shift(): Provider | undefined {
-    let provider = this.#ready.shift()
-    while (provider !== undefined && this.#avoid.has(provider.id)) provider = this.#ready.shift()
-    return provider
+  /** Takes the next provider not avoided: a connected one only, or (`connectedOnly` false) preferably one. */
+  #shift(connectedOnly: boolean): Provider | undefined {
+    for (let i = this.#ready.length - 1; i >= 0; i--) {
+      if (this.#avoid.has((this.#ready[i] as Provider).id)) this.#ready.splice(i, 1)
+    }
+    const connected = this.#ready.findIndex((provider) => provider.connected !== false)
+    if (connected < 0 && connectedOnly) return undefined
+    return this.#ready.splice(Math.max(0, connected), 1)[0]
   }
 
   async #pull(router: Router, key: string, count: number, signal: AbortSignal): Promise<void> {

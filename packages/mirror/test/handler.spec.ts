@@ -12,6 +12,8 @@ import {
   serveBytes,
   startFakePeer,
   startMemoryNode,
+  stopServer,
+  urlOf,
   waitFor
 } from './fixtures.ts'
 
@@ -510,6 +512,34 @@ describe('mirror handler', function () {
       }
       assert.ok(Buffer.concat(chunks).equals(big))
       assert.deepEqual(failures, [])
+    })
+
+    it('does not let fast refusals of stale records use up the attempts a live provider needs', async () => {
+      for (let i = 0; i < 4; i++) {
+        const stale = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+        await stopServer(stale.server) // its record stays, as a stopped node's does
+      }
+      await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.ok(res.body.equals(layer.bytes))
+    })
+
+    it('asks a provider the router is connected to before one it only has a record of', async () => {
+      const stale = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const live = await fake([layer.digest], serveBytes(layer.bytes, layer.digest))
+      const a = await node(quick)
+      const lookup = a.router.lookup.bind(a.router)
+      a.router.lookup = (key, options) =>
+        (async function* () {
+          for await (const provider of lookup(key, options))
+            yield { ...provider, connected: provider.registryUrl !== urlOf(stale.server) }
+        })()
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 200)
+      assert.equal(stale.requests.length, 0)
+      assert.equal(live.requests.length, 1)
     })
 
     /** A peer that sends the first MiB of the layer, then one byte every 100 ms (under the stall timeout). */

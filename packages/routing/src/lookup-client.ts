@@ -139,9 +139,9 @@ export class LookupClient {
       const provider = init.view.toProvider(id, known)
       if (provider !== undefined) into.push(provider)
     }
-    for (const peer of init.datastore.providersOf(info.mhKey)) {
-      if (peer !== init.selfId) await emit(peerIdFromString(peer), [])
-    }
+    // Records of peers in the view (connected, live) first: a stopped node's record may linger.
+    const local = [...init.datastore.providersOf(info.mhKey)].filter((peer) => peer !== init.selfId)
+    for (const peer of connectedFirst(local, (p) => init.view.has(p))) await emit(peerIdFromString(peer), [])
     const outcome = await runLookupStrategy<Candidate, KadMessage>({
       target: info.target,
       candidates: init.view.closest(info.target, K),
@@ -164,7 +164,8 @@ export class LookupClient {
     emit: (peer: PeerId, addresses: Multiaddr[]) => Promise<void>
   ): Promise<Candidate[]> {
     const { addressBook, connect } = this.init
-    for (const provider of await addressBook.learn(answer.providers))
+    const providers = await addressBook.learn(answer.providers)
+    for (const provider of connectedFirst(providers, (p) => this.init.view.has(p.id.toString())))
       await emit(provider.id, provider.addresses)
     const closer: Candidate[] = []
     for (const peer of await addressBook.learn(answer.closer)) {
@@ -179,4 +180,12 @@ export class LookupClient {
 /** A GET_PROVIDERS request for a key. */
 function getProviders(info: KeyInfo): KadMessage {
   return { type: MessageType.GET_PROVIDERS, key: info.value, closer: [], providers: [] }
+}
+
+/** `items` with those `connected` says are connected first, each group in its order. */
+export function connectedFirst<T>(items: readonly T[], connected: (item: T) => boolean): T[] {
+  const first: T[] = []
+  const rest: T[] = []
+  for (const item of items) (connected(item) ? first : rest).push(item)
+  return first.length === 0 || rest.length === 0 ? [...items] : [...first, ...rest]
 }

@@ -62,7 +62,8 @@ class Registry {
       const provider = this.routers.get(holder)
       if (holder === self || provider === undefined) continue
       if (out.length === count) break
-      out.push({ ...provider, addresses: [...provider.addresses] })
+      // Routers leave the network when they close, so every record is of a live router.
+      out.push({ ...provider, addresses: [...provider.addresses], connected: true })
     }
     return out
   }

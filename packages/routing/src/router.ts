@@ -12,6 +12,12 @@ export interface Provider {
   addresses: string[]
   /** Base URL of the peer's registry mirror, without trailing slash: `http://10.0.0.5:5000`. */
   registryUrl: string
+  /**
+   * True when the router holds a connection to the peer now (a live node), false when it only has a record of it
+   * (possibly stale: the node may have stopped). Undefined when the router cannot tell. Callers try connected
+   * providers first.
+   */
+  connected?: boolean
 }
 
 /** Options of {@link Router.lookup}. */

@@ -167,6 +167,11 @@ export class ClusterView {
   toProvider(peer: string, addresses: readonly Multiaddr[]): Provider | undefined {
     const url = this.registryUrl(peer, addresses)
     if (url === undefined) return undefined
-    return { id: peer, addresses: addresses.map((a) => a.toString()), registryUrl: url }
+    return {
+      id: peer,
+      addresses: addresses.map((a) => a.toString()),
+      registryUrl: url,
+      connected: this.byId.has(peer)
+    }
   }
 }

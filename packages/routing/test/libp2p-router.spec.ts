@@ -65,8 +65,8 @@ describe('Libp2pRouter cluster of 10 nodes', function () {
     for (const node of nodes.slice(1)) {
       const providers = await collectProviders(node, key)
       assert.deepEqual(
-        providers.map((p) => p.id),
-        [nodes[0]?.peerId]
+        providers.map((p) => [p.id, p.connected]),
+        [[nodes[0]?.peerId, true]]
       )
     }
   })
@@ -229,8 +229,8 @@ describe('Libp2pRouter lookups of providers the node is not connected to', funct
       }
       const providers = await collectProviders(asker, key)
       assert.deepEqual(
-        providers.map((p) => p.id),
-        [owner.peerId]
+        providers.map((p) => [p.id, p.connected]),
+        [[owner.peerId, false]]
       )
     } finally {
       await stopAll(nodes)
