@@ -330,8 +330,8 @@ function toCatalogImage(image: WireImage): CatalogImage[] {
   } catch {
     return []
   }
-  const { reference, registry } = imageName(image.name)
-  return [{ reference, registry, root: { mediaType: target.mediaType, digest, size: target.size } }]
+  const { reference, registry, name } = imageName(image.name)
+  return [{ reference, registry, name, root: { mediaType: target.mediaType, digest, size: target.size } }]
 }
 
 async function chooseReadMode(

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { openContainerdStore } from '@kadmirror/containerd'
 import {
+  imageFilterOf,
   listenMirror,
   type MirrorHandler,
   type MirrorHandlerInit,
@@ -18,7 +19,7 @@ import {
   type Libp2pRouter,
   type Libp2pRouterInit
 } from '@kadmirror/routing'
-import { type ContentStore, openOciLayoutStore } from '@kadmirror/store'
+import { type ContentStore, filterImages, openOciLayoutStore } from '@kadmirror/store'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { type Logger, pino } from 'pino'
 import { Registry } from 'prom-client'
@@ -179,7 +180,15 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
     logger: log.child({ component: 'router' })
   })
   started.add(() => router.close())
-  const advertiser = createAdvertiser({ store, router, logger: log.child({ component: 'advertiser' }) })
+  // Content of filtered images (registry filters, mirrored registries) is not advertised; the mirror does not serve it.
+  const filter = imageFilterOf(options.mirror ?? {})
+  const advertised = filter === undefined ? store : filterImages(store, filter)
+  if (advertised !== store) started.add(() => advertised.close())
+  const advertiser = createAdvertiser({
+    store: advertised,
+    router,
+    logger: log.child({ component: 'advertiser' })
+  })
   started.add(() => advertiser.close())
   await advertiser.start()
   let closing = false

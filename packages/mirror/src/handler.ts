@@ -28,7 +28,13 @@ import {
   tagKey
 } from '@kadmirror/oci'
 import type { Provider, Router } from '@kadmirror/routing'
-import { type ContentInfo, ContentNotFoundError, type ContentStore } from '@kadmirror/store'
+import {
+  type ContentInfo,
+  ContentNotFoundError,
+  type ContentStore,
+  filterImages,
+  type ImageFilter
+} from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import * as defaults from './constants.ts'
@@ -209,8 +215,10 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     events
   }
   if (peerCredentials !== undefined) fetchConfig.authorization = basicAuthorization(peerCredentials)
+  const filter = imageFilterOf(init)
+  const visible = filter === undefined ? undefined : filterImages(init.store, filter)
   const settings: Settings = {
-    store: init.store,
+    store: visible ?? init.store,
     router: init.router,
     resolveTags: init.resolveTags ?? true,
     defaultTagRegistry:
@@ -267,10 +275,33 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   Object.defineProperty(handler, 'events', { value: events, enumerable: true })
   let closed: Promise<void> | undefined
   handler.close = () => {
-    closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close()]).then(() => {})
+    closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close(), visible?.close()]).then(() => {})
     return closed
   }
   return handler
+}
+
+/**
+ * The images a handler with these `filters` and `registries` may advertise and serve (undefined when it has neither:
+ * every image): an image is refused when its registry is not mirrored or its `registry/repository[:tag]` matches a
+ * filter; content of images without a name only when every registry is mirrored. Give the same filter to the
+ * advertiser's store (`filterImages` from `@kadmirror/store`), so that filtered content is not advertised either.
+ */
+export function imageFilterOf(
+  init: Pick<MirrorHandlerInit, 'filters' | 'registries'>
+): ImageFilter | undefined {
+  const filters = init.filters ?? []
+  const registries =
+    init.registries === undefined || init.registries.length === 0 ? undefined : new Set(init.registries)
+  if (filters.length === 0 && registries === undefined) return undefined
+  return (image) => {
+    if (image === undefined) return registries === undefined
+    if (registries !== undefined && !registries.has(image.slice(0, image.indexOf('/')))) return false
+    return !filters.some((filter) => {
+      filter.lastIndex = 0
+      return filter.test(image)
+    })
+  }
 }
 
 function defaultHashThreads(): number {

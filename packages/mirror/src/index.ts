@@ -38,6 +38,7 @@ export type {
 export {
   type Credentials,
   createMirrorHandler,
+  imageFilterOf,
   type MirrorHandler,
   type MirrorHandlerInit
 } from './handler.ts'

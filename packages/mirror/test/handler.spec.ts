@@ -688,6 +688,25 @@ describe('mirror handler', function () {
       assert.equal((await get(a.url, blobPath(layer.digest, 'example.com'))).status, 404)
     })
 
+    it('serves no content of a filtered image by digest, under any repository name, with or without ns', async () => {
+      const a = await holder({ filters: [/^example\.com\/team\//] })
+      for (const digest of image.blobs.keys()) {
+        const kind = digest === image.root.digest ? 'manifests' : 'blobs'
+        for (const query of ['?ns=other.example.org', '?ns=docker.io', ''])
+          assert.equal(
+            (await get(a.url, `/v2/someone/else/${kind}/${digest}${query}`)).status,
+            404,
+            kind + query
+          )
+      }
+    })
+
+    it('serves no content of an image from a registry outside the mirrored ones, under another registry', async () => {
+      const a = await holder({ registries: ['docker.io'] })
+      assert.equal((await get(a.url, blobPath(layer.digest, 'docker.io'))).status, 404)
+      assert.equal((await get(a.url, `/v2/library/x/blobs/${layer.digest}`)).status, 404)
+    })
+
     it('answers 401 with WWW-Authenticate without the mirror credentials', async () => {
       const a = await holder({ credentials: { username: 'u', password: 'p' } })
       const res = await get(a.url, blobPath(layer.digest))

@@ -21,6 +21,8 @@ export interface CatalogImage {
   reference: string | undefined
   /** Registry of the image, for per-registry counts. */
   registry: string | undefined
+  /** `registry/repository:tag`, or `registry/repository` without a tag; undefined when the image has no name. */
+  name?: string | undefined
   root: Descriptor
 }
 
@@ -109,22 +111,32 @@ export async function buildCatalog(images: Iterable<CatalogImage>, source: Catal
     const result = results[i] as Visit
     if (!result.complete) return
     const registry = image.registry
+    // One names array per image, shared by its keys; a key in a second image gets its own copy.
+    const names: readonly string[] | undefined = image.name === undefined ? undefined : [image.name]
     for (const digest of result.digests) {
-      if (!catalog.keys.has(digest)) catalog.keys.set(digest, withRegistry({ key: digest, digest }, registry))
+      const known = catalog.keys.get(digest)
+      if (known === undefined) catalog.keys.set(digest, withImage({ key: digest, digest }, registry, names))
+      else if (image.name !== undefined && !known.images?.includes(image.name))
+        known.images = [...(known.images ?? []), image.name]
     }
     if (image.reference !== undefined) {
       catalog.tags.set(image.reference, image.root.digest)
       catalog.keys.set(
         image.reference,
-        withRegistry({ key: image.reference, digest: image.root.digest }, registry)
+        withImage({ key: image.reference, digest: image.root.digest }, registry, names)
       )
     }
   })
   return catalog
 }
 
-function withRegistry(key: StoreKey, registry: string | undefined): StoreKey {
+function withImage(
+  key: StoreKey,
+  registry: string | undefined,
+  images: readonly string[] | undefined
+): StoreKey {
   if (registry !== undefined) key.registry = registry
+  if (images !== undefined) key.images = images
   return key
 }
 
@@ -157,17 +169,26 @@ export async function resolveReference(
   return key === undefined ? undefined : catalog.tags.get(key)
 }
 
-/** The canonical tag reference and registry of an image name, or undefined parts when it has no registry or tag. */
+/**
+ * The canonical tag reference, registry and filter name (`registry/repository[:tag]`) of an image name, or undefined
+ * parts when it has no registry or tag.
+ */
 export function imageName(name: string | undefined): {
   reference: string | undefined
   registry: string | undefined
+  name: string | undefined
 } {
-  if (name === undefined) return { reference: undefined, registry: undefined }
+  if (name === undefined) return { reference: undefined, registry: undefined, name: undefined }
   try {
     const parsed = parseReference(name, { defaults: false })
-    return { reference: tagKey(parsed), registry: parsed.registry }
+    const reference = tagKey(parsed)
+    return {
+      reference,
+      registry: parsed.registry,
+      name: reference ?? `${parsed.registry}/${parsed.repository}`
+    }
   } catch {
-    return { reference: undefined, registry: undefined }
+    return { reference: undefined, registry: undefined, name: undefined }
   }
 }
 

@@ -16,6 +16,11 @@ export interface StoreKey {
   digest: Digest
   /** The registry of the image that brought this key (for a blob shared by several images, one of them); for metrics. */
   registry?: string
+  /**
+   * Names of the images whose content includes this key (`registry/repository:tag`, or `registry/repository` for an
+   * image without a tag), when the store knows them: what registry filters judge. Shared; do not modify.
+   */
+  images?: readonly string[]
 }
 
 /** A change to what the store holds: a key appeared (or a tag now points elsewhere), or disappeared. */

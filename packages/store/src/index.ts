@@ -41,6 +41,7 @@ export {
   StoreClosedError
 } from './errors.ts'
 export { fileContentReader, fileContentStream, isMissingFile, READ_HIGH_WATER_MARK } from './files.ts'
+export { type FilteredStore, filterImages, type ImageFilter } from './filtered-store.ts'
 export { createMemoryStore, type MemoryStore } from './memory-store.ts'
 export {
   CONTAINERD_NAME_ANNOTATION,

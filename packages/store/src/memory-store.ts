@@ -112,7 +112,7 @@ export function createMemoryStore(): MemoryStore {
       if (key === undefined) throw new TypeError(`reference ${reference} has no tag`)
       for (const [digest, bytes] of image.blobs) blobs.set(digest, bytes)
       const root: Descriptor = image.root
-      images.set(key, { reference: key, registry: parsed.registry, root })
+      images.set(key, { reference: key, registry: parsed.registry, name: key, root })
       await recatalog()
     },
     async removeImage(reference) {
