@@ -71,6 +71,21 @@ export const HEADERS_TIMEOUT_MS = 10_000
 export const CONNECTIONS_CHECK_INTERVAL_MS = 1_000
 /** An idle keep-alive connection from a client is closed after this, in ms. */
 export const CLIENT_KEEP_ALIVE_TIMEOUT_MS = 30_000
+/**
+ * A client that reads nothing of a response for this long, in ms, has its connection closed: it would otherwise pin
+ * the transfer's buffers (and a peer's connection) for ever. containerd reads as fast as its disk takes the bytes.
+ */
+export const CLIENT_STALL_TIMEOUT_MS = 60_000
+/**
+ * Copy buffers (1 MiB each) all local responses may hold at once, in bytes. A response takes up to four while the
+ * pool is less than half used, one otherwise, and waits for one when the budget is spent.
+ */
+export const COPY_BUFFER_BUDGET_BYTES = 64 * 1024 * 1024
+/**
+ * Bytes all hash workers may have queued and not yet hashed, in bytes (each transfer at most a sixteenth of it). A
+ * transfer over its share waits for the worker.
+ */
+export const HASH_IN_FLIGHT_BUDGET_BYTES = 64 * 1024 * 1024
 /** Most connections the mirror holds at once; more are refused (each costs a file descriptor). */
 export const MAX_CONNECTIONS = 4096
 /**

@@ -12,21 +12,48 @@ import { drained } from './respond.ts'
 
 /** Size of one copy buffer, in bytes. */
 export const COPY_BUFFER_BYTES = 1024 * 1024
-/** Buffers one response uses in turn. */
+/** Free buffers kept for later responses; more are left to the garbage collector. */
+const FREE_BUFFERS_KEPT = 8
+/** Buffers one response uses in turn while the pool is less than half used. */
 const BUFFERS_PER_COPY = 4
-/** Free buffers the pool keeps for later responses. */
-const POOL_LIMIT = 32
 
-/** Free copy buffers shared by all responses of a handler. */
+/**
+ * Copy buffers shared by all responses of a handler, within a budget: {@link BufferPool.take} gives none when every
+ * buffer the budget allows is in use (the caller then streams with small buffers instead).
+ */
 export class BufferPool {
   readonly #free: Buffer[] = []
+  readonly #limit: number
+  #allocated = 0
 
-  take(): Buffer {
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(COPY_BUFFER_BYTES)
+  /** @param budgetBytes most bytes of buffers in use and free at once (at least one buffer). */
+  constructor(budgetBytes: number) {
+    this.#limit = Math.max(1, Math.floor(budgetBytes / COPY_BUFFER_BYTES))
   }
 
+  /** Buffers allocated now (in use or free). */
+  get allocated(): number {
+    return this.#allocated
+  }
+
+  /** True while less than half of the budget is allocated: a response may take several buffers. */
+  get roomy(): boolean {
+    return this.#allocated - this.#free.length < this.#limit / 2
+  }
+
+  /** A buffer, or undefined when the budget is spent. */
+  take(): Buffer | undefined {
+    const free = this.#free.pop()
+    if (free !== undefined) return free
+    if (this.#allocated >= this.#limit) return undefined
+    this.#allocated++
+    return Buffer.allocUnsafeSlow(COPY_BUFFER_BYTES)
+  }
+
+  /** Gives a buffer back to the free list (beyond a few, it is dropped). */
   give(buffer: Buffer): void {
-    if (this.#free.length < POOL_LIMIT) this.#free.push(buffer)
+    if (this.#free.length < FREE_BUFFERS_KEPT) this.#free.push(buffer)
+    else this.#allocated--
   }
 }
 
@@ -37,7 +64,8 @@ export interface CopyVerification {
 }
 
 /**
- * Sends bytes `range.start`–`range.end` of `reader` as the response body and ends it. Resolves the bytes
+ * Sends bytes `range.start`–`range.end` of `reader` as the response body and ends it, with `first` (from `pool`) and
+ * more of the pool's buffers while it is roomy (all are given back to it). Resolves the bytes
  * written; stops early (without ending) when the client goes away. With `verify`, every byte is hashed and the last
  * chunk is held back until the digest matches.
  * @throws {ContentTruncatedError} when the content is shorter than the range (it changed underneath).
@@ -48,9 +76,10 @@ export async function copyRange(
   res: ServerResponse,
   range: ByteRange,
   pool: BufferPool,
+  first: Buffer,
   verify?: CopyVerification
 ): Promise<number> {
-  const slots: { buffer: Buffer; sent: Promise<void> }[] = []
+  const slots: { buffer: Buffer; sent: Promise<void> }[] = [{ buffer: first, sent: Promise.resolve() }]
   let position = range.start
   let written = 0
   let slot = 0
@@ -58,10 +87,16 @@ export async function copyRange(
   try {
     while (position <= range.end) {
       let current = slots[slot]
-      if (current === undefined) {
-        current = { buffer: pool.take(), sent: Promise.resolve() }
+      const extra = current === undefined && pool.roomy ? pool.take() : undefined
+      if (current === undefined && extra !== undefined) {
+        current = { buffer: extra, sent: Promise.resolve() }
         slots[slot] = current
-      } else await current.sent
+      } else {
+        // No more buffers for this response (the pool is busy): cycle through the ones it has.
+        if (current === undefined) slot = 0
+        current = slots[slot] as { buffer: Buffer; sent: Promise<void> }
+        await current.sent
+      }
       const length = Math.min(COPY_BUFFER_BYTES, range.end + 1 - position)
       const read = await reader.read(current.buffer, 0, length, position)
       if (read === 0)
@@ -80,8 +115,12 @@ export async function copyRange(
       // The callback runs once the bytes are handed to the socket (or with an error when it closed).
       current.sent = new Promise<void>((resolve) => res.write(chunk, () => resolve()))
       written += read
-      if (res.writableNeedDrain && !(await drained(res))) return written
+      if (res.writableNeedDrain) {
+        verify?.hasher.flush()
+        if (!(await drained(res))) return written
+      }
       slot = (slot + 1) % BUFFERS_PER_COPY
+      if (res.destroyed) return written
     }
     res.end()
     return written

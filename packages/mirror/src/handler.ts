@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { availableParallelism } from 'node:os'
+import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
   type BlobPath,
@@ -41,7 +42,7 @@ import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
 import { DigestMismatchError, InvalidMirrorOptionError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
-import { HashPool } from './hash-pool.ts'
+import { HashPool, type StreamHasher } from './hash-pool.ts'
 import {
   discard,
   type FetchSession,
@@ -235,9 +236,12 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     health: init.health ?? true,
     ready: init.ready ?? (() => init.router.ready()),
     fetch: fetchConfig,
-    buffers: new BufferPool(),
+    buffers: new BufferPool(defaults.COPY_BUFFER_BUDGET_BYTES),
     damaged: new Set(),
-    hashes: new HashPool(Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads()))),
+    hashes: new HashPool(
+      Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
+      defaults.HASH_IN_FLIGHT_BUDGET_BYTES
+    ),
     log: init.logger ?? silent
   }
 
@@ -554,9 +558,23 @@ async function serveLocal(
     res.end()
     return true
   }
-  if (settings.store.open !== undefined && info.size > SMALL_CONTENT_BYTES)
-    return copyLocal(settings, res, info, range, headers, outcome)
   if (info.size <= SMALL_CONTENT_BYTES) return sendSmallLocal(settings, res, info, range, headers, outcome)
+  const buffer = settings.store.open === undefined ? undefined : settings.buffers.take()
+  if (buffer !== undefined) return copyLocal(settings, res, info, range, headers, outcome, buffer)
+  // No random access, or the copy buffers' budget is spent (clients that read slowly hold them): a stream, whose
+  // small buffers cost little however many clients hold them.
+  return streamLocal(settings, res, info, range, headers, outcome)
+}
+
+/** Streams large local content; a whole-content GET is verified as in {@link copyLocal}. */
+async function streamLocal(
+  settings: Settings,
+  res: ServerResponse,
+  info: ContentInfo,
+  range: ByteRange | undefined,
+  headers: Record<string, string | number>,
+  outcome: Outcome
+): Promise<boolean> {
   let stream: Awaited<ReturnType<ContentStore['read']>>
   try {
     stream = await settings.store.read(info.digest, range)
@@ -565,15 +583,53 @@ async function serveLocal(
     throw err
   }
   res.writeHead(range === undefined ? 200 : 206, headers)
-  stream.on('data', (chunk: Uint8Array) => {
-    outcome.bytes += chunk.byteLength
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      outcome.bytes += chunk.byteLength
+      done(null, chunk)
+    }
   })
+  const whole = range === undefined || (range.start === 0 && range.end === info.size - 1)
+  const stages = whole ? [verifying(settings.hashes.create(digestAlgorithm(info.digest)), info.digest)] : []
   try {
-    await pipeline(stream, res)
+    await pipeline([stream, ...stages, counted, res])
   } catch (err) {
     localReadFailed(settings, res, info.digest, err, outcome)
   }
   return true
+}
+
+/**
+ * A stream stage that hashes what passes and holds the last chunk back until the digest matches.
+ * @throws {DigestMismatchError} (as the stream's error) when it does not.
+ */
+function verifying(hasher: StreamHasher, digest: Digest): Transform {
+  let held: Buffer | undefined
+  let digested = false
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hasher.update(chunk)
+      // Downstream is full (the client is behind): do not sit on a partial hash batch meanwhile.
+      if (held !== undefined && !this.push(held)) hasher.flush()
+      held = chunk
+      const ready = hasher.ready()
+      if (ready === undefined) done()
+      else ready.then(() => done(), done)
+    },
+    flush(done) {
+      digested = true
+      hasher
+        .digest()
+        .then(
+          (actual) => (actual === digest ? done(null, held) : done(new DigestMismatchError(digest, actual))),
+          done
+        )
+    },
+    destroy(err, done) {
+      if (!digested) hasher.abandon()
+      done(err)
+    }
+  })
 }
 
 /**
@@ -586,10 +642,17 @@ async function copyLocal(
   info: ContentInfo,
   range: ByteRange | undefined,
   headers: Record<string, string | number>,
-  outcome: Outcome
+  outcome: Outcome,
+  buffer: Buffer
 ): Promise<boolean> {
-  const reader = await settings.store.open?.(info.digest)
-  if (reader === undefined) return false
+  const reader = await settings.store.open?.(info.digest).catch((err: unknown) => {
+    settings.buffers.give(buffer)
+    throw err
+  })
+  if (reader === undefined) {
+    settings.buffers.give(buffer)
+    return false
+  }
   res.writeHead(range === undefined ? 200 : 206, headers)
   const whole = range === undefined || (range.start === 0 && range.end === info.size - 1)
   const verify = whole
@@ -597,7 +660,7 @@ async function copyLocal(
     : undefined
   try {
     const span = range ?? { start: 0, end: info.size - 1 }
-    outcome.bytes = await copyRange(reader, res, span, settings.buffers, verify)
+    outcome.bytes = await copyRange(reader, res, span, settings.buffers, buffer, verify)
   } catch (err) {
     localReadFailed(settings, res, info.digest, err, outcome)
   } finally {
@@ -902,7 +965,11 @@ async function streamVerified(
             if (from < to) {
               if (pending !== undefined) {
                 outcome.bytes += pending.byteLength
-                if (!res.write(pending)) hold(drained(res))
+                if (!res.write(pending)) {
+                  // The client is behind: do not sit on a partial hash batch while it catches up.
+                  hasher.flush()
+                  hold(drained(res))
+                }
               }
               pending = chunk.subarray(from - chunkStart, to - chunkStart)
             }

@@ -10,8 +10,8 @@ import { HashWorkerError } from './errors.ts'
 
 /** Bytes gathered before a batch goes to the worker. */
 const BATCH_BYTES = 1024 * 1024
-/** Most bytes sent to a worker and not yet hashed before {@link StreamHasher.ready} makes the caller wait. */
-const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024
+/** A stream's share of the pool's in-flight budget: past it, {@link StreamHasher.ready} makes the caller wait. */
+const STREAM_SHARE_OF_BUDGET = 1 / 16
 
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
@@ -36,6 +36,8 @@ export interface StreamHasher {
   update(chunk: Uint8Array): void
   /** Undefined when more bytes may be added now, else a promise that resolves once the worker caught up. */
   ready(): Promise<void> | undefined
+  /** Sends the bytes gathered so far to the worker (a transfer that pauses does not sit on a partial batch). */
+  flush(): void
   /** The digest of everything added. Call once. */
   digest(): Promise<Digest>
   /** Forgets the hash (the transfer was abandoned). */
@@ -57,13 +59,23 @@ interface WorkerHash {
 /** Worker threads that hash streams; `threads: 0` hashes on the calling thread. */
 export class HashPool {
   readonly #threads: number
+  readonly #budgetBytes: number
   readonly #workers: WorkerState[] = []
+  /** Bytes sent to workers and not yet hashed, over all streams. */
+  #inFlight = 0
+  /** Streams waiting for the pool's in-flight bytes to fall: each checks whether it may go on. */
+  readonly #pressure = new Set<() => void>()
   #next = 0
   #ids = 0
   #closed = false
 
-  constructor(threads: number) {
+  /**
+   * @param threads worker threads (0: hash on the calling thread)
+   * @param budgetBytes most bytes queued at the workers and not yet hashed, over all streams
+   */
+  constructor(threads: number, budgetBytes = 64 * 1024 * 1024) {
     this.#threads = threads
+    this.#budgetBytes = budgetBytes
   }
 
   /** Starts hashing a new stream with `algorithm`. */
@@ -75,6 +87,8 @@ export class HashPool {
     let batch: ArrayBuffer | undefined
     let filled = 0
     let inFlight = 0
+    const share = this.#budgetBytes * STREAM_SHARE_OF_BUDGET
+    const overBudget = (): boolean => inFlight > share || (inFlight > 0 && this.#inFlight > this.#budgetBytes)
     let waiting: { resolve(): void; reject(err: Error): void } | undefined
     let waitingPromise: Promise<void> | undefined
     let result: { resolve(digest: Digest): void; reject(err: Error): void } | undefined
@@ -82,26 +96,34 @@ export class HashPool {
     const flush = (): void => {
       if (batch === undefined || filled === 0) return
       inFlight += filled
+      this.#inFlight += filled
       state.worker.postMessage({ op: 'update', id, buffer: batch, length: filled }, [batch])
       batch = undefined
       filled = 0
     }
+    const release = (): void => {
+      if (waiting === undefined || overBudget()) return
+      const w = waiting
+      waiting = undefined
+      waitingPromise = undefined
+      this.#pressure.delete(release)
+      w.resolve()
+    }
     state.hashes.set(id, {
-      acked(length) {
+      acked: (length) => {
         inFlight -= length
-        if (waiting !== undefined && inFlight <= MAX_IN_FLIGHT_BYTES / 2) {
-          const w = waiting
-          waiting = undefined
-          waitingPromise = undefined
-          w.resolve()
-        }
+        this.#inFlight -= length
+        for (const check of [...this.#pressure]) check()
       },
       finished(hex) {
         state.hashes.delete(id)
         result?.resolve(`${algorithm}:${hex}` as Digest)
       },
-      failed(error) {
+      failed: (error) => {
         failure = error
+        this.#inFlight -= inFlight
+        inFlight = 0
+        this.#pressure.delete(release)
         state.hashes.delete(id)
         waiting?.reject(error)
         result?.reject(error)
@@ -120,14 +142,16 @@ export class HashPool {
           if (filled === BATCH_BYTES) flush()
         }
       },
-      ready() {
+      ready: () => {
         if (failure !== undefined) return Promise.reject(failure)
-        if (inFlight <= MAX_IN_FLIGHT_BYTES) return undefined
+        if (!overBudget()) return undefined
         waitingPromise ??= new Promise<void>((resolve, reject) => {
           waiting = { resolve, reject }
+          this.#pressure.add(release)
         })
         return waitingPromise
       },
+      flush,
       digest() {
         if (failure !== undefined) return Promise.reject(failure)
         flush()
@@ -136,8 +160,11 @@ export class HashPool {
           state.worker.postMessage({ op: 'digest', id })
         })
       },
-      abandon() {
+      abandon: () => {
         if (!state.hashes.has(id)) return
+        this.#inFlight -= inFlight
+        inFlight = 0
+        this.#pressure.delete(release)
         state.hashes.delete(id)
         if (batch !== undefined) state.spare.push(batch)
         state.worker.postMessage({ op: 'drop', id })
@@ -188,6 +215,7 @@ function inline(algorithm: DigestAlgorithm): StreamHasher {
   return {
     update: (chunk) => digester.update(chunk),
     ready: () => undefined,
+    flush: () => {},
     digest: async () => digester.digest(),
     abandon: () => {}
   }

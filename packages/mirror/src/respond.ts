@@ -3,6 +3,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import { type OciErrorCode, ociErrorBody } from '@kadmirror/oci'
+import { CLIENT_STALL_TIMEOUT_MS } from './constants.ts'
 
 /** Sent on every answer of the distribution API. */
 export const API_VERSION_HEADER = ['docker-distribution-api-version', 'registry/2.0'] as const
@@ -28,12 +29,15 @@ export function sendError(
 
 /**
  * Waits until a response whose `write` returned false can take more bytes.
- * Resolves false when the client went away instead (nothing more should be written).
+ * Resolves false when the client went away instead (nothing more should be written), or read nothing for
+ * `stallTimeoutMs` (then the connection is closed: a client that stops reading must not pin the transfer's buffers).
  */
-export function drained(res: ServerResponse): Promise<boolean> {
+export function drained(res: ServerResponse, stallTimeoutMs = CLIENT_STALL_TIMEOUT_MS): Promise<boolean> {
   if (res.destroyed || res.writableEnded) return Promise.resolve(false)
   return new Promise((resolve) => {
+    const timer = setTimeout(() => res.destroy(), stallTimeoutMs)
     const done = (ok: boolean): void => {
+      clearTimeout(timer)
       res.off('drain', onDrain)
       res.off('close', onClose)
       resolve(ok && !res.destroyed)
