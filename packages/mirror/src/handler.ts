@@ -50,6 +50,8 @@ import {
   openBlob,
   type PeerBlob,
   type PeerFetchConfig,
+  type PeerManifest,
+  type RaceResult,
   raceProviders,
   reportFailure
 } from './peer-fetch.ts'
@@ -71,6 +73,13 @@ export interface MirrorHandlerInit {
   router: Router
   /** Resolve `name:tag` through the local store and the DHT (Spegel's `--resolve-tags`). Default true. */
   resolveTags?: boolean
+  /**
+   * Distinct peer hosts that must serve the same manifest digest before a tag is answered from peers (tags in the
+   * node's own store are answered at once). 1 trusts any provider, as Spegel does: any host that can join the DHT
+   * can then answer a tag with its own image. Default 1; the daemon defaults to 2 unless the DHT is a private
+   * network. See docs/security.md.
+   */
+  tagQuorum?: number
   /**
    * The registry a tag request without `?ns=` refers to (Docker's `registry-mirrors` send none and mean Docker
    * Hub). Default `docker.io`; `null` answers such tag requests 404.
@@ -154,6 +163,7 @@ interface Settings {
   store: ContentStore
   router: Router
   resolveTags: boolean
+  tagQuorum: number
   defaultTagRegistry: string | undefined
   manifestTimeoutMs: number
   mismatchAvoidMs: number
@@ -222,6 +232,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     store: visible ?? init.store,
     router: init.router,
     resolveTags: init.resolveTags ?? true,
+    tagQuorum: Math.max(1, Math.floor(nonNegative('tagQuorum', init.tagQuorum, 1))),
     defaultTagRegistry:
       init.defaultTagRegistry === null
         ? undefined
@@ -778,19 +789,26 @@ async function manifestFromPeers(
   const session = newSession(settings, key, signal)
   try {
     const accept = req.headers.accept
-    const result = await raceProviders(settings.fetch, session, async (provider, attemptSignal) => {
-      try {
-        return await fetchManifest(settings.fetch, provider, path, accept, attemptSignal)
-      } catch (err) {
-        if (err instanceof DigestMismatchError) mismatch(settings, [provider], err)
-        throw err
-      }
-    })
+    const fetchOne = () =>
+      raceProviders(settings.fetch, session, async (provider, attemptSignal) => {
+        try {
+          return await fetchManifest(settings.fetch, provider, path, accept, attemptSignal)
+        } catch (err) {
+          if (err instanceof DigestMismatchError) mismatch(settings, [provider], err)
+          throw err
+        }
+      })
+    const quorum = path.tag === undefined ? 1 : settings.tagQuorum
+    const { result, hosts } = await reachQuorum(await fetchOne(), fetchOne, quorum)
     outcome.resolveMs = performance.now() - started
     const manifest = result.value
     if (manifest === undefined) {
       outcome.source = 'miss'
-      sendError(res, 404, 'MANIFEST_UNKNOWN', missMessage(key, result.attempts, session.queue.error))
+      const message =
+        hosts > 0
+          ? `no ${quorum} peer hosts agree on ${key} (tag quorum; the most that agree: ${hosts})`
+          : missMessage(key, result.attempts, session.queue.error)
+      sendError(res, 404, 'MANIFEST_UNKNOWN', message)
       return
     }
     outcome.source = 'peer'
@@ -813,6 +831,29 @@ async function manifestFromPeers(
   } finally {
     lookupController.abort()
   }
+}
+
+/**
+ * Asks further providers until `quorum` distinct peer hosts (registry URL hosts: several peer ids on one host count
+ * once) have served the same manifest digest for a tag. Resolves the answer that completed the quorum, or none with
+ * the most hosts that agreed.
+ */
+async function reachQuorum(
+  first: RaceResult<PeerManifest>,
+  next: () => Promise<RaceResult<PeerManifest>>,
+  quorum: number
+): Promise<{ result: RaceResult<PeerManifest>; hosts: number }> {
+  if (quorum <= 1) return { result: first, hosts: first.value === undefined ? 0 : 1 }
+  const agreeing = new Map<Digest, Set<string>>()
+  let most = 0
+  for (let result = first; result.value !== undefined; result = await next()) {
+    const hosts = agreeing.get(result.value.digest) ?? new Set<string>()
+    hosts.add(new URL(result.value.provider.registryUrl).hostname)
+    agreeing.set(result.value.digest, hosts)
+    most = Math.max(most, hosts.size)
+    if (hosts.size >= quorum) return { result, hosts: most }
+  }
+  return { result: { attempts: 0 }, hosts: most }
 }
 
 function mismatch(settings: Settings, providers: readonly Provider[], err: DigestMismatchError): void {

@@ -2,11 +2,13 @@
  * `createMirrorServer`: the mirror handler in a `node:http` server, with OCI error bodies also for what Node
  * refuses before a handler runs (oversized headers, malformed requests).
  */
+
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ociErrorBody } from '@kadmirror/oci'
+import { type AllowList, createAllowList } from '@kadmirror/routing'
 import {
   CLIENT_KEEP_ALIVE_TIMEOUT_MS,
   CONNECTIONS_CHECK_INTERVAL_MS,
@@ -34,6 +36,12 @@ export interface MirrorListenOptions {
   maxConnections?: number
   /** Most connections one client address may hold at once. @default {@link MAX_CONNECTIONS_PER_CLIENT} (256) */
   maxConnectionsPerClient?: number
+  /**
+   * CIDR networks (`10.0.0.0/8`, `fd00::/8`) clients may connect from; other connections are closed at once.
+   * Loopback is always allowed (containerd on the node). Default: any address.
+   * @throws {InvalidAccessRuleError} (from `@kadmirror/routing`) for an entry that is not an IP network.
+   */
+  allowedNetworks?: readonly string[]
 }
 
 /** Options of {@link createMirrorServer}: the handler's, plus where to listen. */
@@ -84,6 +92,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   )
 }
 
+const LOOPBACK = createAllowList(['127.0.0.0/8', '::1'])
+
 /** The timer that closes a connection whose first request head does not come in time. */
 const FIRST_HEAD = Symbol('first request head')
 
@@ -92,7 +102,12 @@ const FIRST_HEAD = Symbol('first request head')
  * one whose first request head has not arrived within `headersTimeoutMs` is closed (Node's own headers timeout starts
  * only with the first byte, so a connection that sends nothing would stay forever).
  */
-function limitConnections(server: Server, limit: number, headersTimeoutMs: number): void {
+function limitConnections(
+  server: Server,
+  limit: number,
+  headersTimeoutMs: number,
+  allowed: AllowList | undefined
+): void {
   const open = new Map<string, number>()
   server.on('request', (req: IncomingMessage) => {
     clearTimeout((req.socket as Socket & { [FIRST_HEAD]?: NodeJS.Timeout })[FIRST_HEAD])
@@ -100,7 +115,7 @@ function limitConnections(server: Server, limit: number, headersTimeoutMs: numbe
   server.on('connection', (socket: Socket & { [FIRST_HEAD]?: NodeJS.Timeout }) => {
     const client = socket.remoteAddress ?? ''
     const count = open.get(client) ?? 0
-    if (count >= limit) {
+    if (count >= limit || (allowed !== undefined && !allowed.allows(client) && !LOOPBACK.allows(client))) {
       socket.destroy()
       return
     }
@@ -137,7 +152,13 @@ export async function listenMirror(options: MirrorListenOptions = {}): Promise<M
     }
   )
   server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS
-  limitConnections(server, options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT, headersTimeout)
+  const allowed = options.allowedNetworks === undefined ? undefined : createAllowList(options.allowedNetworks)
+  limitConnections(
+    server,
+    options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT,
+    headersTimeout,
+    allowed
+  )
   server.on('clientError', answerClientError)
   server.listen(options.port ?? DEFAULT_REGISTRY_PORT, options.host)
   await once(server, 'listening')
@@ -183,6 +204,7 @@ export async function createMirrorServer(init: MirrorServerInit): Promise<Mirror
     headersTimeoutMs,
     maxConnections,
     maxConnectionsPerClient,
+    allowedNetworks,
     ...handlerInit
   } = init
   const listener = await listenMirror({
@@ -191,7 +213,8 @@ export async function createMirrorServer(init: MirrorServerInit): Promise<Mirror
     ...(maxHeaderSize === undefined ? {} : { maxHeaderSize }),
     ...(headersTimeoutMs === undefined ? {} : { headersTimeoutMs }),
     ...(maxConnections === undefined ? {} : { maxConnections }),
-    ...(maxConnectionsPerClient === undefined ? {} : { maxConnectionsPerClient })
+    ...(maxConnectionsPerClient === undefined ? {} : { maxConnectionsPerClient }),
+    ...(allowedNetworks === undefined ? {} : { allowedNetworks })
   })
   const handler = listener.serve(handlerInit)
   return { server: listener.server, url: listener.url, port: listener.port, handler, close: listener.close }

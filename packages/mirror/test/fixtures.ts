@@ -28,17 +28,21 @@ export interface MirrorNode {
 
 type HandlerOptions = Omit<MirrorHandlerInit, 'store' | 'router'>
 
-/** Listens on 127.0.0.1 with an ephemeral port; the handler is attached later. */
-export async function listen(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
+/** Listens on `host` (127.0.0.1; any 127.x address works on Linux) with an ephemeral port. */
+export async function listen(
+  handler?: (req: IncomingMessage, res: ServerResponse) => void,
+  host = '127.0.0.1'
+): Promise<Server> {
   const server = createServer(handler)
-  server.listen(0, '127.0.0.1')
+  server.listen(0, host)
   await once(server, 'listening')
   return server
 }
 
 /** Base URL of a listening server. */
 export function urlOf(server: Server): string {
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const { address, port } = server.address() as AddressInfo
+  return `http://${address}:${port}`
 }
 
 /** Stops a server and every connection it has. */
@@ -106,13 +110,14 @@ export interface FakePeer {
 export async function startFakePeer(
   network: MemoryNetwork,
   keys: readonly string[],
-  behaviour: (req: IncomingMessage, res: ServerResponse) => void
+  behaviour: (req: IncomingMessage, res: ServerResponse) => void,
+  host = '127.0.0.1'
 ): Promise<FakePeer> {
   const requests: FakePeer['requests'] = []
   const server = await listen((req, res) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
     behaviour(req, res)
-  })
+  }, host)
   const router = network.createRouter({ registryUrl: urlOf(server) })
   await router.advertise(keys)
   return {

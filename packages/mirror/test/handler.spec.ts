@@ -64,9 +64,10 @@ describe('mirror handler', function () {
 
   async function fake(
     keys: readonly string[],
-    behaviour: Parameters<typeof startFakePeer>[2]
+    behaviour: Parameters<typeof startFakePeer>[2],
+    host?: string
   ): Promise<FakePeer> {
-    const started = await startFakePeer(network, keys, behaviour)
+    const started = await startFakePeer(network, keys, behaviour, host)
     fakes.push(started)
     return started
   }
@@ -708,6 +709,44 @@ describe('mirror handler', function () {
     it('answers 404 to a path outside /v2/ when used without next', async () => {
       const a = await node()
       assert.equal((await get(a.url, '/etc/passwd')).status, 404)
+    })
+  })
+
+  describe('tag quorum', () => {
+    const key = tagKey({ registry: 'example.com', repository: 'team/app', tag: 'v1' }) as string
+    const manifest = () => image.blobs.get(image.root.digest) as Uint8Array
+    const rogueImage = () => buildImage({ layers: [Buffer.from('an outsider’s image')] })
+
+    it('does not answer a tag that only one peer host names, however many peer ids it has', async () => {
+      const rogue = rogueImage()
+      const rogueManifest = rogue.blobs.get(rogue.root.digest) as Uint8Array
+      await fake([key], serveBytes(rogueManifest, rogue.root.digest, OCI_MANIFEST), '127.0.0.2')
+      await fake([key], serveBytes(rogueManifest, rogue.root.digest, OCI_MANIFEST), '127.0.0.2')
+      const a = await node({ tagQuorum: 2 })
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'MANIFEST_UNKNOWN')
+    })
+
+    it('answers a tag once two peer hosts serve the same digest for it', async () => {
+      const rogue = rogueImage()
+      await fake(
+        [key],
+        serveBytes(rogue.blobs.get(rogue.root.digest) as Uint8Array, rogue.root.digest, OCI_MANIFEST),
+        '127.0.0.4'
+      )
+      await fake([key], serveBytes(manifest(), image.root.digest, OCI_MANIFEST), '127.0.0.2')
+      await fake([key], serveBytes(manifest(), image.root.digest, OCI_MANIFEST), '127.0.0.3')
+      const a = await node({ tagQuorum: 2 })
+      const res = await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['docker-content-digest'], image.root.digest)
+    })
+
+    it('answers a tag from any single peer with a quorum of one, as Spegel does', async () => {
+      await fake([key], serveBytes(manifest(), image.root.digest, OCI_MANIFEST), '127.0.0.2')
+      const a = await node()
+      assert.equal((await get(a.url, '/v2/team/app/manifests/v1?ns=example.com')).status, 200)
     })
   })
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { get as httpGet, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { buildImage } from '@kadmirror/oci'
 import { createMemoryNetwork } from '@kadmirror/routing'
 import { createMemoryStore } from '@kadmirror/store'
@@ -166,5 +167,50 @@ describe('mirror server connection limits', function () {
     } finally {
       for (const socket of open) socket.destroy()
     }
+  })
+})
+
+describe('mirror server allowed networks', () => {
+  /** This machine's first non-loopback IPv4 address (connections to it come from it, not from loopback). */
+  const ownAddress = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address
+
+  async function answers(allowedNetworks: string[], from: string): Promise<number | 'closed'> {
+    const router = createMemoryNetwork().createRouter({ registryUrl: 'http://127.0.0.1:1' })
+    const server = await createMirrorServer({
+      store: createMemoryStore(),
+      router,
+      port: 0,
+      host: '0.0.0.0',
+      allowedNetworks
+    })
+    try {
+      return await get(`http://${from}:${server.port}`, '/v2/').then(
+        (res) => res.status,
+        () => 'closed' as const
+      )
+    } finally {
+      await server.close()
+    }
+  }
+
+  it('closes a connection from outside its allowed networks and serves one from inside', async function () {
+    if (ownAddress === undefined) this.skip()
+    const address = ownAddress as string
+    assert.equal(await answers(['198.51.100.0/24'], address), 'closed')
+    assert.equal(await answers([`${address}/32`], address), 200)
+  })
+
+  it('always serves loopback clients (containerd on the node)', async () => {
+    assert.equal(await answers(['198.51.100.0/24'], '127.0.0.1'), 200)
+  })
+
+  it('refuses an allow list entry that is not an IP network', async () => {
+    const router = createMemoryNetwork().createRouter({ registryUrl: 'http://127.0.0.1:1' })
+    await assert.rejects(
+      createMirrorServer({ store: createMemoryStore(), router, port: 0, allowedNetworks: ['10.0.0.0/99'] }),
+      { code: 'ERR_INVALID_ACCESS_RULE' }
+    )
   })
 })

@@ -12,7 +12,8 @@ export const ROUTING_ERROR_CODES = [
   'ERR_INVALID_PEER_KEY',
   'ERR_REQUEST_TIMEOUT',
   'ERR_SESSION_CLOSED',
-  'ERR_INVALID_FRAME'
+  'ERR_INVALID_FRAME',
+  'ERR_INVALID_ACCESS_RULE'
 ] as const
 
 /** One of {@link ROUTING_ERROR_CODES}. */
@@ -68,4 +69,10 @@ export class SessionClosedError extends RoutingError {
 export class InvalidFrameError extends RoutingError {
   override name = 'InvalidFrameError'
   readonly code = 'ERR_INVALID_FRAME'
+}
+
+/** An allow-list entry is not an IP network, or a private-network key file is not a swarm key. */
+export class InvalidAccessRuleError extends RoutingError {
+  override name = 'InvalidAccessRuleError'
+  readonly code = 'ERR_INVALID_ACCESS_RULE'
 }

@@ -20,6 +20,12 @@
  * ```
  */
 
+export {
+  type AllowList,
+  createAllowList,
+  generatePrivateNetworkKey,
+  parsePrivateNetworkKey
+} from './access.ts'
 export { type AdvertisedKinds, type Advertiser, type AdvertiserInit, createAdvertiser } from './advertiser.ts'
 export {
   type AddrInfoJson,
@@ -50,6 +56,7 @@ export {
   WITHDRAW_PROTOCOL
 } from './constants.ts'
 export {
+  InvalidAccessRuleError,
   InvalidBootstrapPeerError,
   InvalidCertDirError,
   InvalidFrameError,

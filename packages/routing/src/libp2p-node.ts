@@ -10,10 +10,12 @@ import type { ComponentLogger, Logger as Libp2pLogger, PrivateKey } from '@libp2
 import { type KadDHT, kadDHT, type PeerInfoMapper } from '@libp2p/kad-dht'
 import { defaultLogger } from '@libp2p/logger'
 import { type Ping, ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p, type Libp2pInit } from 'libp2p'
 import type { Logger } from 'pino'
+import type { AllowList } from './access.ts'
 import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_ROUTER_PORT,
@@ -48,7 +50,40 @@ export interface RouterLibp2pInit {
   maxConnections?: number
   inboundConnectionThreshold?: number
   metrics?: Libp2pInit['metrics']
+  /** The private-network key (swarm key file bytes): only nodes holding it can connect. */
+  privateNetworkKey?: Uint8Array
+  /** Only addresses in these networks may connect, or be dialled. */
+  allowedNetworks?: AllowList
   log: Logger
+}
+
+/** The IP address of a multiaddr's first component, or undefined when it is not `/ip4` or `/ip6`. */
+function ipOf(address: Multiaddr): string | undefined {
+  const first = address.getComponents()[0]
+  return first?.name === 'ip4' || first?.name === 'ip6' ? first.value : undefined
+}
+
+/**
+ * The connection gater of an allow list: inbound connections from outside it are refused before any handshake, and
+ * addresses outside it are never dialled (a DNS address is judged once resolved).
+ */
+function allowListGater(allowed: AllowList, log: Logger): NonNullable<Libp2pInit['connectionGater']> {
+  return {
+    denyDialMultiaddr: (address) => {
+      const ip = ipOf(address)
+      return ip !== undefined && !allowed.allows(ip)
+    },
+    denyInboundConnection: (connection) => {
+      const ip = ipOf(connection.remoteAddr)
+      const denied = ip === undefined || !allowed.allows(ip)
+      if (denied)
+        log.debug(
+          { remote: connection.remoteAddr.toString() },
+          'refused a connection from outside the allowed networks'
+        )
+      return denied
+    }
+  }
 }
 
 /** Whether an address is on the loopback interface (127.0.0.0/8, ::1). */
@@ -126,6 +161,12 @@ export async function createRouterLibp2p(init: RouterLibp2pInit): Promise<Router
     logger: libp2pComponentLogger(),
     ...(init.privateKey === undefined ? {} : { privateKey: init.privateKey }),
     ...(init.metrics === undefined ? {} : { metrics: init.metrics }),
+    ...(init.privateNetworkKey === undefined
+      ? {}
+      : { connectionProtector: preSharedKey({ psk: init.privateNetworkKey }) }),
+    ...(init.allowedNetworks === undefined
+      ? {}
+      : { connectionGater: allowListGater(init.allowedNetworks, init.log) }),
     datastore: init.datastore,
     addresses: {
       listen: init.listen ?? [

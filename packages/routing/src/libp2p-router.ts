@@ -10,6 +10,7 @@
  * (`connections.ts`), records (`records.ts`), the lookup client (`lookup-client.ts`, strategy in `strategy.ts`)
  * and server (`lookup-server.ts`), and the bootstrap loop (`bootstrap-loop.ts`).
  */
+
 import { EventEmitter } from 'node:events'
 import type { Stream } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -17,6 +18,7 @@ import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
+import { createAllowList, parsePrivateNetworkKey } from './access.ts'
 import { AddressBook } from './address-book.ts'
 import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
 import { BootstrapLoop } from './bootstrap-loop.ts'
@@ -80,6 +82,10 @@ async function createNode(init: Libp2pRouterInit, settings: Settings, datastore:
     ...(init.inboundConnectionThreshold === undefined
       ? {}
       : { inboundConnectionThreshold: init.inboundConnectionThreshold }),
+    ...(init.privateNetworkKey === undefined
+      ? {}
+      : { privateNetworkKey: parsePrivateNetworkKey(init.privateNetworkKey) }),
+    ...(init.allowedNetworks === undefined ? {} : { allowedNetworks: createAllowList(init.allowedNetworks) }),
     allowLoopback: settings.allowLoopback,
     protocol: settings.protocol,
     datastore,

@@ -68,6 +68,19 @@ export interface Libp2pRouterInit {
    * handed to libp2p as its `metrics` option. Default none.
    */
   metrics?: Libp2pInit['metrics']
+  /**
+   * A private network: the content of a swarm key file (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits; make
+   * one with `generatePrivateNetworkKey()` or `kadmirror generate-psk`). Only nodes holding the same key can connect
+   * to this node's router at all — Spegel nodes, which have no such option, cannot. Default none (an open DHT).
+   * @throws {InvalidAccessRuleError} (from createLibp2pRouter) when it is not a swarm key.
+   */
+  privateNetworkKey?: string
+  /**
+   * CIDR networks (`10.0.0.0/8`, `fd00::/8`) that may connect to the router port; connections from elsewhere are
+   * refused before any handshake, and addresses elsewhere are not dialled. Default: any address.
+   * @throws {InvalidAccessRuleError} (from createLibp2pRouter) for an entry that is not an IP network.
+   */
+  allowedNetworks?: readonly string[]
   /** Structured logger; default silent. */
   logger?: Logger
 }
