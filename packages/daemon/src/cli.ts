@@ -15,6 +15,7 @@ import {
   CLEANUP_OPTIONS,
   CLEANUP_WAIT_OPTIONS,
   CONFIGURATION_OPTIONS,
+  GENERATE_PSK_OPTIONS,
   GLOBAL_OPTIONS,
   type OptionSpec,
   REGISTRY_OPTIONS,
@@ -50,6 +51,15 @@ const runRegistry: CommandSpec['run'] = async (values, log) =>
 /** Every subcommand of `kadmirror`. */
 export const COMMANDS: readonly CommandSpec[] = [
   { name: 'version', description: 'Print version information.', options: VERSION_OPTIONS, run: runVersion },
+  {
+    name: 'generate-psk',
+    description:
+      'Print a new private-network key (a swarm key) for --private-network-key-file; keep it as a Secret, mode 0600.',
+    options: GENERATE_PSK_OPTIONS,
+    run: async () => {
+      process.stdout.write((await import('@kadmirror/routing/access')).generatePrivateNetworkKey())
+    }
+  },
   {
     name: 'configuration',
     aliases: ['configure'],

@@ -53,7 +53,8 @@ export interface ListenAddress {
 export interface NodeOptions {
   store: StoreOption
   /** Where the registry mirror listens. Default all interfaces, port 5000 (Spegel peers assume it). */
-  registry?: Partial<ListenAddress>
+  /** Where the mirror listens (default `:5000`, all interfaces), and the networks its clients may come from. */
+  registry?: Partial<ListenAddress> & { allowedNetworks?: readonly string[] }
   /** The router's options (listen addresses, data dir, bootstrapper…); its registry port is the mirror's. */
   router?: Omit<Libp2pRouterInit, 'registryPort' | 'logger'>
   /** The mirror handler's options (resolve timeout and retries, filters, credentials…). */
@@ -161,7 +162,8 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
   const mirrorAddress = options.registry ?? {}
   const listener = await listenMirror({
     port: mirrorAddress.port ?? DEFAULT_REGISTRY_PORT,
-    ...hostOf(mirrorAddress.host)
+    ...hostOf(mirrorAddress.host),
+    ...(mirrorAddress.allowedNetworks === undefined ? {} : { allowedNetworks: mirrorAddress.allowedNetworks })
   })
   started.add(() => listener.close())
   const metricsRegistry = new Registry()

@@ -4,6 +4,7 @@
  * then Spegel's unprefixed `<NAME>`) > config file > default, and the README's option tables are generated from it
  * (a test checks them).
  */
+import { createAllowList } from '@kadmirror/routing/access'
 import {
   InvalidValueError,
   parseDuration,
@@ -38,6 +39,13 @@ const duration = (value: string): void => void parseDuration(value)
 const address = (value: string): void => void parseListenAddress(value)
 const url = (value: string): void => void parseHttpUrl(value)
 const regex = (value: string): void => void parseRegex(value)
+const network = (value: string): void => {
+  try {
+    createAllowList([value])
+  } catch (err) {
+    throw new InvalidValueError((err as Error).message)
+  }
+}
 
 /** The global options (before the command). */
 export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
@@ -245,6 +253,40 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     description: 'Announce and accept loopback addresses: a cluster of nodes on one machine (127.0.0.1).'
   },
   {
+    flag: 'private-network-key-file',
+    env: 'PRIVATE_NETWORK_KEY_FILE',
+    since: 'kadmirror',
+    description:
+      'Swarm key file (make one with `kadmirror generate-psk`): only nodes holding the same key can join the DHT. Spegel nodes cannot join a private network.'
+  },
+  {
+    flag: 'router-allowed-networks',
+    env: 'ROUTER_ALLOWED_NETWORKS',
+    since: 'kadmirror',
+    list: true,
+    description: 'CIDR networks that may connect to the router port (others are refused); empty: any.',
+    check: network
+  },
+  {
+    flag: 'registry-allowed-networks',
+    env: 'REGISTRY_ALLOWED_NETWORKS',
+    since: 'kadmirror',
+    list: true,
+    description: 'CIDR networks that may connect to the registry mirror (loopback always may); empty: any.',
+    check: network
+  },
+  {
+    flag: 'tag-quorum',
+    env: 'TAG_QUORUM',
+    since: 'kadmirror',
+    default: 'auto',
+    description:
+      'Distinct peer hosts that must serve the same digest before a tag is answered from peers; auto: 1 in a private network, else 2. 1 is Spegel’s behaviour: any host that reaches the router port can answer a tag.',
+    check: (v) => {
+      if (v !== 'auto') void parseInteger(v, 1, 100)
+    }
+  },
+  {
     flag: 'shutdown-grace',
     env: 'SHUTDOWN_GRACE',
     since: 'kadmirror',
@@ -283,6 +325,9 @@ export const CLEANUP_WAIT_OPTIONS: readonly OptionSpec[] = [
   },
   { flag: 'period', env: 'PERIOD', default: '2s', description: 'Time between probes.', check: duration }
 ]
+
+/** Options of `generate-psk`. */
+export const GENERATE_PSK_OPTIONS: readonly OptionSpec[] = []
 
 /** Options of `version`. */
 export const VERSION_OPTIONS: readonly OptionSpec[] = [

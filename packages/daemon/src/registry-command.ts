@@ -4,7 +4,7 @@
  */
 
 import { once } from 'node:events'
-import { stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import {
   type Bootstrapper,
@@ -12,6 +12,7 @@ import {
   httpBootstrapper,
   idHandler,
   type Libp2pRouter,
+  parsePrivateNetworkKey,
   staticBootstrapper
 } from '@kadmirror/routing'
 import type { Logger } from 'pino'
@@ -83,6 +84,20 @@ function mirroredHosts(values: OptionValues): string[] {
   return values.list('mirrored-registries').map((registry) => new URL(registry).host)
 }
 
+/** The private-network key in `file`, checked. @throws {UsageError} when unreadable or not a swarm key. */
+async function privateNetworkKeyOf(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined
+  const text = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new UsageError(`--private-network-key-file: cannot read ${file}: ${err.message}`)
+  })
+  try {
+    parsePrivateNetworkKey(text)
+  } catch (err) {
+    throw new UsageError(`--private-network-key-file: ${file}: ${(err as Error).message}`)
+  }
+  return text
+}
+
 /** A data dir that exists must be a writable directory; one that does not is created by the router. */
 async function checkDataDir(dir: string | undefined): Promise<void> {
   if (dir === undefined) return
@@ -99,16 +114,27 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
   await checkDataDir(dataDir)
   const credentials = await readCredentials()
   const registries = mirroredHosts(values)
+  const privateNetworkKey = await privateNetworkKeyOf(values.text('private-network-key-file'))
+  const routerNetworks = values.list('router-allowed-networks')
+  const registryNetworks = values.list('registry-allowed-networks')
+  const quorum = values.text('tag-quorum') ?? 'auto'
   return {
     store: await storeOf(values),
-    registry: { host: registry.host, port: registry.port },
+    registry: {
+      host: registry.host,
+      port: registry.port,
+      ...(registryNetworks.length === 0 ? {} : { allowedNetworks: registryNetworks })
+    },
     router: {
       listen: routerListen(router),
       bootstrapper: bootstrapperOf(values, router.port, log),
       allowLoopback: values.flag('allow-loopback'),
-      ...(dataDir === undefined ? {} : { dataDir })
+      ...(dataDir === undefined ? {} : { dataDir }),
+      ...(privateNetworkKey === undefined ? {} : { privateNetworkKey }),
+      ...(routerNetworks.length === 0 ? {} : { allowedNetworks: routerNetworks })
     },
     mirror: {
+      tagQuorum: quorum === 'auto' ? (privateNetworkKey === undefined ? 2 : 1) : parseInteger(quorum, 1, 100),
       resolveTimeoutMs: parseDuration(values.text('mirror-resolve-timeout') ?? '20ms'),
       resolveRetries: parseInteger(values.text('mirror-resolve-retries') ?? '3'),
       filters: values.list('registry-filters').map(parseRegex),
