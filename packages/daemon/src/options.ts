@@ -281,7 +281,7 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     since: 'kadmirror',
     default: 'auto',
     description:
-      'Distinct peer hosts that must serve the same digest before a tag is answered from peers; auto: 1 in a private network, else 2. 1 is Spegel’s behaviour: any host that reaches the router port can answer a tag.',
+      'Distinct peer hosts that must serve the same digest before a tag is answered from peers; auto: 1 in a private network (and with --allow-loopback, where every node is one host), else 2. 1 is Spegel’s behaviour: any host that reaches the router port can answer a tag.',
     check: (v) => {
       if (v !== 'auto') void parseInteger(v, 1, 100)
     }

@@ -134,7 +134,12 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       ...(routerNetworks.length === 0 ? {} : { allowedNetworks: routerNetworks })
     },
     mirror: {
-      tagQuorum: quorum === 'auto' ? (privateNetworkKey === undefined ? 2 : 1) : parseInteger(quorum, 1, 100),
+      tagQuorum:
+        quorum !== 'auto'
+          ? parseInteger(quorum, 1, 100)
+          : privateNetworkKey !== undefined || values.flag('allow-loopback')
+            ? 1
+            : 2,
       resolveTimeoutMs: parseDuration(values.text('mirror-resolve-timeout') ?? '20ms'),
       resolveRetries: parseInteger(values.text('mirror-resolve-retries') ?? '3'),
       filters: values.list('registry-filters').map(parseRegex),

@@ -46,6 +46,7 @@ describe('kadmirror access flags', function () {
     assert.equal(options.mirror?.tagQuorum, 1)
     assert.match(options.router?.privateNetworkKey ?? '', /^\/key\/swarm\/psk\/1\.0\.0\//)
     assert.equal((await nodeOptions({ 'tag-quorum': '3' })).mirror?.tagQuorum, 3)
+    assert.equal((await nodeOptions({ 'allow-loopback': true } as never)).mirror?.tagQuorum, 1)
   })
 
   it('hands the allowed networks to the router and the mirror', async () => {

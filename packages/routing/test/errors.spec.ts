@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {
+  InvalidAccessRuleError,
   InvalidBootstrapPeerError,
   InvalidCertDirError,
   InvalidFrameError,
@@ -19,7 +20,8 @@ describe('routing errors', () => {
     new InvalidPeerKeyError('x'),
     new RequestTimeoutError('x'),
     new SessionClosedError('x'),
-    new InvalidFrameError('x')
+    new InvalidFrameError('x'),
+    new InvalidAccessRuleError('x')
   ]
 
   it('gives each error class its own code, every code of the catalogue once', () => {
