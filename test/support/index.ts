@@ -8,6 +8,17 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { type AddressInfo, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+/**
+ * Runs V8's full garbage collection, also in a process started without `--expose-gc` (memory assertions in tests
+ * must not count garbage).
+ */
+export function collectGarbage(): void {
+  setFlagsFromString('--expose-gc')
+  ;(runInNewContext('gc') as () => void)()
+}
 
 /**
  * Resolves once `check` returns true, polling every `intervalMs` (default 20 ms). Rejects with

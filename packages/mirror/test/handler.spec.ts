@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 import { type BuiltImage, buildImage, type Digest, digestOf, OCI_MANIFEST, tagKey } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import { collectGarbage } from '@kadmirror/test-support'
 import type { DigestMismatchEvent, PeerFailureEvent, ResponseEvent } from '../src/index.ts'
 import {
   errorCode,
@@ -261,10 +260,9 @@ describe('mirror handler', function () {
   })
 
   describe('clients that stop reading', () => {
-    /** Bytes of array buffers still referenced: garbage collected first (V8's gc, reached without --expose-gc). */
+    /** Bytes of array buffers still referenced (garbage collected first). */
     function liveArrayBuffers(): number {
-      v8.setFlagsFromString('--expose-gc')
-      ;(vm.runInNewContext('gc') as () => void)()
+      collectGarbage()
       return process.memoryUsage().arrayBuffers
     }
 

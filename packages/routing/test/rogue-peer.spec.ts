@@ -2,6 +2,7 @@
 // and withdrawals — with arbitrary bytes: the router ignores them (closing the stream), keeps serving lookups, and
 // its memory stays bounded.
 import assert from 'node:assert/strict'
+import { collectGarbage } from '@kadmirror/test-support'
 import fc from 'fast-check'
 import { collectProviders } from '../src/conformance.ts'
 import {
@@ -44,7 +45,7 @@ describe('a router under a rogue peer', function () {
   it('ignores arbitrary bytes on every protocol it answers, keeps serving lookups, and stays within memory', async () => {
     const [victim, rogue] = (await startCluster(2)) as [Libp2pRouter, Libp2pRouter]
     try {
-      global.gc?.()
+      collectGarbage()
       const before = process.memoryUsage().heapUsed
       let opened = 0
       for (const protocol of [DEFAULT_DHT_PROTOCOL, LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, WITHDRAW_PROTOCOL]) {
@@ -69,7 +70,7 @@ describe('a router under a rogue peer', function () {
         10_000,
         'a lookup after the rogue traffic'
       )
-      global.gc?.()
+      collectGarbage()
       const grown = (process.memoryUsage().heapUsed - before) / 2 ** 20
       assert.ok(grown < 64, `the heap grew by ${grown.toFixed(1)} MiB`)
     } finally {
