@@ -4,14 +4,17 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { PeerFailureEvent, ResponseEvent } from '@kadmirror/mirror'
 import { buildImage, buildIndex } from '@kadmirror/oci'
+import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
+import { waitFor } from '@kadmirror/test-support'
 import {
   type ContainerdProcess,
   containerdUnavailable,
@@ -314,3 +317,56 @@ export async function startHost(work: string, name: string): Promise<Host> {
 }
 
 export { mkdtemp, rm }
+
+/** A peer that advertises an image's blobs and serves zeros of the right length for each. */
+export interface Liar {
+  /** The blob digests it advertises (config and layers). */
+  digests: string[]
+  /** Blob GETs it answered. */
+  served(): number
+  stop(): Promise<void>
+}
+
+/** Starts a lying peer for `repository:tag` of the upstream `registryHost`, joining the DHT through `bootstrap`. */
+export async function startLiar(
+  registryHost: string,
+  repository: string,
+  tag: string,
+  bootstrap: string
+): Promise<Liar> {
+  const accept =
+    'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+  const manifest = (await (
+    await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, { headers: { accept } })
+  ).json()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] }
+  const sizes = new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]))
+  let served = 0
+  const server = createHttpServer((req, res) => {
+    const digest = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(req.url ?? '')?.[1] ?? ''
+    const size = sizes.get(digest)
+    if (size === undefined) return void res.writeHead(404).end()
+    res.writeHead(200, { 'content-length': size, 'docker-content-digest': digest })
+    if (req.method === 'HEAD') return void res.end()
+    served++
+    res.end(Buffer.alloc(size))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const router = await createLibp2pRouter({
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    allowLoopback: true,
+    registryPort: (server.address() as AddressInfo).port,
+    bootstrapper: staticBootstrapper([bootstrap])
+  })
+  await waitFor(() => router.peers().length > 0, 10_000, 'the liar to join')
+  await router.advertise([...sizes.keys()])
+  return {
+    digests: [...sizes.keys()],
+    served: () => served,
+    async stop() {
+      await router.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }
+}

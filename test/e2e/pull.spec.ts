@@ -15,6 +15,7 @@ import {
   type Registry,
   rm,
   startHost,
+  startLiar,
   startNode,
   startRegistry
 } from './fixtures.ts'
@@ -185,6 +186,33 @@ if (why !== undefined) {
         console.log(`      pull with node A frozen: ${took} ms`)
       } finally {
         nodeA.child.kill('SIGCONT')
+      }
+    })
+
+    it('(7) a peer that serves wrong bytes for every blob does not make node B’s pull fail', async () => {
+      await b.remove(`${registry.host}/e2e/big`)
+      await a.remove(`${registry.host}/e2e/big`)
+      const liar = await startLiar(registry.host, 'e2e/big', '1', `${nodeA.addresses[0]}/p2p/${nodeA.peerId}`)
+      try {
+        await waitFor(
+          async () =>
+            (
+              await fetch(`${nodeB.url}/v2/e2e/big/blobs/${liar.digests[0]}?ns=${registry.host}`, {
+                method: 'HEAD'
+              })
+            ).ok,
+          20_000,
+          'node B to find the lying peer'
+        )
+        const seen = nodeB.responses.length
+        const upstream = await upstreamDuring(() => b.pull(big))
+        assert.ok((await b.content()).has(bigDigest), 'node B has the image')
+        const blobs = nodeB.responses.slice(seen).filter((r) => r.kind === 'blob' && r.method === 'GET')
+        assert.ok(blobs.length > 0 && blobs.every((r) => r.status === 404), JSON.stringify(blobs))
+        assert.ok(upstream.some((line) => line.startsWith('GET /v2/e2e/big/blobs/')))
+        assert.ok(liar.served() > 0, 'the liar was asked')
+      } finally {
+        await liar.stop()
       }
     })
   })

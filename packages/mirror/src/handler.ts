@@ -6,7 +6,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
@@ -38,9 +38,10 @@ import {
 } from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
+import { ForwardingSink, receiveBlob, SpoolSink } from './blob-transfer.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
-import { DigestMismatchError, InvalidMirrorOptionError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
+import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
 import {
@@ -52,12 +53,10 @@ import {
   type PeerFetchConfig,
   type PeerManifest,
   type RaceResult,
-  raceProviders,
-  reportFailure
+  raceProviders
 } from './peer-fetch.ts'
 import { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
-import { ProgressMeter } from './progress.ts'
-import { API_VERSION_HEADER, drained, sendError } from './respond.ts'
+import { API_VERSION_HEADER, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
 export interface Credentials {
@@ -134,6 +133,18 @@ export interface MirrorHandlerInit {
    * one less than the available cores, at most 4 (0 on a single core: hashing stays on the main thread).
    */
   hashThreads?: number
+  /**
+   * Receive a blob from peers whole and check its digest before its first byte goes to the client (a spool file in
+   * `spoolDir`, unlinked at once). A corrupt or lying peer then never makes a pull fail: the answer is a 404 and
+   * containerd pulls from upstream. False forwards bytes as they arrive (faster for large blobs, the last chunk held
+   * back until the digest matches; containerd's commit fails once when a peer lied). Default true.
+   */
+  verifyBeforeForwarding?: boolean
+  /**
+   * Directory for spool files (a disk, not tmpfs: a spooled blob takes its size there while it is verified). Default
+   * the system's temporary directory.
+   */
+  spoolDir?: string
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -175,6 +186,8 @@ interface Settings {
   fetch: PeerFetchConfig
   hashes: HashPool
   buffers: BufferPool
+  /** Where blobs from peers are spooled and verified before the first byte is sent; undefined: forwarded as they come. */
+  spoolDir: string | undefined
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
   log: Logger
@@ -249,6 +262,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     fetch: fetchConfig,
     buffers: new BufferPool(defaults.COPY_BUFFER_BUDGET_BYTES),
     damaged: new Set(),
+    spoolDir: init.verifyBeforeForwarding === false ? undefined : (init.spoolDir ?? tmpdir()),
     hashes: new HashPool(
       Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
       defaults.HASH_IN_FLIGHT_BUDGET_BYTES
@@ -904,168 +918,125 @@ async function blobFromPeers(
       if (first.value.body !== undefined) discard(first.value.body)
       return
     }
-    res.writeHead(
-      range === undefined ? 200 : 206,
-      contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
-    )
+    const headers = contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
+    const status = range === undefined ? 200 : 206
     if (method === 'HEAD') {
+      res.writeHead(status, headers)
       res.end()
       return
     }
-    await streamVerified(
-      settings,
-      res,
+    const transfer: Transfer = {
       path,
       size,
-      range ?? { start: 0, end: size - 1 },
-      first.value,
-      outcome,
-      (offset) => open(offset, size)
-    )
+      range: range ?? { start: 0, end: size - 1 },
+      status,
+      headers,
+      first: first.value,
+      resume: (offset) => open(offset, size)
+    }
+    if (settings.spoolDir !== undefined) await spoolThenServe(settings, res, transfer, outcome)
+    else await forward(settings, res, transfer, outcome)
   } finally {
     lookupController.abort()
   }
 }
 
+/** A blob transfer from peers, once the first peer answered. */
+interface Transfer {
+  path: BlobPath
+  size: number
+  /** The client's range (the whole blob when it asked for none). */
+  range: ByteRange
+  status: 200 | 206
+  headers: Record<string, string | number>
+  first: PeerBlob
+  resume: (offset: number) => Promise<{ value?: PeerBlob }>
+}
+
 /**
- * Streams a blob from peers to the client, hashing every byte of the whole blob (also outside the client's
- * range) and holding back the last chunk until the digest is checked: a client never receives a complete
- * wrong body. When a peer fails mid-blob, the next one continues from the byte reached.
+ * Streams the blob to the client as it arrives (`verifyBeforeForwarding: false`): the last chunk is held back until
+ * the digest matches; a mismatch or a blob no peer can finish cuts the response (containerd resumes with Range, and a
+ * mismatch fails its commit once).
  */
-async function streamVerified(
+async function forward(
   settings: Settings,
   res: ServerResponse,
-  path: BlobPath,
-  size: number,
-  range: ByteRange,
-  first: PeerBlob,
-  outcome: Outcome,
-  resume: (offset: number) => Promise<{ value?: PeerBlob; attempts: number }>
+  transfer: Transfer,
+  outcome: Outcome
 ): Promise<void> {
-  const hasher = settings.hashes.create(digestAlgorithm(path.digest))
-  let finished = false
+  res.writeHead(transfer.status, transfer.headers)
+  const sink = new ForwardingSink(res, transfer.range)
+  const result = await receiveBlob(
+    settings,
+    transfer.path,
+    transfer.size,
+    transfer.first,
+    transfer.resume,
+    sink
+  )
+  outcome.bytes = sink.sent
+  if (result.kind === 'gone') return
+  if (result.kind === 'verified') {
+    for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)
+    sink.finish()
+    outcome.bytes = sink.sent
+    return
+  }
+  if (result.kind === 'mismatch')
+    mismatch(settings, result.contributors, new DigestMismatchError(transfer.path.digest, result.actual))
+  outcome.source = 'failed'
+  res.destroy()
+}
+
+/**
+ * Receives the whole blob into a spool file, checks its digest, and only then answers (the default): no byte of a
+ * wrong blob ever reaches the client, and when peers fail or lie the answer is a clean 404 — containerd then pulls
+ * the blob from upstream, as it would without the mirror.
+ */
+async function spoolThenServe(
+  settings: Settings,
+  res: ServerResponse,
+  transfer: Transfer,
+  outcome: Outcome
+): Promise<void> {
+  let spool: SpoolSink
   try {
-    const contributors: Provider[] = []
-    let position = 0
-    let pending: Uint8Array | undefined
-    let current: PeerBlob | undefined = first
-    while (current !== undefined) {
-      const body = current.body as NonNullable<PeerBlob['body']>
-      contributors.push(current.provider)
-      try {
-        const ended = await new Promise<boolean>((resolve, reject) => {
-          // Event-driven rather than for-await: one callback per chunk, paused while the client or the hash
-          // worker catches up.
-          let holds = 0
-          const meter = new ProgressMeter(
-            settings.fetch.minPeerBytesPerSecond,
-            settings.fetch.progressWindowMs
-          )
-          const progress = setInterval(() => {
-            if (!meter.tooSlow()) return
-            const rate = Math.round(meter.bytesPerSecond)
-            fail(
-              new PeerTooSlowError(`peer sent ${rate} B/s, below ${settings.fetch.minPeerBytesPerSecond} B/s`)
-            )
-          }, defaults.PROGRESS_CHECK_INTERVAL_MS)
-          const hold = (until: Promise<unknown>): void => {
-            if (holds++ === 0) {
-              body.pause()
-              meter.pause()
-            }
-            until.then(
-              (ok) => {
-                if (ok === false) return finish(false)
-                if (--holds === 0) {
-                  body.resume()
-                  meter.resume()
-                }
-              },
-              (err: unknown) => fail(err)
-            )
-          }
-          const finish = (value: boolean): void => {
-            cleanup()
-            resolve(value)
-          }
-          const fail = (err: unknown): void => {
-            cleanup()
-            reject(err)
-          }
-          const onData = (chunk: Buffer): void => {
-            if (position + chunk.byteLength > size) {
-              fail(new PeerAnswerError('peer sent more bytes than the blob has'))
-              return
-            }
-            meter.add(chunk.byteLength)
-            hasher.update(chunk)
-            const from = Math.max(range.start, position)
-            const to = Math.min(range.end + 1, position + chunk.byteLength)
-            const chunkStart = position
-            position += chunk.byteLength
-            if (from < to) {
-              if (pending !== undefined) {
-                outcome.bytes += pending.byteLength
-                if (!res.write(pending)) {
-                  // The client is behind: do not sit on a partial hash batch while it catches up.
-                  hasher.flush()
-                  hold(drained(res))
-                }
-              }
-              pending = chunk.subarray(from - chunkStart, to - chunkStart)
-            }
-            const hashed = hasher.ready()
-            if (hashed !== undefined) hold(hashed)
-          }
-          const onEnd = (): void => finish(true)
-          const onClose = (): void => {
-            if (!body.readableEnded) fail(new PeerAnswerError('peer closed the body early'))
-          }
-          const cleanup = (): void => {
-            clearInterval(progress)
-            body.off('data', onData)
-            body.off('end', onEnd)
-            body.off('error', fail)
-            body.off('close', onClose)
-          }
-          body.on('data', onData)
-          body.on('end', onEnd)
-          body.on('error', fail)
-          body.on('close', onClose)
-        })
-        if (!ended) return discard(body)
-        if (position < size) throw new PeerAnswerError(`peer ended the body at byte ${position} of ${size}`)
-        break
-      } catch (err) {
-        discard(body)
-        if (res.destroyed) return
-        reportFailure(settings.fetch, path.digest, current.provider, err)
-        settings.log.info(
-          { peer: current.provider.id, digest: path.digest, position, err },
-          'peer failed mid-blob; resuming'
-        )
-        const next = await resume(position)
-        current = next.value
-        if (current === undefined) {
-          // No one can finish it: cut the response so the client retries (containerd resumes with Range).
-          outcome.source = 'failed'
-          res.destroy()
-          return
+    spool = await SpoolSink.create(settings.spoolDir as string, res)
+  } catch (err) {
+    settings.log.warn(
+      { err, dir: settings.spoolDir },
+      'cannot make a spool file; forwarding unverified-first'
+    )
+    return forward(settings, res, transfer, outcome)
+  }
+  try {
+    const { path, size } = transfer
+    let result = await receiveBlob(settings, path, size, transfer.first, transfer.resume, spool)
+    if (result.kind === 'verified')
+      result = await spool.flushed().then(
+        () => result,
+        (err: unknown) => {
+          settings.log.warn({ err, digest: path.digest }, 'spool write failed')
+          return { kind: 'unfinished', position: 0 } as const
         }
-      }
-    }
-    finished = true
-    const actual = await hasher.digest()
-    if (actual !== path.digest) {
-      mismatch(settings, contributors, new DigestMismatchError(path.digest, actual))
+      )
+    if (result.kind === 'gone') return
+    if (result.kind !== 'verified') {
+      if (result.kind === 'mismatch')
+        mismatch(settings, result.contributors, new DigestMismatchError(path.digest, result.actual))
       outcome.source = 'failed'
-      res.destroy()
+      const why = result.kind === 'mismatch' ? 'peers sent wrong bytes' : 'no peer could finish it'
+      sendError(res, 404, 'BLOB_UNKNOWN', `${path.digest}: ${why}`)
       return
     }
-    for (const provider of contributors) settings.fetch.avoid.clear(provider.id)
-    if (pending !== undefined) outcome.bytes += pending.byteLength
-    res.end(pending)
+    for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)
+    res.writeHead(transfer.status, transfer.headers)
+    const stream = spool.stream(transfer.range)
+    stream.on('data', (chunk: Buffer) => {
+      outcome.bytes += chunk.byteLength
+    })
+    await pipeline(stream, res).catch(() => res.destroy())
   } finally {
-    if (!finished) hasher.abandon()
+    await spool.close()
   }
 }

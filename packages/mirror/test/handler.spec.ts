@@ -482,7 +482,7 @@ describe('mirror handler', function () {
       assert.ok(res.body.equals(layer.bytes))
     })
 
-    it('cuts the response and never delivers a complete body when a peer sends corrupt bytes', async () => {
+    it('answers 404, sending no byte, when a peer sends corrupt bytes, so the client pulls upstream', async () => {
       const corrupt = Buffer.from(layer.bytes)
       corrupt[corrupt.length - 1] = (corrupt[corrupt.length - 1] as number) ^ 0xff
       await fake([layer.digest], serveBytes(corrupt, layer.digest))
@@ -490,10 +490,20 @@ describe('mirror handler', function () {
       const mismatches: DigestMismatchEvent[] = []
       a.handler.events.on('digest-mismatch', (e) => mismatches.push(e))
       const res = await get(a.url, blobPath(layer.digest))
-      assert.ok(res.error !== undefined, 'the body is cut')
-      assert.ok(res.body.byteLength < LAYER_SIZE)
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
       assert.equal(mismatches.length, 1)
       assert.equal(mismatches[0]?.expected, layer.digest)
+    })
+
+    it('forwarding as bytes arrive, cuts the response and never delivers a complete corrupt body', async () => {
+      const corrupt = Buffer.from(layer.bytes)
+      corrupt[corrupt.length - 1] = (corrupt[corrupt.length - 1] as number) ^ 0xff
+      await fake([layer.digest], serveBytes(corrupt, layer.digest))
+      const a = await node({ ...quick, verifyBeforeForwarding: false })
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.ok(res.error !== undefined, 'the body is cut')
+      assert.ok(res.body.byteLength < LAYER_SIZE)
     })
 
     it('avoids a peer that sent corrupt bytes on later requests', async () => {
@@ -610,21 +620,42 @@ describe('mirror handler', function () {
       assert.match(good.requests[0]?.headers.range ?? '', /^bytes=10[0-9]{5}-$/)
     })
 
-    it('cuts the response when the only peer trickles', async () => {
+    it('answers 404 when the only peer trickles, within about two progress windows', async () => {
       await fake([layer.digest], trickle)
       const a = await node({ ...quick, progressWindowMs: 1000 })
       const started = Date.now()
       const res = await get(a.url, blobPath(layer.digest))
-      assert.ok(res.error !== undefined, 'the body is cut')
+      assert.equal(res.status, 404)
       assert.ok(Date.now() - started < 10_000)
     })
 
-    it('cuts the response when the only peer fails mid-blob and no other can resume', async () => {
-      await fake([layer.digest], (_req, res) => {
-        res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
-        res.write(Buffer.from(layer.bytes.subarray(0, 1024 * 1024)), () => res.socket?.destroy())
-      })
+    it('forwarding as bytes arrive, cuts the response when the only peer trickles', async () => {
+      await fake([layer.digest], trickle)
+      const a = await node({ ...quick, progressWindowMs: 1000, verifyBeforeForwarding: false })
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.ok(res.error !== undefined, 'the body is cut')
+    })
+
+    /** A peer that sends the first MiB of the layer, then drops the connection. */
+    function dropsMidBlob(
+      _req: import('node:http').IncomingMessage,
+      res: import('node:http').ServerResponse
+    ) {
+      res.writeHead(200, { 'content-length': LAYER_SIZE, 'docker-content-digest': layer.digest })
+      res.write(Buffer.from(layer.bytes.subarray(0, 1024 * 1024)), () => res.socket?.destroy())
+    }
+
+    it('answers 404 when the only peer fails mid-blob and no other can resume', async () => {
+      await fake([layer.digest], dropsMidBlob)
       const a = await node(quick)
+      const res = await get(a.url, blobPath(layer.digest))
+      assert.equal(res.status, 404)
+      assert.equal(errorCode(res), 'BLOB_UNKNOWN')
+    })
+
+    it('forwarding as bytes arrive, cuts the response when the only peer fails mid-blob', async () => {
+      await fake([layer.digest], dropsMidBlob)
+      const a = await node({ ...quick, verifyBeforeForwarding: false })
       const res = await get(a.url, blobPath(layer.digest))
       assert.equal(res.status, 200)
       assert.ok(res.error !== undefined)

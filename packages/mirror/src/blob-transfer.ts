@@ -1,0 +1,298 @@
+/**
+ * Receiving a blob from peers: the bytes of the whole blob are hashed as they arrive, from one peer after another
+ * (the next resumes at the byte reached when one fails or trickles), and handed to a sink — the client's response
+ * (forwarded as they come, the last chunk held back until the digest matches) or a spool file (nothing reaches the
+ * client before the whole blob is verified).
+ */
+import { randomUUID } from 'node:crypto'
+import { type FileHandle, open, unlink } from 'node:fs/promises'
+import type { ServerResponse } from 'node:http'
+import { join } from 'node:path'
+import { type BlobPath, type ByteRange, type Digest, digestAlgorithm } from '@kadmirror/oci'
+import type { Provider } from '@kadmirror/routing'
+import * as defaults from './constants.ts'
+import { PeerAnswerError, PeerTooSlowError } from './errors.ts'
+import type { HashPool, StreamHasher } from './hash-pool.ts'
+import { discard, type PeerBlob, type PeerFetchConfig, reportFailure } from './peer-fetch.ts'
+import { ProgressMeter } from './progress.ts'
+import { drained } from './respond.ts'
+
+/** Where received bytes go. */
+export interface BlobSink {
+  /**
+   * Takes `chunk`, the blob's bytes from `position`. Resolves (true) when the sink can take more, false when it
+   * cannot ever (its client went away); undefined when it can take more at once.
+   */
+  write(chunk: Buffer, position: number): Promise<boolean> | undefined
+  /** True once nothing more can be delivered (the client went away). */
+  readonly gone: boolean
+}
+
+/** How a transfer ended. */
+export type ReceiveResult =
+  /** Every byte arrived and the digest matched; `contributors` sent them. */
+  | { kind: 'verified'; contributors: Provider[] }
+  /** The bytes hash to `actual`, not the digest. */
+  | { kind: 'mismatch'; contributors: Provider[]; actual: Digest }
+  /** No peer could finish the blob. */
+  | { kind: 'unfinished'; position: number }
+  /** The sink's client went away. */
+  | { kind: 'gone' }
+
+/** What a transfer needs. */
+export interface TransferContext {
+  fetch: PeerFetchConfig
+  hashes: HashPool
+  log: { info(object: object, message: string): void }
+}
+
+/**
+ * Receives the blob at `path` (`size` bytes) into `sink`, starting with `first` (a body from byte 0) and resuming
+ * with `resume(offset)` when a peer fails, stalls or trickles.
+ */
+export async function receiveBlob(
+  context: TransferContext,
+  path: BlobPath,
+  size: number,
+  first: PeerBlob,
+  resume: (offset: number) => Promise<{ value?: PeerBlob }>,
+  sink: BlobSink
+): Promise<ReceiveResult> {
+  const hasher = context.hashes.create(digestAlgorithm(path.digest))
+  let digested = false
+  try {
+    const contributors: Provider[] = []
+    const state = { position: 0 }
+    let current: PeerBlob | undefined = first
+    while (current !== undefined) {
+      const body = current.body as NonNullable<PeerBlob['body']>
+      contributors.push(current.provider)
+      try {
+        const ended = await readBody(context, body, size, hasher, sink, state)
+        if (!ended) {
+          discard(body)
+          return { kind: 'gone' }
+        }
+        if (state.position < size)
+          throw new PeerAnswerError(`peer ended the body at byte ${state.position} of ${size}`)
+        break
+      } catch (err) {
+        discard(body)
+        if (sink.gone) return { kind: 'gone' }
+        reportFailure(context.fetch, path.digest, current.provider, err)
+        context.log.info(
+          { peer: current.provider.id, digest: path.digest, position: state.position, err },
+          'peer failed mid-blob; resuming'
+        )
+        current = (await resume(state.position)).value
+        if (current === undefined) return { kind: 'unfinished', position: state.position }
+      }
+    }
+    digested = true
+    const actual = await hasher.digest()
+    if (actual !== path.digest) return { kind: 'mismatch', contributors, actual }
+    return { kind: 'verified', contributors }
+  } finally {
+    if (!digested) hasher.abandon()
+  }
+}
+
+/**
+ * Reads one peer's body into the hasher and the sink, event-driven (one callback per chunk), paused while the sink
+ * or the hash worker catches up, and failed when the peer trickles. Resolves true at its end, false when the sink's
+ * client went away; `state.position` follows the bytes taken. Rejects with the peer's failure (its `position` set).
+ */
+function readBody(
+  context: TransferContext,
+  body: NonNullable<PeerBlob['body']>,
+  size: number,
+  hasher: StreamHasher,
+  sink: BlobSink,
+  state: { position: number }
+): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    let holds = 0
+    const { minPeerBytesPerSecond, progressWindowMs } = context.fetch
+    const meter = new ProgressMeter(minPeerBytesPerSecond, progressWindowMs)
+    const progress = setInterval(() => {
+      if (!meter.tooSlow()) return
+      const rate = Math.round(meter.bytesPerSecond)
+      fail(new PeerTooSlowError(`peer sent ${rate} B/s, below ${minPeerBytesPerSecond} B/s`))
+    }, defaults.PROGRESS_CHECK_INTERVAL_MS)
+    const hold = (until: Promise<unknown>): void => {
+      if (holds++ === 0) {
+        body.pause()
+        meter.pause()
+      }
+      until.then(
+        (ok) => {
+          if (ok === false) return finish(false)
+          if (--holds === 0) {
+            body.resume()
+            meter.resume()
+          }
+        },
+        (err: unknown) => fail(err)
+      )
+    }
+    const finish = (value: boolean): void => {
+      cleanup()
+      resolve(value)
+    }
+    const fail = (err: unknown): void => {
+      cleanup()
+      reject(err)
+    }
+    const onData = (chunk: Buffer): void => {
+      if (state.position + chunk.byteLength > size) {
+        fail(new PeerAnswerError('peer sent more bytes than the blob has'))
+        return
+      }
+      meter.add(chunk.byteLength)
+      hasher.update(chunk)
+      const written = sink.write(chunk, state.position)
+      state.position += chunk.byteLength
+      if (written !== undefined) {
+        // The sink is behind: do not sit on a partial hash batch meanwhile.
+        hasher.flush()
+        hold(written)
+      }
+      const hashed = hasher.ready()
+      if (hashed !== undefined) hold(hashed)
+    }
+    const onEnd = (): void => finish(true)
+    const onClose = (): void => {
+      if (!body.readableEnded) fail(new PeerAnswerError('peer closed the body early'))
+    }
+    const cleanup = (): void => {
+      clearInterval(progress)
+      body.off('data', onData)
+      body.off('end', onEnd)
+      body.off('error', fail)
+      body.off('close', onClose)
+    }
+    body.on('data', onData)
+    body.on('end', onEnd)
+    body.on('error', fail)
+    body.on('close', onClose)
+  })
+}
+
+/**
+ * Forwards the client's `range` of the blob to `res` as it arrives, holding the last chunk back: {@link finish}
+ * sends it once the digest matched, so a client never receives a complete wrong body.
+ */
+export class ForwardingSink implements BlobSink {
+  readonly #res: ServerResponse
+  readonly #range: ByteRange
+  #pending: Buffer | undefined
+  /** Bytes of body sent. */
+  sent = 0
+
+  constructor(res: ServerResponse, range: ByteRange) {
+    this.#res = res
+    this.#range = range
+  }
+
+  get gone(): boolean {
+    return this.#res.destroyed
+  }
+
+  write(chunk: Buffer, position: number): Promise<boolean> | undefined {
+    const from = Math.max(this.#range.start, position)
+    const to = Math.min(this.#range.end + 1, position + chunk.byteLength)
+    if (from >= to) return undefined
+    const previous = this.#pending
+    this.#pending = chunk.subarray(from - position, to - position)
+    if (previous === undefined) return undefined
+    this.sent += previous.byteLength
+    return this.#res.write(previous) ? undefined : drained(this.#res)
+  }
+
+  /** Sends the held-back chunk and ends the response. */
+  finish(): void {
+    if (this.#pending !== undefined) this.sent += this.#pending.byteLength
+    this.#res.end(this.#pending)
+  }
+}
+
+/**
+ * Writes the blob to a file that is unlinked as soon as it is made (nothing is left behind, whatever happens), with
+ * at most {@link SPOOL_WRITE_AHEAD_BYTES} queued. Read it back with {@link SpoolSink.stream} once verified.
+ */
+export class SpoolSink implements BlobSink {
+  readonly #handle: FileHandle
+  readonly #res: ServerResponse
+  #queued = 0
+  #waiting: { resolve(ok: boolean): void; reject(err: unknown): void } | undefined
+  #failure: unknown
+  #writes: Promise<unknown> = Promise.resolve()
+
+  private constructor(handle: FileHandle, res: ServerResponse) {
+    this.#handle = handle
+    this.#res = res
+  }
+
+  /** A new, already unlinked, spool file in `directory`, for the response `res`. */
+  static async create(directory: string, res: ServerResponse): Promise<SpoolSink> {
+    const file = join(directory, `kadmirror-spool-${randomUUID()}`)
+    const handle = await open(file, 'wx+', 0o600)
+    await unlink(file).catch(() => {})
+    return new SpoolSink(handle, res)
+  }
+
+  get gone(): boolean {
+    return this.#res.destroyed
+  }
+
+  write(chunk: Buffer, position: number): Promise<boolean> | undefined {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure)
+    this.#queued += chunk.byteLength
+    const written = this.#handle.write(chunk, 0, chunk.byteLength, position).then(
+      () => {
+        this.#queued -= chunk.byteLength
+        if (this.#waiting !== undefined && this.#queued <= SPOOL_WRITE_AHEAD_BYTES / 2) {
+          const waiting = this.#waiting
+          this.#waiting = undefined
+          waiting.resolve(true)
+        }
+      },
+      (err: unknown) => {
+        this.#failure = err
+        this.#waiting?.reject(err)
+      }
+    )
+    this.#writes = Promise.all([this.#writes, written])
+    if (this.#queued <= SPOOL_WRITE_AHEAD_BYTES) return undefined
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject }
+    })
+  }
+
+  /** Resolves once every write landed. @throws the first write's error (a full disk). */
+  async flushed(): Promise<void> {
+    await this.#writes
+    if (this.#failure !== undefined) throw this.#failure
+  }
+
+  /** The bytes `range.start`–`range.end` of the spooled blob, as a stream (its end does not close the file). */
+  stream(range: ByteRange): NodeJS.ReadableStream {
+    return this.#handle.createReadStream({
+      start: range.start,
+      end: range.end,
+      autoClose: false,
+      highWaterMark: SPOOL_READ_CHUNK_BYTES
+    })
+  }
+
+  /** Closes the file (its space is freed: it has no name). Idempotent. */
+  async close(): Promise<void> {
+    await this.#writes.catch(() => {})
+    await this.#handle.close().catch(() => {})
+  }
+}
+
+/** Bytes a spool may have queued for writing before the peer is paused. */
+const SPOOL_WRITE_AHEAD_BYTES = 8 * 1024 * 1024
+/** Chunk size when a spooled blob is sent to the client, in bytes. */
+const SPOOL_READ_CHUNK_BYTES = 1024 * 1024
