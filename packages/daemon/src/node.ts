@@ -3,6 +3,7 @@
  * mirror handler → metrics server, started in that order and closed in reverse by one `close()`. The daemon's CLI
  * only turns flags into {@link NodeOptions} and calls it; examples, tests and benchmarks call it too.
  */
+import { mkdir } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { openContainerdStore } from '@kadmirror/containerd'
 import {
@@ -157,6 +158,8 @@ export async function createNode(options: NodeOptions): Promise<KadmirrorNode> {
 }
 
 async function startNode(options: NodeOptions, log: Logger, started: Started): Promise<KadmirrorNode> {
+  if (options.mirror?.spoolDir !== undefined)
+    await mkdir(options.mirror.spoolDir, { recursive: true, mode: 0o700 })
   const { store, owned } = await openStore(options.store, log.child({ component: 'store' }))
   if (owned) started.add(() => store.close())
   const mirrorAddress = options.registry ?? {}

@@ -276,6 +276,15 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: network
   },
   {
+    flag: 'verify-before-forwarding',
+    env: 'VERIFY_BEFORE_FORWARDING',
+    since: 'kadmirror',
+    boolean: true,
+    default: 'true',
+    description:
+      'Receive a blob from peers whole and check its digest before sending its first byte (spooled under --data-dir/spool, else the temporary directory): a lying peer then never fails a pull. false forwards bytes as they arrive.'
+  },
+  {
     flag: 'tag-quorum',
     env: 'TAG_QUORUM',
     since: 'kadmirror',

@@ -6,6 +6,7 @@
 import { once } from 'node:events'
 import { readFile, stat } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { join } from 'node:path'
 import {
   type Bootstrapper,
   dnsBootstrapper,
@@ -134,6 +135,9 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       ...(routerNetworks.length === 0 ? {} : { allowedNetworks: routerNetworks })
     },
     mirror: {
+      verifyBeforeForwarding: values.flag('verify-before-forwarding'),
+      // Spooled blobs go to disk under the data dir (the temporary directory may be tmpfs, which is memory).
+      ...(dataDir === undefined ? {} : { spoolDir: join(dataDir, 'spool') }),
       tagQuorum:
         quorum !== 'auto'
           ? parseInteger(quorum, 1, 100)

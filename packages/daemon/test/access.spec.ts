@@ -49,6 +49,14 @@ describe('kadmirror access flags', function () {
     assert.equal((await nodeOptions({ 'allow-loopback': true } as never)).mirror?.tagQuorum, 1)
   })
 
+  it('spools blobs from peers under the data dir, and forwards them as they arrive when told', async () => {
+    const options = await nodeOptions({ 'data-dir': dir })
+    assert.equal(options.mirror?.verifyBeforeForwarding, true)
+    assert.equal(options.mirror?.spoolDir, join(dir, 'spool'))
+    const forwarding = await nodeOptions({ 'verify-before-forwarding': 'false' } as never)
+    assert.equal(forwarding.mirror?.verifyBeforeForwarding, false)
+  })
+
   it('hands the allowed networks to the router and the mirror', async () => {
     const options = await nodeOptions({
       'router-allowed-networks': ['10.0.0.0/8'],
