@@ -1,12 +1,13 @@
 /**
- * Runs the benchmarks named on the command line (default: all). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e] [-- bench options]
+ * Runs the benchmarks named on the command line (default: all but soak). Each prints a table and writes JSON to
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|soak] [-- bench options]
  */
 import { benchContainerd } from './containerd.ts'
 import { benchDaemon } from './daemon.ts'
 import { benchDht } from './dht.ts'
 import { benchE2e } from './e2e.ts'
 import { benchMirror } from './mirror.ts'
+import { benchSoak } from './soak.ts'
 import { benchStore } from './store.ts'
 
 const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
@@ -15,7 +16,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   daemon: benchDaemon,
   mirror: benchMirror,
   e2e: benchE2e,
-  containerd: benchContainerd
+  containerd: benchContainerd,
+  soak: benchSoak
 }
 
 const args = process.argv.slice(2)
@@ -27,6 +29,8 @@ if (unknown.length > 0) {
   console.error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`)
   process.exit(2)
 }
-for (const name of names.length > 0 ? names : Object.keys(BENCHES)) {
+/** Run only when named: they take long. */
+const ON_REQUEST = new Set(['soak'])
+for (const name of names.length > 0 ? names : Object.keys(BENCHES).filter((n) => !ON_REQUEST.has(n))) {
   await (BENCHES[name] as (args: string[]) => Promise<boolean>)(options)
 }

@@ -1031,6 +1031,8 @@ async function spoolThenServe(
     }
     for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)
     res.writeHead(transfer.status, transfer.headers)
+    // An empty blob (a range can only be of bytes that exist): nothing to read back.
+    if (size === 0) return void res.end()
     const stream = spool.stream(transfer.range)
     stream.on('data', (chunk: Buffer) => {
       outcome.bytes += chunk.byteLength

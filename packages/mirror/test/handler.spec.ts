@@ -482,6 +482,17 @@ describe('mirror handler', function () {
       assert.ok(res.body.equals(layer.bytes))
     })
 
+    for (const verifyBeforeForwarding of [true, false])
+      it(`serves an empty blob from a peer (${verifyBeforeForwarding ? 'verified first' : 'forwarded'})`, async () => {
+        const empty = new Uint8Array()
+        await fake([digestOf(empty)], serveBytes(empty, digestOf(empty)))
+        const a = await node({ ...quick, verifyBeforeForwarding })
+        const res = await get(a.url, blobPath(digestOf(empty)))
+        assert.equal(res.error, undefined)
+        assert.equal(res.status, 200)
+        assert.equal(res.body.byteLength, 0)
+      })
+
     it('answers 404, sending no byte, when a peer sends corrupt bytes, so the client pulls upstream', async () => {
       const corrupt = Buffer.from(layer.bytes)
       corrupt[corrupt.length - 1] = (corrupt[corrupt.length - 1] as number) ^ 0xff
