@@ -36,6 +36,8 @@ const NS = 'soak.local'
 const SAMPLE_EVERY_MS = 10_000
 const CHURN_EVERY_MS = 60_000
 const CONTENT_EVERY_MS = 30_000
+/** Shorter runs report slopes but do not judge them: warm-up dominates. */
+const MIN_JUDGED_MS = 10 * 60_000
 
 interface Counters {
   pulls: number
@@ -334,12 +336,15 @@ export async function benchSoak(args: string[]): Promise<boolean> {
     printTable('bench/soak: totals', [totals])
     for (const failure of counters.failures) console.log(`  failure: ${failure}`)
     const flat = rows.every((r) => Math.abs(r['fds/h'] as number) < 60)
-    const checks = {
+    const judged = durationMs >= MIN_JUDGED_MS
+    const checks: Record<string, boolean> = {
       'zero wrong bytes': counters.wrongBytes === 0,
-      'zero failed pulls': counters.failed === 0,
-      'descriptors flat (|slope| < 60/h)': flat
+      'zero failed pulls': counters.failed === 0
     }
+    if (judged) checks['descriptors flat (|slope| < 60/h)'] = flat
     for (const [name, ok] of Object.entries(checks)) console.log(`target ${name}: ${ok ? 'met' : 'NOT met'}`)
+    if (!judged)
+      console.log('target descriptors flat: not judged (a slope needs a run of 10 minutes or more)')
     console.log(
       `wrote ${await writeResults('soak', { rows, totals, checks, samples, failures: counters.failures })}`
     )
