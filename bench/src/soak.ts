@@ -11,10 +11,8 @@
  * Usage: npm run bench -- soak [--minutes 20] [--nodes 10] [--workers 4] (not part of the default set: it is long)
  */
 import { createHash, randomFillSync } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -29,6 +27,7 @@ import {
   startDaemon,
   stopDaemons
 } from '@kadmirror/test-support/daemons'
+import { type RogueRegistry, startRogueRegistry, zeros } from '@kadmirror/test-support/rogue-registry'
 import { Agent } from 'undici'
 import { printTable, type Row, writeResults } from './report.ts'
 
@@ -89,26 +88,17 @@ function randomImage(): BuiltImage {
 async function startRogue(
   bootstrap: string,
   digests: Map<string, number>,
-  serve: (res: import('node:http').ServerResponse, size: number) => void
-): Promise<{ router: Libp2pRouter; server: Server }> {
-  const server = createServer((req, res) => {
-    const digest = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(req.url ?? '')?.[1] ?? ''
-    const size = digests.get(digest)
-    if (size === undefined) return void res.writeHead(404).end()
-    res.writeHead(200, { 'content-length': size, 'docker-content-digest': digest })
-    if (req.method === 'HEAD') return void res.end()
-    serve(res, size)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  serve: (res: ServerResponse, size: number) => void
+): Promise<{ router: Libp2pRouter; registry: RogueRegistry }> {
+  const registry = await startRogueRegistry(digests, serve)
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
-    registryPort: (server.address() as AddressInfo).port,
+    registryPort: registry.port,
     bootstrapper: staticBootstrapper([bootstrap])
   })
   await router.advertise([...digests.keys()])
-  return { router, server }
+  return { router, registry }
 }
 
 /** Pulls `tag` through `daemon` as containerd would: the manifest, then every blob, each checked. */
@@ -203,7 +193,7 @@ export async function benchSoak(args: string[]): Promise<boolean> {
     failures: []
   }
   const daemons: Daemon[] = []
-  const rogues: { router: Libp2pRouter; server: Server }[] = []
+  const rogues: { router: Libp2pRouter; registry: RogueRegistry }[] = []
   try {
     // Images, each held by one or two nodes (tags soak.local/soak/app:<i>).
     const images = Array.from({ length: 12 }, randomImage)
@@ -239,7 +229,7 @@ export async function benchSoak(args: string[]): Promise<boolean> {
       for (const [digest, bytes] of image.blobs)
         if (digest !== image.root.digest) rogueBlobs.set(digest, bytes.byteLength)
     const seed = `/ip4/127.0.0.1/tcp/${ports[1]}`
-    rogues.push(await startRogue(seed, rogueBlobs, (res, size) => res.end(Buffer.alloc(size))))
+    rogues.push(await startRogue(seed, rogueBlobs, zeros))
     rogues.push(
       await startRogue(seed, rogueBlobs, (res) => {
         const timer = setInterval(() => res.write(Buffer.alloc(1)), 100)
@@ -353,8 +343,7 @@ export async function benchSoak(args: string[]): Promise<boolean> {
     await stopDaemons(daemons)
     for (const rogue of rogues) {
       await rogue.router.close()
-      rogue.server.closeAllConnections()
-      rogue.server.close()
+      await rogue.registry.close()
     }
     await client.close()
     await rm(root, { recursive: true, force: true })

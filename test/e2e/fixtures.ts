@@ -4,8 +4,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer as createHttpServer } from 'node:http'
-import { type AddressInfo, createServer } from 'node:net'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +14,7 @@ import { buildImage, buildIndex } from '@kadmirror/oci'
 import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
+import { startRogueRegistry } from '@kadmirror/test-support/rogue-registry'
 import {
   type ContainerdProcess,
   containerdUnavailable,
@@ -340,33 +340,21 @@ export async function startLiar(
     await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, { headers: { accept } })
   ).json()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] }
   const sizes = new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]))
-  let served = 0
-  const server = createHttpServer((req, res) => {
-    const digest = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(req.url ?? '')?.[1] ?? ''
-    const size = sizes.get(digest)
-    if (size === undefined) return void res.writeHead(404).end()
-    res.writeHead(200, { 'content-length': size, 'docker-content-digest': digest })
-    if (req.method === 'HEAD') return void res.end()
-    served++
-    res.end(Buffer.alloc(size))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  const registry = await startRogueRegistry(sizes)
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
-    registryPort: (server.address() as AddressInfo).port,
+    registryPort: registry.port,
     bootstrapper: staticBootstrapper([bootstrap])
   })
   await waitFor(() => router.peers().length > 0, 10_000, 'the liar to join')
   await router.advertise([...sizes.keys()])
   return {
     digests: [...sizes.keys()],
-    served: () => served,
+    served: registry.served,
     async stop() {
       await router.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
+      await registry.close()
     }
   }
 }

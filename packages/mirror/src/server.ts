@@ -11,6 +11,7 @@ import { ociErrorBody } from '@kadmirror/oci'
 import { type AllowList, createAllowList } from '@kadmirror/routing'
 import {
   CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+  CLIENT_STALL_TIMEOUT_MS,
   CONNECTIONS_CHECK_INTERVAL_MS,
   DEFAULT_REGISTRY_PORT,
   HEADERS_TIMEOUT_MS,
@@ -36,6 +37,11 @@ export interface MirrorListenOptions {
   maxConnections?: number
   /** Most connections one client address may hold at once. @default {@link MAX_CONNECTIONS_PER_CLIENT} (256) */
   maxConnectionsPerClient?: number
+  /**
+   * A connection with no traffic either way for this long, in ms — a client that stopped reading a response, one
+   * that went silent — is closed. @default {@link CLIENT_STALL_TIMEOUT_MS} (60 s)
+   */
+  clientStallTimeoutMs?: number
   /**
    * CIDR networks (`10.0.0.0/8`, `fd00::/8`) clients may connect from; other connections are closed at once.
    * Loopback is always allowed (containerd on the node). Default: any address.
@@ -152,6 +158,8 @@ export async function listenMirror(options: MirrorListenOptions = {}): Promise<M
     }
   )
   server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS
+  // Node closes a socket idle for this long (no 'timeout' listener): a stuck client cannot pin a transfer for ever.
+  server.timeout = options.clientStallTimeoutMs ?? CLIENT_STALL_TIMEOUT_MS
   const allowed = options.allowedNetworks === undefined ? undefined : createAllowList(options.allowedNetworks)
   limitConnections(
     server,
@@ -205,6 +213,7 @@ export async function createMirrorServer(init: MirrorServerInit): Promise<Mirror
     maxConnections,
     maxConnectionsPerClient,
     allowedNetworks,
+    clientStallTimeoutMs,
     ...handlerInit
   } = init
   const listener = await listenMirror({
@@ -214,7 +223,8 @@ export async function createMirrorServer(init: MirrorServerInit): Promise<Mirror
     ...(headersTimeoutMs === undefined ? {} : { headersTimeoutMs }),
     ...(maxConnections === undefined ? {} : { maxConnections }),
     ...(maxConnectionsPerClient === undefined ? {} : { maxConnectionsPerClient }),
-    ...(allowedNetworks === undefined ? {} : { allowedNetworks })
+    ...(allowedNetworks === undefined ? {} : { allowedNetworks }),
+    ...(clientStallTimeoutMs === undefined ? {} : { clientStallTimeoutMs })
   })
   const handler = listener.serve(handlerInit)
   return { server: listener.server, url: listener.url, port: listener.port, handler, close: listener.close }

@@ -214,3 +214,39 @@ describe('mirror server allowed networks', () => {
     )
   })
 })
+
+describe('mirror server stall timeout', function () {
+  this.timeout(30_000)
+
+  it('closes the connection of a client that stops reading a response for the stall timeout', async () => {
+    const layer = new Uint8Array(32 * 1024 * 1024).fill(9)
+    const store = createMemoryStore()
+    await store.addImage('registry.example.com/big:1', buildImage({ layers: [layer] }))
+    const router = createMemoryNetwork().createRouter({ registryUrl: 'http://127.0.0.1:1' })
+    const mirror = await createMirrorServer({
+      store,
+      router,
+      port: 0,
+      host: '127.0.0.1',
+      clientStallTimeoutMs: 500
+    })
+    try {
+      const digest = `sha256:${createHash('sha256').update(layer).digest('hex')}`
+      const res = await new Promise<IncomingMessage>((resolve, reject) =>
+        httpGet(`${mirror.url}/v2/big/blobs/${digest}?ns=registry.example.com`, resolve).on('error', reject)
+      )
+      const started = Date.now()
+      const closed = new Promise<number>((resolve) =>
+        mirror.handler.events.once('response', (e) => resolve(e.bytes))
+      )
+      res.pause() // and never read again (a paused client does not even notice the close)
+      const sent = await closed
+      const took = Date.now() - started
+      assert.ok(took >= 400 && took < 5000, `closed after ${took} ms`)
+      assert.ok(sent < layer.byteLength, `${sent} bytes sent`)
+      res.destroy()
+    } finally {
+      await mirror.close()
+    }
+  })
+})
