@@ -127,10 +127,19 @@ export async function benchE2e(args: string[] = []): Promise<boolean> {
       join(work, 'node-b'),
       `${nodeA.addresses[0]}/p2p/${nodeA.peerId}`
     )
-    nodes.push(nodeA, nodeB)
+    // Node C forwards blobs from peers as they arrive (on B's containerd): the pull through it is the comparison for
+    // node B's default, which verifies each blob whole before its first byte.
+    const nodeC = await startNode(
+      b.containerd,
+      join(work, 'node-c'),
+      `${nodeA.addresses[0]}/p2p/${nodeA.peerId}`,
+      ['--forward']
+    )
+    nodes.push(nodeA, nodeB, nodeC)
     const dirs = {
       direct: await hostsDir(join(work, 'direct'), registry.host, registry.host),
       mirror: await hostsDir(join(work, 'mirror'), registry.host, registry.host, nodeB.url),
+      forwarding: await hostsDir(join(work, 'forwarding'), registry.host, registry.host, nodeC.url),
       directThrottled: await hostsDir(join(work, 'direct-throttled'), registry.host, proxy.address),
       mirrorThrottled: await hostsDir(join(work, 'mirror-throttled'), registry.host, proxy.address, nodeB.url)
     }
@@ -181,6 +190,7 @@ export async function benchE2e(args: string[] = []): Promise<boolean> {
       await measure('miss throttled', dirs.mirrorThrottled)
       await aHasIt(true)
       await measure('peer', dirs.mirror)
+      await measure('peer, forwarding', dirs.forwarding)
       await measure('peer, upstream throttled', dirs.mirrorThrottled)
     }
     const p50 = (name: string): number => median(times[name] as number[])
@@ -192,9 +202,14 @@ export async function benchE2e(args: string[] = []): Promise<boolean> {
         'vs direct': p50('miss') / p50('direct')
       },
       {
-        pull: 'through kadmirror, from node A',
+        pull: 'through kadmirror, from node A (verified before forwarding: the default)',
         'seconds p50': p50('peer') / 1000,
         'vs direct': p50('peer') / p50('direct')
+      },
+      {
+        pull: 'through kadmirror, from node A (forwarded as it arrives)',
+        'seconds p50': p50('peer, forwarding') / 1000,
+        'vs direct': p50('peer, forwarding') / p50('direct')
       },
       {
         pull: `directly from upstream throttled to ${values['throttle-mbps']} MB/s`,

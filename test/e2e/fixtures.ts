@@ -219,7 +219,8 @@ export interface KadmirrorNode {
 export async function startNode(
   containerd: ContainerdProcess,
   dataDir: string,
-  bootstrap?: string
+  bootstrap?: string,
+  extraArgs: readonly string[] = []
 ): Promise<KadmirrorNode> {
   const script = fileURLToPath(new URL('./kadmirror-node.ts', import.meta.url))
   const args = [
@@ -232,6 +233,7 @@ export async function startNode(
     dataDir
   ]
   if (bootstrap !== undefined) args.push('--bootstrap', bootstrap)
+  args.push(...extraArgs)
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const responses: ResponseEvent[] = []
   const failures: PeerFailureEvent[] = []

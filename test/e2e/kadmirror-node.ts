@@ -5,7 +5,7 @@
  * containerd store is open, then one `{ response: … }` per mirror request and one `{ failure: … }` per peer
  * failure. Stops on SIGTERM.
  *
- * Usage: node test/e2e/kadmirror-node.ts --socket S --content-dir D --data-dir D [--bootstrap ADDR]
+ * Usage: node test/e2e/kadmirror-node.ts --socket S --content-dir D --data-dir D [--bootstrap ADDR] [--forward]
  */
 import { parseArgs } from 'node:util'
 import type { ContainerdStore } from '@kadmirror/containerd'
@@ -18,7 +18,9 @@ const { values } = parseArgs({
     'content-dir': { type: 'string' },
     'data-dir': { type: 'string' },
     namespace: { type: 'string', default: 'k8s.io' },
-    bootstrap: { type: 'string' }
+    bootstrap: { type: 'string' },
+    // Forward blobs from peers as they arrive instead of verifying them whole first (for bench/e2e's comparison).
+    forward: { type: 'boolean' }
   }
 })
 if (values.socket === undefined || values['data-dir'] === undefined) {
@@ -34,6 +36,7 @@ const node = await createNode({
   },
   registry: { host: '127.0.0.1', port: 0 },
   metrics: false,
+  ...(values.forward === true ? { mirror: { verifyBeforeForwarding: false } } : {}),
   router: {
     listen: ['/ip4/127.0.0.1/tcp/0'],
     allowLoopback: true,
