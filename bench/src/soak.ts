@@ -48,6 +48,8 @@ interface Counters {
   missMs: number[]
   bytesVerified: number
   restarts: number
+  /** Pulls whose node was restarted while they ran: containerd finds its mirror gone and goes upstream. */
+  nodeDown: number
   failures: string[]
 }
 
@@ -107,7 +109,8 @@ async function pull(
   daemon: Daemon,
   image: BuiltImage,
   tag: string,
-  counters: Counters
+  counters: Counters,
+  wasRestarted: () => boolean
 ): Promise<void> {
   counters.pulls++
   let fellBack = false
@@ -143,6 +146,10 @@ async function pull(
     if (fellBack) counters.fallbacks++
     if (fromPeer) counters.pullsFromPeers++
   } catch (err) {
+    if (wasRestarted()) {
+      counters.nodeDown++
+      return
+    }
     counters.failed++
     if (counters.failures.length < 20) counters.failures.push((err as Error).message)
   }
@@ -190,6 +197,7 @@ export async function benchSoak(args: string[]): Promise<boolean> {
     missMs: [],
     bytesVerified: 0,
     restarts: 0,
+    nodeDown: 0,
     failures: []
   }
   const daemons: Daemon[] = []
@@ -250,17 +258,22 @@ export async function benchSoak(args: string[]): Promise<boolean> {
           () => {}
         )
     }, SAMPLE_EVERY_MS)
+    const restarting = new Set<string>()
+    const restartsOf = new Map<string, number>()
     let lastChurn = started
     let lastContent = started
     const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)] as T
     const worker = async (): Promise<void> => {
       while (performance.now() < deadline) {
-        const live = daemons.filter((d) => d.process.exitCode === null)
+        const live = daemons.filter((d) => d.process.exitCode === null && !restarting.has(d.name))
         const daemon = pick(live)
+        const generation = restartsOf.get(daemon.name) ?? 0
+        const wasRestarted = () =>
+          restarting.has(daemon.name) || (restartsOf.get(daemon.name) ?? 0) !== generation
         if (Math.random() < 0.2) await miss(client, daemon, counters).catch(() => {})
         else {
           const i = Math.floor(Math.random() * images.length)
-          await pull(client, daemon, images[i] as BuiltImage, String(i), counters)
+          await pull(client, daemon, images[i] as BuiltImage, String(i), counters, wasRestarted)
         }
       }
     }
@@ -271,8 +284,12 @@ export async function benchSoak(args: string[]): Promise<boolean> {
         if (now - lastChurn >= CHURN_EVERY_MS) {
           lastChurn = now
           const i = Math.ceil(size / 2) + Math.floor(Math.random() * Math.floor(size / 2))
+          const name = (daemons[i] as Daemon).name
+          restarting.add(name)
           await stopDaemons([daemons[i] as Daemon])
           daemons[i] = await startDaemon(spec(i))
+          restartsOf.set(name, (restartsOf.get(name) ?? 0) + 1)
+          restarting.delete(name)
           counters.restarts++
         }
         if (now - lastContent >= CONTENT_EVERY_MS) {
@@ -316,6 +333,7 @@ export async function benchSoak(args: string[]): Promise<boolean> {
       pulls: counters.pulls,
       'with a blob from the mirror': counters.pullsFromPeers,
       'fell back (404)': counters.fallbacks,
+      'node restarted meanwhile': counters.nodeDown,
       failed: counters.failed,
       'wrong bytes': counters.wrongBytes,
       misses: counters.misses,
