@@ -53,11 +53,18 @@ interface Counters {
   failures: string[]
 }
 
-/** A process's resident set in MiB and its open descriptors, from /proc. */
-async function sample(pid: number): Promise<{ rssMiB: number; fds: number }> {
+/**
+ * A daemon's resident set in MiB and open descriptors (from /proc), and its V8 heap in use in MiB (from its
+ * `/metrics`: growth there is JavaScript holding on to objects; growth of RSS alone is memory V8 or the allocator
+ * keeps).
+ */
+async function sample(daemon: Daemon): Promise<{ rssMiB: number; fds: number; heapMiB: number }> {
+  const pid = daemon.process.pid as number
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const rssMiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024
-  return { rssMiB, fds: (await readdir(`/proc/${pid}/fd`)).length }
+  const metrics = await (await fetch(`${daemon.metricsUrl}/metrics`)).text()
+  const heapMiB = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20
+  return { rssMiB, fds: (await readdir(`/proc/${pid}/fd`)).length, heapMiB }
 }
 
 /** Least-squares slope of `values` over `timesS`, per hour. */
@@ -249,11 +256,11 @@ export async function benchSoak(args: string[]): Promise<boolean> {
     const stable = daemons.slice(0, Math.ceil(size / 2))
     const started = performance.now()
     const deadline = started + durationMs
-    const samples: { t: number; node: number; rssMiB: number; fds: number }[] = []
+    const samples: { t: number; node: number; rssMiB: number; fds: number; heapMiB: number }[] = []
     const sampler = setInterval(() => {
       const t = (performance.now() - started) / 1000
       for (const [node, daemon] of stable.entries())
-        void sample(daemon.process.pid as number).then(
+        void sample(daemon).then(
           (s) => samples.push({ t, node, ...s }),
           () => {}
         )
@@ -318,6 +325,11 @@ export async function benchSoak(args: string[]): Promise<boolean> {
         'RSS MiB/h': slopePerHour(
           mine.map((s) => s.t),
           mine.map((s) => s.rssMiB)
+        ),
+        'heap end MiB': all.at(-1)?.heapMiB ?? Number.NaN,
+        'heap MiB/h': slopePerHour(
+          mine.map((s) => s.t),
+          mine.map((s) => s.heapMiB)
         ),
         'fds start': all[0]?.fds ?? Number.NaN,
         'fds end': all.at(-1)?.fds ?? Number.NaN,
