@@ -36,7 +36,7 @@ export class BufferPool {
     return this.#allocated
   }
 
-  /** True while less than half of the budget is allocated: a response may take several buffers. */
+  /** True while less than half of the budget is in use (free buffers do not count): a response may take several. */
   get roomy(): boolean {
     return this.#allocated - this.#free.length < this.#limit / 2
   }

@@ -591,6 +591,11 @@ async function serveLocal(
   return streamLocal(settings, res, info, range, headers, outcome)
 }
 
+/** Whether a response of `range` (none: the whole) sends all `size` bytes, so that they can be checked against the digest. */
+function coversWhole(range: ByteRange | undefined, size: number): boolean {
+  return range === undefined || (range.start === 0 && range.end === size - 1)
+}
+
 /** Streams large local content; a whole-content GET is verified as in {@link copyLocal}. */
 async function streamLocal(
   settings: Settings,
@@ -614,8 +619,9 @@ async function streamLocal(
       done(null, chunk)
     }
   })
-  const whole = range === undefined || (range.start === 0 && range.end === info.size - 1)
-  const stages = whole ? [verifying(settings.hashes.create(digestAlgorithm(info.digest)), info.digest)] : []
+  const stages = coversWhole(range, info.size)
+    ? [verifying(settings.hashes.create(digestAlgorithm(info.digest)), info.digest)]
+    : []
   try {
     await pipeline([stream, ...stages, counted, res])
   } catch (err) {
@@ -679,8 +685,7 @@ async function copyLocal(
     return false
   }
   res.writeHead(range === undefined ? 200 : 206, headers)
-  const whole = range === undefined || (range.start === 0 && range.end === info.size - 1)
-  const verify = whole
+  const verify = coversWhole(range, info.size)
     ? { hasher: settings.hashes.create(digestAlgorithm(info.digest)), digest: info.digest }
     : undefined
   try {
