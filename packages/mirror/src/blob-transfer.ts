@@ -26,6 +26,8 @@ export interface BlobSink {
   write(chunk: Buffer, position: number): Promise<boolean> | undefined
   /** True once nothing more can be delivered (the client went away). */
   readonly gone: boolean
+  /** The sink's own failure (a spool file that cannot be written), if any: not the peer's fault. */
+  readonly failure?: unknown
 }
 
 /** How a transfer ended. */
@@ -79,6 +81,8 @@ export async function receiveBlob(
       } catch (err) {
         discard(body)
         if (sink.gone) return { kind: 'gone' }
+        // The sink broke (a full disk): no peer is to blame, and no other peer would do better.
+        if (sink.failure !== undefined) return { kind: 'unfinished', position: state.position }
         reportFailure(context.fetch, path.digest, current.provider, err)
         context.log.info(
           { peer: current.provider.id, digest: path.digest, position: state.position, err },
@@ -243,6 +247,10 @@ export class SpoolSink implements BlobSink {
 
   get gone(): boolean {
     return this.#res.destroyed
+  }
+
+  get failure(): unknown {
+    return this.#failure
   }
 
   write(chunk: Buffer, position: number): Promise<boolean> | undefined {

@@ -1020,12 +1020,11 @@ async function spoolThenServe(
     if (result.kind === 'verified')
       result = await spool.flushed().then(
         () => result,
-        (err: unknown) => {
-          settings.log.warn({ err, digest: path.digest }, 'spool write failed')
-          return { kind: 'unfinished', position: 0 } as const
-        }
+        () => ({ kind: 'unfinished', position: size }) as const
       )
     if (result.kind === 'gone') return
+    if (spool.failure !== undefined)
+      settings.log.warn({ err: spool.failure, digest: path.digest }, 'spool write failed')
     if (result.kind !== 'verified') {
       if (result.kind === 'mismatch')
         mismatch(settings, result.contributors, new DigestMismatchError(path.digest, result.actual))
