@@ -4,12 +4,33 @@
  * (readiness, peer id, JSON log lines, pid).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export { freePorts } from './index.ts'
 
 /** The daemon's CLI, run as an operator would run `kadmirror`. */
 export const DAEMON_CLI = fileURLToPath(new URL('../../packages/daemon/src/cli.ts', import.meta.url))
+
+let bundling: Promise<string> | undefined
+
+/**
+ * The daemon as operators run it — one bundled file (packages/daemon/scripts/bundle.mjs) — built once per process
+ * into a temporary directory; resolves its CLI's path.
+ */
+export function bundledCli(): Promise<string> {
+  bundling ??= (async () => {
+    const script = new URL('../../packages/daemon/scripts/bundle.mjs', import.meta.url).href
+    const { bundleDaemon } = (await import(script)) as { bundleDaemon: (out: string) => Promise<string> }
+    const dir = await mkdtemp(join(tmpdir(), 'kadmirror-app-'))
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+    return bundleDaemon(dir)
+  })()
+  return bundling
+}
 
 /** One running daemon. */
 export interface Daemon {
@@ -32,6 +53,12 @@ export interface DaemonSpec {
   peers: string[]
   /** More flags for `kadmirror registry`. */
   extraArgs?: string[]
+  /** The CLI to run: default {@link DAEMON_CLI} (the sources); {@link bundledCli} gives the bundle operators run. */
+  cli?: string
+  /** Options for node before the CLI (V8 flags). */
+  nodeArgs?: string[]
+  /** More environment variables. */
+  env?: Record<string, string>
 }
 
 async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
@@ -54,8 +81,10 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
       `--metrics-addr=127.0.0.1:${metrics}`
     ]
   ]
-  const child = spawn(process.execPath, [DAEMON_CLI, ...args, ...(spec.extraArgs ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe']
+  const cli = spec.cli ?? DAEMON_CLI
+  const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), cli, ...args, ...(spec.extraArgs ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...spec.env }
   })
   const logs: Array<Record<string, unknown>> = []
   let pending = ''

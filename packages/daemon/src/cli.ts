@@ -6,10 +6,8 @@
  */
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { setFlagsFromString } from 'node:v8'
 import { Command, CommanderError, Option } from 'commander'
 import { type Logger, pino } from 'pino'
-import { HEAP_GROWING_PERCENT } from './constants.ts'
 import {
   BOOTSTRAP_SERVER_OPTIONS,
   CLEANUP_OPTIONS,
@@ -22,6 +20,7 @@ import {
   VERSION_OPTIONS
 } from './options.ts'
 import { OptionValues, readConfigFile, resolveOptions, UsageError } from './resolve.ts'
+import { execTuned, tuneRunningProcess } from './runtime.ts'
 import { parseLogLevel } from './values.ts'
 import { runVersion } from './version.ts'
 
@@ -132,14 +131,6 @@ export function createLogger(level: string): Logger {
   )
 }
 
-/** Settings a node process needs, set by the daemon itself (see the daemon README). */
-function tuneRuntime(): void {
-  // libp2p keeps small views into pool slabs for as long as a connection lives: no pool (bench/dht).
-  Buffer.poolSize = 0
-  // Keep V8's old generation near the live heap, as a memory-budgeted node needs (bench/dht).
-  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
-}
-
 async function runCommand(spec: CommandSpec, command: Command, env: NodeJS.ProcessEnv): Promise<void> {
   const opts = command.optsWithGlobals()
   const global = resolveOptions(GLOBAL_OPTIONS, { flags: flagsOf(GLOBAL_OPTIONS, opts), env })
@@ -153,7 +144,7 @@ async function runCommand(spec: CommandSpec, command: Command, env: NodeJS.Proce
     })
   )
   const log = createLogger(String(global.get('log-level')?.value ?? 'INFO'))
-  if (spec.name === 'registry') tuneRuntime()
+  if (spec.name === 'registry') tuneRunningProcess()
   await spec.run(values, log)
 }
 
@@ -224,4 +215,7 @@ export async function main(
 
 const invoked =
   process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
-if (invoked) process.exit(await main(process.argv.slice(2)))
+if (invoked) {
+  if (process.argv.slice(2).find((arg) => !arg.startsWith('-')) === 'registry') execTuned()
+  process.exit(await main(process.argv.slice(2)))
+}

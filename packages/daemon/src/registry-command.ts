@@ -119,6 +119,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
   const routerNetworks = values.list('router-allowed-networks')
   const registryNetworks = values.list('registry-allowed-networks')
   const quorum = values.text('tag-quorum') ?? 'auto'
+  const hashThreads = values.text('hash-threads') ?? 'auto'
   return {
     store: await storeOf(values),
     registry: {
@@ -138,6 +139,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       verifyBeforeForwarding: values.flag('verify-before-forwarding'),
       // Spooled blobs go to disk under the data dir (the temporary directory may be tmpfs, which is memory).
       ...(dataDir === undefined ? {} : { spoolDir: join(dataDir, 'spool') }),
+      hashThreads: hashThreads === 'auto' ? 0 : parseInteger(hashThreads, 0, 16),
       tagQuorum:
         quorum !== 'auto'
           ? parseInteger(quorum, 1, 100)

@@ -43,7 +43,7 @@ describe('what the registry command binds', function () {
       '--bootstrap-kind=static',
       '--static-bootstrap-peers',
       '/ip4/127.0.0.1/tcp/1',
-      '--store=oci-layout:' + dir,
+      `--store=oci-layout:${dir}`,
       `--registry-addr=${bind(registry as number)}`,
       `--router-addr=${bind(router as number)}`,
       `--metrics-addr=${bind(metrics as number)}`

@@ -10,6 +10,7 @@ import type { ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { type BlobPath, type ByteRange, type Digest, digestAlgorithm } from '@kadmirror/oci'
 import type { Provider } from '@kadmirror/routing'
+import type { ContentReader } from '@kadmirror/store'
 import * as defaults from './constants.ts'
 import { PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { HashPool, StreamHasher } from './hash-pool.ts'
@@ -283,6 +284,17 @@ export class SpoolSink implements BlobSink {
     if (this.#failure !== undefined) throw this.#failure
   }
 
+  /** The spooled blob as a reader of `size` bytes (closing it leaves the file open: {@link SpoolSink.close} does). */
+  reader(size: number): ContentReader {
+    const handle = this.#handle
+    return {
+      size,
+      read: async (target, offset, length, position) =>
+        (await handle.read(target, offset, length, position)).bytesRead,
+      close: async () => {}
+    }
+  }
+
   /** The bytes `range.start`–`range.end` of the spooled blob, as a stream (its end does not close the file). */
   stream(range: ByteRange): NodeJS.ReadableStream {
     return this.#handle.createReadStream({
@@ -301,6 +313,6 @@ export class SpoolSink implements BlobSink {
 }
 
 /** Bytes a spool may have queued for writing before the peer is paused. */
-const SPOOL_WRITE_AHEAD_BYTES = 8 * 1024 * 1024
+const SPOOL_WRITE_AHEAD_BYTES = 2 * 1024 * 1024
 /** Chunk size when a spooled blob is sent to the client, in bytes. */
 const SPOOL_READ_CHUNK_BYTES = 1024 * 1024

@@ -80,7 +80,7 @@ export const CLIENT_STALL_TIMEOUT_MS = 60_000
  * Copy buffers (1 MiB each) all local responses may hold at once, in bytes. A response takes up to four while the
  * pool is less than half used, one otherwise, and waits for one when the budget is spent.
  */
-export const COPY_BUFFER_BUDGET_BYTES = 64 * 1024 * 1024
+export const COPY_BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
 /**
  * Bytes all hash workers may have queued and not yet hashed, in bytes (each transfer at most a sixteenth of it). A
  * transfer over its share waits for the worker.

@@ -13,7 +13,7 @@ import { drained } from './respond.ts'
 /** Size of one copy buffer, in bytes. */
 export const COPY_BUFFER_BYTES = 1024 * 1024
 /** Free buffers kept for later responses; more are left to the garbage collector. */
-const FREE_BUFFERS_KEPT = 8
+const FREE_BUFFERS_KEPT = 4
 /** Buffers one response uses in turn while the pool is less than half used. */
 const BUFFERS_PER_COPY = 4
 

@@ -993,6 +993,30 @@ async function forward(
   res.destroy()
 }
 
+/** Sends a verified spool's `range` with the copy pool's buffers (no fresh buffer per chunk), else as a stream. */
+async function sendSpooled(
+  settings: Settings,
+  res: ServerResponse,
+  spool: SpoolSink,
+  size: number,
+  range: ByteRange,
+  outcome: Outcome
+): Promise<void> {
+  const buffer = settings.buffers.take()
+  if (buffer !== undefined) {
+    outcome.bytes = await copyRange(spool.reader(size), res, range, settings.buffers, buffer).catch(() => {
+      res.destroy()
+      return 0
+    })
+    return
+  }
+  const stream = spool.stream(range)
+  stream.on('data', (chunk: Buffer) => {
+    outcome.bytes += chunk.byteLength
+  })
+  await pipeline(stream, res).catch(() => res.destroy())
+}
+
 /**
  * Receives the whole blob into a spool file, checks its digest, and only then answers (the default): no byte of a
  * wrong blob ever reaches the client, and when peers fail or lie the answer is a clean 404 — containerd then pulls
@@ -1037,11 +1061,7 @@ async function spoolThenServe(
     res.writeHead(transfer.status, transfer.headers)
     // An empty blob (a range can only be of bytes that exist): nothing to read back.
     if (size === 0) return void res.end()
-    const stream = spool.stream(transfer.range)
-    stream.on('data', (chunk: Buffer) => {
-      outcome.bytes += chunk.byteLength
-    })
-    await pipeline(stream, res).catch(() => res.destroy())
+    await sendSpooled(settings, res, spool, size, transfer.range, outcome)
   } finally {
     await spool.close()
   }

@@ -66,9 +66,12 @@ export class BootstrapLoop {
         .register?.(this.init.self(), { signal })
         .catch((err: unknown) => this.init.log.warn({ err }, 'could not register with the bootstrapper'))
       const peers = await bootstrapper.peers({ signal })
-      const reached = await this.dialAll(peers, signal)
-      if (reached === 0 && peers.length > 0)
-        this.init.log.warn({ peers: peers.length }, 'no bootstrap peer could be reached')
+      const { reached, others } = await this.dialAll(peers, signal)
+      // A node that already has peers is fine whatever its bootstrapper answers (often only this node itself).
+      if (reached === 0 && this.init.view.size === 0) {
+        if (others > 0) this.init.log.warn({ peers: others }, 'no bootstrap peer could be reached')
+        else if (peers.length > 0) this.init.log.warn('the bootstrapper lists no node but this one')
+      }
       events.emit('bootstrap', { peers: peers.length, reached, durationMs: Date.now() - started })
       return reached > 0
     } catch (err) {
@@ -82,14 +85,17 @@ export class BootstrapLoop {
     }
   }
 
-  /** Dials every bootstrap peer but this node; resolves how many were reached. */
-  private async dialAll(peers: readonly BootstrapPeer[], signal: AbortSignal): Promise<number> {
+  /** Dials every bootstrap peer but this node; resolves how many were reached, of how many others. */
+  private async dialAll(
+    peers: readonly BootstrapPeer[],
+    signal: AbortSignal
+  ): Promise<{ reached: number; others: number }> {
     const self = this.init.self()
     const own = new Set(self.addresses)
+    const others = peers.filter((peer) => peer.id !== self.id && !peer.addresses.every((a) => own.has(a)))
     let reached = 0
     await Promise.all(
-      peers.map(async (peer) => {
-        if (peer.id === self.id || peer.addresses.every((a) => own.has(a))) return
+      others.map(async (peer) => {
         try {
           await this.dial(peer, AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]))
           reached++
@@ -100,7 +106,7 @@ export class BootstrapLoop {
         }
       })
     )
-    return reached
+    return { reached, others: others.length }
   }
 
   private async dial(peer: BootstrapPeer, signal: AbortSignal): Promise<void> {
