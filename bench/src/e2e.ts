@@ -75,7 +75,12 @@ export async function throttleProxy(target: { host: string; port: number }, byte
 }
 
 /** Writes a hosts directory for `registry` whose upstream is `server`, with `mirror` first when given. */
-async function hostsDir(dir: string, registry: string, server: string, mirror?: string): Promise<string> {
+export async function hostsDir(
+  dir: string,
+  registry: string,
+  server: string,
+  mirror?: string
+): Promise<string> {
   await mkdir(join(dir, registry), { recursive: true })
   // Without a mirror the upstream is also named as the one host: with only `server` in the file, containerd 1.6
   // was seen pulling from the registry's own address instead (the throttled runs were not throttled).

@@ -2,6 +2,7 @@
  * Runs the benchmarks named on the command line (default: all but soak). Each prints a table and writes JSON to
  * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|soak] [-- bench options]
  */
+import { benchCompare } from './compare.ts'
 import { benchContainerd } from './containerd.ts'
 import { benchDaemon } from './daemon.ts'
 import { benchDht } from './dht.ts'
@@ -17,7 +18,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   mirror: benchMirror,
   e2e: benchE2e,
   containerd: benchContainerd,
-  soak: benchSoak
+  soak: benchSoak,
+  compare: benchCompare
 }
 
 const args = process.argv.slice(2)

@@ -16,6 +16,7 @@ import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
 import { startRogueRegistry } from '@kadmirror/test-support/rogue-registry'
 import {
+  type ContainerdBinaries,
   type ContainerdProcess,
   containerdUnavailable,
   startContainerd
@@ -283,8 +284,8 @@ export interface Host {
   content(): Promise<Set<string>>
 }
 
-export async function startHost(work: string, name: string): Promise<Host> {
-  const containerd = await startContainerd()
+export async function startHost(work: string, name: string, binaries?: ContainerdBinaries): Promise<Host> {
+  const containerd = await startContainerd(binaries)
   const hostsDir = join(work, `${name}-hosts`)
   await mkdir(hostsDir, { recursive: true })
   return {

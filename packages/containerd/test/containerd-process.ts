@@ -38,8 +38,16 @@ export interface ContainerdProcess {
   stop(): Promise<void>
 }
 
+/** Which containerd to run: Debian's by default, or binaries built elsewhere (containerd 2.x). */
+export interface ContainerdBinaries {
+  containerd: string
+  ctr: string
+}
+
 /** Starts containerd with the CRI plugin off, everything under a new temporary directory. */
-export async function startContainerd(): Promise<ContainerdProcess> {
+export async function startContainerd(
+  binaries: ContainerdBinaries = { containerd: CONTAINERD, ctr: CTR }
+): Promise<ContainerdProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'kadmirror-containerd-'))
   const socket = join(dir, 'containerd.sock')
   const config = join(dir, 'config.toml')
@@ -61,7 +69,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   )
   let child: ChildProcess | undefined
   const start = async (): Promise<void> => {
-    child = spawn(CONTAINERD, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+    child = spawn(binaries.containerd, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] })
     let log = ''
     child.stderr?.on('data', (chunk: Buffer) => {
       log = (log + chunk.toString()).slice(-4000)
@@ -69,7 +77,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     const deadline = Date.now() + 10_000
     for (;;) {
       try {
-        await run(CTR, ['-a', socket, 'version'])
+        await run(binaries.ctr, ['-a', socket, 'version'])
         return
       } catch {
         if (child.exitCode !== null || Date.now() > deadline)
@@ -85,7 +93,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   }
   await start()
   const ctr = async (namespace: string, ...args: string[]): Promise<string> =>
-    (await run(CTR, ['-a', socket, '-n', namespace, ...args])).stdout
+    (await run(binaries.ctr, ['-a', socket, '-n', namespace, ...args])).stdout
   return {
     dir,
     socket,
