@@ -284,8 +284,17 @@ export interface Host {
   content(): Promise<Set<string>>
 }
 
-export async function startHost(work: string, name: string, binaries?: ContainerdBinaries): Promise<Host> {
+/**
+ * Starts a containerd (Debian's, or `binaries`: containerd 2.x) with a hosts directory. containerd 2.x's `ctr` pulls
+ * through the transfer service unless `--local`; kubelet's CRI pulls as `--local` does, so 2.x pulls use it.
+ */
+export async function startHost(
+  work: string,
+  name: string,
+  binaries?: ContainerdBinaries & { local?: boolean }
+): Promise<Host> {
   const containerd = await startContainerd(binaries)
+  const local = binaries?.local === true ? ['--local'] : []
   const hostsDir = join(work, `${name}-hosts`)
   await mkdir(hostsDir, { recursive: true })
   return {
@@ -297,6 +306,7 @@ export async function startHost(work: string, name: string, binaries?: Container
         'k8s.io',
         'images',
         'pull',
+        ...local,
         '--hosts-dir',
         hostsDir,
         '--snapshotter',

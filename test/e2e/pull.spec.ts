@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { configureMirrors } from '@kadmirror/containerd'
 import { waitFor } from '@kadmirror/test-support'
+import { buildContainerd2, goUnavailable } from '@kadmirror/test-support/go-builds'
+import type { ContainerdBinaries } from '../../packages/containerd/test/containerd-process.ts'
 import {
   buildAndPush,
   e2eUnavailable,
@@ -21,19 +23,21 @@ import {
 } from './fixtures.ts'
 
 const MiB = 1024 * 1024
-const why = e2eUnavailable()
 
-if (why !== undefined) {
-  describe('end to end through containerd', () => {
-    it(`is skipped: ${why}`, function () {
-      console.log(`    skipped: ${why}`)
-      this.skip()
-    })
-  })
-} else {
-  describe('end to end through containerd', function () {
-    this.timeout(180_000)
-    let work: string
+/** The containerd each run uses: Debian's 1.6, and 2.x built from the Go module proxy (as Spegel tests several). */
+const VERSIONS: {
+  name: string
+  binaries: () => Promise<(ContainerdBinaries & { local: boolean }) | undefined>
+}[] = [
+  { name: '1.6', binaries: async () => undefined },
+  { name: '2.x', binaries: async () => ({ ...(await buildContainerd2()), local: true }) }
+]
+
+for (const version of VERSIONS) {
+  const why = e2eUnavailable()
+  describe(`end to end through containerd ${version.name}`, function () {
+    this.timeout(900_000)
+    let work = ''
     let registry: Registry
     let a: Host
     let b: Host
@@ -44,7 +48,13 @@ if (why !== undefined) {
     let small: string
     let multi: string
 
-    before(async () => {
+    before(async function () {
+      const reason = why ?? (version.name === '1.6' ? undefined : await goUnavailable())
+      if (reason !== undefined) {
+        console.log(`    skipped: ${reason}`)
+        this.skip()
+      }
+      const binaries = await version.binaries()
       work = await mkdtemp(join(tmpdir(), 'kadmirror-e2e-'))
       registry = await startRegistry(work)
       bigDigest = await buildAndPush(work, registry.host, 'e2e/big', '1', [50 * MiB, 30 * MiB, 20 * MiB])
@@ -53,8 +63,8 @@ if (why !== undefined) {
       small = `${registry.host}/e2e/small:1`
       await pushIndex(work, registry.host, 'e2e/multi', '1')
       multi = `${registry.host}/e2e/multi:1`
-      a = await startHost(work, 'a')
-      b = await startHost(work, 'b')
+      a = await startHost(work, 'a', binaries)
+      b = await startHost(work, 'b', binaries)
       nodeA = await startNode(a.containerd, join(work, 'node-a'))
       nodeB = await startNode(b.containerd, join(work, 'node-b'), `${nodeA.addresses[0]}/p2p/${nodeA.peerId}`)
       await configureMirrors({
@@ -72,7 +82,7 @@ if (why !== undefined) {
     after(async () => {
       await Promise.all([nodeA?.stop(), nodeB?.stop()])
       await Promise.all([a?.containerd.stop(), b?.containerd.stop(), registry?.stop()])
-      await rm(work, { recursive: true, force: true })
+      if (work !== '') await rm(work, { recursive: true, force: true })
     })
 
     /** Upstream requests made while `action` runs. */

@@ -42,6 +42,8 @@ export interface ContainerdProcess {
 export interface ContainerdBinaries {
   containerd: string
   ctr: string
+  /** A command prefix both run under (e.g. `ip netns exec <ns>`: a node's network namespace). */
+  prefix?: string[]
 }
 
 /** Starts containerd with the CRI plugin off, everything under a new temporary directory. */
@@ -68,8 +70,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 `
   )
   let child: ChildProcess | undefined
+  const ctr = async (namespace: string, ...args: string[]): Promise<string> => {
+    const [file, ...pre] = [...(binaries.prefix ?? []), binaries.ctr]
+    return (await run(file as string, [...pre, '-a', socket, '-n', namespace, ...args])).stdout
+  }
   const start = async (): Promise<void> => {
-    child = spawn(binaries.containerd, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const [file, ...pre] = [...(binaries.prefix ?? []), binaries.containerd]
+    child = spawn(file as string, [...pre, '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] })
     let log = ''
     child.stderr?.on('data', (chunk: Buffer) => {
       log = (log + chunk.toString()).slice(-4000)
@@ -77,7 +84,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     const deadline = Date.now() + 10_000
     for (;;) {
       try {
-        await run(binaries.ctr, ['-a', socket, 'version'])
+        await ctr('default', 'version')
         return
       } catch {
         if (child.exitCode !== null || Date.now() > deadline)
@@ -92,8 +99,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     await once(child, 'exit')
   }
   await start()
-  const ctr = async (namespace: string, ...args: string[]): Promise<string> =>
-    (await run(binaries.ctr, ['-a', socket, '-n', namespace, ...args])).stdout
   return {
     dir,
     socket,

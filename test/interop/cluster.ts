@@ -1,0 +1,200 @@
+/**
+ * A mixed cluster for the interop suite: an upstream registry, a Spegel node and a kadmirror node, each host in a
+ * network namespace of its own (Spegel drops loopback addresses) with its own containerd, both mirrors on their
+ * default ports (Spegel dials every provider's mirror on the port it uses itself, 5000: kadmirror's default).
+ * Spegel bootstraps from kadmirror's HTTP `/id` and kadmirror from Spegel's.
+ */
+import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { renderHostsToml } from '@kadmirror/containerd'
+import type { NetworkNode } from '@kadmirror/test-support/netns'
+import { type ContainerdProcess, startContainerd } from '../../packages/containerd/test/containerd-process.ts'
+
+/** The upstream registry's port inside its namespace. */
+export const UPSTREAM_PORT = 5050
+/** The HTTP bootstrap port both mirrors serve `/id` on (Spegel's `--http-bootstrap-addr`). */
+export const BOOTSTRAP_PORT = 5002
+
+/** A process that stops with SIGTERM (SIGKILL after 15 s). */
+export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  await exited
+  clearTimeout(timer)
+}
+
+/** docker-registry serving `storage` in `node`'s namespace; `requests` collects its access log's request lines. */
+export async function startUpstream(
+  node: NetworkNode,
+  dir: string,
+  storage: string
+): Promise<{ host: string; requests: string[]; child: ChildProcess }> {
+  const config = join(dir, 'upstream.yml')
+  await writeFile(
+    config,
+    `version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: ${storage}
+http:
+  addr: 0.0.0.0:${UPSTREAM_PORT}
+`
+  )
+  const child = node.spawn('/usr/bin/docker-registry', ['serve', config], {
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const requests: string[] = []
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream as NonNullable<typeof stream> }).on('line', (line) => {
+      const match = /"((?:GET|HEAD) [^ ]+) HTTP/.exec(line)
+      if (match !== null) requests.push(match[1] as string)
+    })
+  }
+  const host = `${node.address}:${UPSTREAM_PORT}`
+  await until(
+    async () => (await curl(node, `http://${host}/v2/`)).status === 200,
+    15_000,
+    'the upstream registry'
+  )
+  return { host, requests, child }
+}
+
+/** Polls `check` every 200 ms until it holds; throws after `ms` naming `what`. */
+export async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+/** An HTTP request made from inside `node`'s namespace with curl: status, headers and body, and seconds taken. */
+export async function curl(
+  node: NetworkNode,
+  url: string,
+  method: 'GET' | 'HEAD' = 'GET'
+): Promise<{ status: number; headers: string; body: string; seconds: number }> {
+  const marker = '\n--kadmirror-curl--\n'
+  const { stdout } = await node.run(
+    'curl',
+    ['-s', '-D', '-', ...(method === 'HEAD' ? ['-I'] : []), '-w', `${marker}%{http_code} %{time_total}`, url],
+    { timeout: 30_000 }
+  )
+  const [response = '', tail = ''] = stdout.split(marker)
+  const [status, seconds] = tail.trim().split(' ').map(Number) as [number, number]
+  const split = response.indexOf('\r\n\r\n')
+  return {
+    status,
+    seconds,
+    headers: split < 0 ? response : response.slice(0, split),
+    body: split < 0 ? '' : response.slice(split + 4)
+  }
+}
+
+/** A node of the cluster: its containerd, its mirror process, and a hosts directory naming the mirror first. */
+export interface ClusterNode {
+  net: NetworkNode
+  containerd: ContainerdProcess
+  hostsDir: string
+  mirror?: ChildProcess
+  /** The mirror's last output, for failure messages. */
+  log: () => string
+  /** Keeps `child`'s output as the node's log. */
+  attach(child: ChildProcess): void
+  /** `ctr images pull` of `reference` through the node's hosts directory, from inside its namespace. */
+  pull(reference: string): Promise<void>
+}
+
+/** Starts `net`'s containerd and writes its hosts.toml: the local mirror (127.0.0.1:5000) first, then upstream. */
+export async function startClusterNode(
+  net: NetworkNode,
+  dir: string,
+  upstream: string,
+  binaries: { containerd: string; ctr: string; local: boolean }
+): Promise<ClusterNode> {
+  const containerd = await startContainerd({ ...binaries, prefix: net.prefix })
+  const hostsDir = join(dir, `${net.name}-hosts`)
+  await mkdir(join(hostsDir, upstream), { recursive: true })
+  await writeFile(
+    join(hostsDir, upstream, 'hosts.toml'),
+    renderHostsToml(`http://${upstream}`, ['http://127.0.0.1:5000'])
+  )
+  let log = ''
+  const node: ClusterNode = {
+    net,
+    containerd,
+    hostsDir,
+    log: () => log,
+    attach(child) {
+      for (const stream of [child.stdout, child.stderr])
+        stream?.on('data', (chunk: Buffer) => {
+          log = (log + chunk.toString()).slice(-6000)
+        })
+    },
+    async pull(reference) {
+      // containerd 2.x's ctr pulls through the transfer service unless --local; kubelet's CRI pulls as --local does.
+      const local = binaries.local ? ['--local'] : []
+      await containerd.ctr(
+        'k8s.io',
+        'images',
+        'pull',
+        ...local,
+        '--plain-http',
+        '--hosts-dir',
+        hostsDir,
+        reference
+      )
+    }
+  }
+  return node
+}
+
+/** Starts a mirror process in `node`'s namespace and keeps its output for failure messages. */
+export function startMirror(node: ClusterNode, file: string, args: readonly string[]): ChildProcess {
+  const child = node.net.spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  node.attach(child)
+  node.mirror = child
+  return child
+}
+
+/** Spegel's `registry` on its defaults (`:5000`, `:5001`, `:9090`), bootstrapping from `peer`'s HTTP `/id`. */
+export function spegelArgs(
+  node: ClusterNode,
+  dataDir: string,
+  peer: string,
+  version: 'main' | 'v0.7.4'
+): string[] {
+  const bootstrap =
+    version === 'main'
+      ? ['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`]
+      : ['--http-bootstrap-peer', `http://${peer}:${BOOTSTRAP_PORT}/id`]
+  return [
+    'registry',
+    ...['--containerd-sock', node.containerd.socket, '--containerd-content-path', node.containerd.contentDir],
+    ...['--data-dir', dataDir, '--bootstrap-kind', 'http', '--http-bootstrap-addr', `:${BOOTSTRAP_PORT}`],
+    ...bootstrap
+  ]
+}
+
+/**
+ * kadmirror's `registry` on the same defaults, with Spegel's flags. `--tag-quorum=1`: the cluster has one other
+ * host, so a tag can have one answer (Spegel's behaviour; the default on an open DHT asks two hosts).
+ */
+export function kadmirrorArgs(cli: string, node: ClusterNode, dataDir: string, peer: string): string[] {
+  return [
+    cli,
+    'registry',
+    ...['--containerd-sock', node.containerd.socket, '--containerd-content-path', node.containerd.contentDir],
+    ...['--data-dir', dataDir, '--bootstrap-kind', 'http', '--http-bootstrap-addr', `:${BOOTSTRAP_PORT}`],
+    ...['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`, '--tag-quorum=1']
+  ]
+}
