@@ -14,17 +14,19 @@ import type { ContentReader } from '@kadmirror/store'
 import * as defaults from './constants.ts'
 import { PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { HashPool, StreamHasher } from './hash-pool.ts'
-import { discard, type PeerBlob, type PeerFetchConfig, reportFailure } from './peer-fetch.ts'
+import type { PeerBody } from './peer-body.ts'
+import { type PeerBlob, type PeerFetchConfig, reportFailure } from './peer-fetch.ts'
 import { ProgressMeter } from './progress.ts'
 import { drained } from './respond.ts'
 
 /** Where received bytes go. */
 export interface BlobSink {
   /**
-   * Takes `chunk`, the blob's bytes from `position`. Resolves (true) when the sink can take more, false when it
-   * cannot ever (its client went away); undefined when it can take more at once.
+   * Takes `chunk`, the blob's bytes from `position`, and calls `release` once it no longer needs them (the reader
+   * reuses the buffer). Resolves (true) when the sink can take more, false when it cannot ever (its client went
+   * away); undefined when it can take more at once.
    */
-  write(chunk: Buffer, position: number): Promise<boolean> | undefined
+  write(chunk: Buffer, position: number, release: () => void): Promise<boolean> | undefined
   /** True once nothing more can be delivered (the client went away). */
   readonly gone: boolean
   /** The sink's own failure (a spool file that cannot be written), if any: not the peer's fault. */
@@ -68,19 +70,19 @@ export async function receiveBlob(
     const state = { position: 0 }
     let current: PeerBlob | undefined = first
     while (current !== undefined) {
-      const body = current.body as NonNullable<PeerBlob['body']>
+      const body = current.body as PeerBody
       contributors.push(current.provider)
       try {
         const ended = await readBody(context, body, size, hasher, sink, state)
         if (!ended) {
-          discard(body)
+          body.discard()
           return { kind: 'gone' }
         }
         if (state.position < size)
           throw new PeerAnswerError(`peer ended the body at byte ${state.position} of ${size}`)
         break
       } catch (err) {
-        discard(body)
+        body.discard()
         if (sink.gone) return { kind: 'gone' }
         // The sink broke (a full disk): no peer is to blame, and no other peer would do better.
         if (sink.failure !== undefined) return { kind: 'unfinished', position: state.position }
@@ -109,7 +111,7 @@ export async function receiveBlob(
  */
 function readBody(
   context: TransferContext,
-  body: NonNullable<PeerBlob['body']>,
+  body: PeerBody,
   size: number,
   hasher: StreamHasher,
   sink: BlobSink,
@@ -117,6 +119,7 @@ function readBody(
 ): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
     let holds = 0
+    let settled = false
     const { minPeerBytesPerSecond, progressWindowMs } = context.fetch
     const meter = new ProgressMeter(minPeerBytesPerSecond, progressWindowMs)
     const progress = setInterval(() => {
@@ -132,7 +135,7 @@ function readBody(
       until.then(
         (ok) => {
           if (ok === false) return finish(false)
-          if (--holds === 0) {
+          if (--holds === 0 && !settled) {
             body.resume()
             meter.resume()
           }
@@ -141,45 +144,39 @@ function readBody(
       )
     }
     const finish = (value: boolean): void => {
-      cleanup()
+      if (settled) return
+      settled = true
+      clearInterval(progress)
       resolve(value)
     }
     const fail = (err: unknown): void => {
-      cleanup()
+      if (settled) return
+      settled = true
+      clearInterval(progress)
       reject(err)
     }
-    const onData = (chunk: Buffer): void => {
-      if (state.position + chunk.byteLength > size) {
-        fail(new PeerAnswerError('peer sent more bytes than the blob has'))
-        return
-      }
-      meter.add(chunk.byteLength)
-      hasher.update(chunk)
-      const written = sink.write(chunk, state.position)
-      state.position += chunk.byteLength
-      if (written !== undefined) {
-        // The sink is behind: do not sit on a partial hash batch meanwhile.
-        hasher.flush()
-        hold(written)
-      }
-      const hashed = hasher.ready()
-      if (hashed !== undefined) hold(hashed)
-    }
-    const onEnd = (): void => finish(true)
-    const onClose = (): void => {
-      if (!body.readableEnded) fail(new PeerAnswerError('peer closed the body early'))
-    }
-    const cleanup = (): void => {
-      clearInterval(progress)
-      body.off('data', onData)
-      body.off('end', onEnd)
-      body.off('error', fail)
-      body.off('close', onClose)
-    }
-    body.on('data', onData)
-    body.on('end', onEnd)
-    body.on('error', fail)
-    body.on('close', onClose)
+    body.read({
+      chunk(chunk, release) {
+        if (settled) return release()
+        if (state.position + chunk.byteLength > size) {
+          release()
+          return fail(new PeerAnswerError('peer sent more bytes than the blob has'))
+        }
+        meter.add(chunk.byteLength)
+        hasher.update(chunk)
+        const written = sink.write(chunk, state.position, release)
+        state.position += chunk.byteLength
+        if (written !== undefined) {
+          // The sink is behind: do not sit on a partial hash batch meanwhile.
+          hasher.flush()
+          hold(written)
+        }
+        const hashed = hasher.ready()
+        if (hashed !== undefined) hold(hashed)
+      },
+      end: () => finish(true),
+      error: (err) => fail(err)
+    })
   })
 }
 
@@ -190,7 +187,7 @@ function readBody(
 export class ForwardingSink implements BlobSink {
   readonly #res: ServerResponse
   readonly #range: ByteRange
-  #pending: Buffer | undefined
+  #pending: { bytes: Buffer; release: () => void } | undefined
   /** Bytes of body sent. */
   sent = 0
 
@@ -203,21 +200,35 @@ export class ForwardingSink implements BlobSink {
     return this.#res.destroyed
   }
 
-  write(chunk: Buffer, position: number): Promise<boolean> | undefined {
+  write(chunk: Buffer, position: number, release: () => void): Promise<boolean> | undefined {
     const from = Math.max(this.#range.start, position)
     const to = Math.min(this.#range.end + 1, position + chunk.byteLength)
-    if (from >= to) return undefined
+    if (from >= to) {
+      release()
+      return undefined
+    }
     const previous = this.#pending
-    this.#pending = chunk.subarray(from - position, to - position)
+    this.#pending = { bytes: chunk.subarray(from - position, to - position), release }
     if (previous === undefined) return undefined
-    this.sent += previous.byteLength
-    return this.#res.write(previous) ? undefined : drained(this.#res)
+    this.sent += previous.bytes.byteLength
+    // Node calls a write's callback once the bytes left (or with an error when the response was destroyed).
+    const more = this.#res.write(previous.bytes, previous.release)
+    return more ? undefined : drained(this.#res)
   }
 
   /** Sends the held-back chunk and ends the response. */
   finish(): void {
-    if (this.#pending !== undefined) this.sent += this.#pending.byteLength
-    this.#res.end(this.#pending)
+    const pending = this.#pending
+    this.#pending = undefined
+    if (pending === undefined) return void this.#res.end()
+    this.sent += pending.bytes.byteLength
+    this.#res.end(pending.bytes, pending.release)
+  }
+
+  /** Gives back the held-back chunk unsent (the transfer failed). */
+  drop(): void {
+    this.#pending?.release()
+    this.#pending = undefined
   }
 }
 
@@ -254,11 +265,15 @@ export class SpoolSink implements BlobSink {
     return this.#failure
   }
 
-  write(chunk: Buffer, position: number): Promise<boolean> | undefined {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure)
+  write(chunk: Buffer, position: number, release: () => void): Promise<boolean> | undefined {
+    if (this.#failure !== undefined) {
+      release()
+      return Promise.reject(this.#failure)
+    }
     this.#queued += chunk.byteLength
     const written = this.#handle.write(chunk, 0, chunk.byteLength, position).then(
       () => {
+        release()
         this.#queued -= chunk.byteLength
         if (this.#waiting !== undefined && this.#queued <= SPOOL_WRITE_AHEAD_BYTES / 2) {
           const waiting = this.#waiting
@@ -267,6 +282,7 @@ export class SpoolSink implements BlobSink {
         }
       },
       (err: unknown) => {
+        release()
         this.#failure = err
         this.#waiting?.reject(err)
       }

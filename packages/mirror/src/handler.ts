@@ -45,7 +45,6 @@ import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
 import {
-  discard,
   type FetchSession,
   fetchManifest,
   openBlob,
@@ -238,6 +237,14 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     latency: new LatencyWindow(defaults.HEDGE_WINDOW),
     events
   }
+  // Blob bodies from peers go through the pooled client, unless the caller chose how to reach peers.
+  if (init.dispatcher === undefined)
+    fetchConfig.blobClient = {
+      connectTimeoutMs,
+      headersTimeoutMs: fetchConfig.responseTimeoutMs,
+      stallTimeoutMs: fetchConfig.stallTimeoutMs,
+      maxHeaderBytes: defaults.MAX_HEADER_BYTES
+    }
   if (peerCredentials !== undefined) fetchConfig.authorization = basicAuthorization(peerCredentials)
   const filter = imageFilterOf(init)
   const visible = filter === undefined ? undefined : filterImages(init.store, filter)
@@ -920,7 +927,7 @@ async function blobFromPeers(
     outcome.peer = first.value.provider.id
     const range = clientRange(res, spec, size)
     if (range === null || notModified(req, res, path.digest)) {
-      if (first.value.body !== undefined) discard(first.value.body)
+      first.value.body?.discard()
       return
     }
     const headers = contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
@@ -980,6 +987,7 @@ async function forward(
     sink
   )
   outcome.bytes = sink.sent
+  if (result.kind !== 'verified') sink.drop()
   if (result.kind === 'gone') return
   if (result.kind === 'verified') {
     for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)

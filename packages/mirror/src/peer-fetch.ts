@@ -15,14 +15,18 @@ import {
 } from '@kadmirror/oci'
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
+import { type BlobClientOptions, requestBlob } from './blob-client.ts'
 import { FAST_REFUSAL_MS, MAX_FREE_REFUSALS, MIRRORED_HEADER } from './constants.ts'
 import { DigestMismatchError, NotHeldError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { MirrorEventMap, PeerFailureKind } from './events.ts'
+import { type PeerBody, skipping, undiciBody } from './peer-body.ts'
 import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
 
 /** The settings a fetch runs with (resolved from {@link MirrorHandlerInit}). */
 export interface PeerFetchConfig {
   dispatcher: Dispatcher
+  /** Limits of the pooled blob client (blob-client.ts); undefined: blobs go through `dispatcher` too. */
+  blobClient?: BlobClientOptions
   /** `Authorization` header sent to peers, when the mirrors use basic auth. */
   authorization?: string
   resolveTimeoutMs: number
@@ -57,7 +61,7 @@ export interface PeerBlob {
   /** Size of the whole blob, in bytes. */
   size: number
   /** The body, starting at the blob's byte `offset` (GET only). */
-  body?: Dispatcher.ResponseData['body']
+  body?: PeerBody
 }
 
 /** Outcome of a race over peers: the first good answer, or none, with the number of peers asked. */
@@ -291,7 +295,7 @@ function refuseStatus(response: Dispatcher.ResponseData): never {
 }
 
 /** Drops a peer's body: a small one is read to keep the connection, a large one closes it. Never throws. */
-export function discard(body: Dispatcher.ResponseData['body']): void {
+function discard(body: Dispatcher.ResponseData['body']): void {
   body.on('error', () => {})
   body.dump({ limit: 64 * 1024 }).catch(() => {})
 }
@@ -360,6 +364,69 @@ function sniffMediaType(body: Buffer): string | undefined {
   return undefined
 }
 
+/** A blob answer, from either client: status, a header by lower-case name, the body. */
+interface BlobAnswer {
+  statusCode: number
+  header(name: string): string | undefined
+  body: PeerBody
+}
+
+/** Sends a blob request with the pooled client when the handler owns its connections, else with the dispatcher. */
+async function sendBlob(
+  config: PeerFetchConfig,
+  provider: Provider,
+  method: 'GET' | 'HEAD',
+  path: string,
+  signal: AbortSignal,
+  headers: Record<string, string>
+): Promise<BlobAnswer> {
+  const url = new URL(path, `${provider.registryUrl}/`)
+  if (config.blobClient !== undefined && url.protocol === 'http:') {
+    const target = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) }
+    const response = await requestBlob(
+      target,
+      method,
+      url.pathname + url.search,
+      requestHeaders(config, headers),
+      signal,
+      config.blobClient
+    )
+    return { statusCode: response.statusCode, header: (name) => response.headers[name], body: response.body }
+  }
+  const response = await send(config, provider, method, path, signal, headers)
+  return {
+    statusCode: response.statusCode,
+    header: (name) => header(response.headers, name),
+    body: undiciBody(response.body)
+  }
+}
+
+function refuseBlob(answer: BlobAnswer, reason: string): never {
+  answer.body.discard()
+  if (answer.statusCode === 404 && reason === '')
+    throw new NotHeldError('peer answered 404: it no longer holds the content')
+  throw new PeerAnswerError(reason === '' ? `peer answered ${answer.statusCode}` : reason)
+}
+
+/** The size a blob answer gives: Content-Length of a 200, the total of a 206's Content-Range for `offset`. */
+function answeredSize(answer: BlobAnswer, offset: number): number {
+  if (answer.statusCode === 200) {
+    const value = answer.header('content-length')
+    if (value === undefined || !/^[0-9]{1,16}$/.test(value) || !Number.isSafeInteger(Number(value)))
+      refuseBlob(answer, 'peer sent no Content-Length')
+    return Number(value)
+  }
+  if (answer.statusCode === 206 && offset > 0) {
+    const range = answer.header('content-range')
+    const match = /^bytes ([0-9]+)-([0-9]+)\/([0-9]+)$/.exec(range ?? '')
+    const size = Number(match?.[3])
+    if (match === null || Number(match[1]) !== offset || Number(match[2]) !== size - 1)
+      refuseBlob(answer, `peer answered range ${String(range)} to bytes=${offset}-`)
+    return size
+  }
+  return refuseBlob(answer, '')
+}
+
 /**
  * Asks one peer for a blob: HEAD for its size, or GET from byte `offset` (a Range request when
  * `offset > 0`, checked against `Content-Range`; a peer answering 200 to it has its first `offset` bytes
@@ -375,46 +442,16 @@ export async function openBlob(
   signal: AbortSignal
 ): Promise<PeerBlob> {
   const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {}
-  const response = await send(config, provider, method, formatDistributionPath(path), signal, headers)
-  const named = header(response.headers, 'docker-content-digest')
-  if (named !== undefined && named !== path.digest) refuse(response, `peer named digest ${named}`)
-  let size: number | undefined
-  if (response.statusCode === 200) {
-    size = contentLength(response.headers)
-    if (size === undefined) refuse(response, 'peer sent no Content-Length')
-  } else if (response.statusCode === 206 && offset > 0) {
-    const match = /^bytes ([0-9]+)-([0-9]+)\/([0-9]+)$/.exec(header(response.headers, 'content-range') ?? '')
-    size = Number(match?.[3])
-    if (match === null || Number(match[1]) !== offset || Number(match[2]) !== size - 1) {
-      refuse(
-        response,
-        `peer answered range ${String(header(response.headers, 'content-range'))} to bytes=${offset}-`
-      )
-    }
-  } else {
-    refuseStatus(response)
-  }
+  const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, headers)
+  const named = answer.header('docker-content-digest')
+  if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
+  const size = answeredSize(answer, offset)
   if (knownSize !== undefined && size !== knownSize)
-    refuse(response, `peer has ${size} bytes, not ${knownSize}`)
+    refuseBlob(answer, `peer has ${size} bytes, not ${knownSize}`)
   if (method === 'HEAD') {
-    discard(response.body)
+    answer.body.discard()
     return { provider, size }
   }
-  const body = response.body
-  if (response.statusCode === 200 && offset > 0) await skipBytes(body, offset)
+  const body = answer.statusCode === 200 && offset > 0 ? skipping(answer.body, offset) : answer.body
   return { provider, size, body }
-}
-
-/** Drops the first `count` bytes of a body by unshifting what is left of the chunk that crosses the boundary. */
-async function skipBytes(body: Dispatcher.ResponseData['body'], count: number): Promise<void> {
-  let left = count
-  for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    if (chunk.byteLength > left) {
-      body.unshift(chunk.subarray(left))
-      return
-    }
-    left -= chunk.byteLength
-    if (left === 0) return
-  }
-  throw new PeerAnswerError('peer ended before the resume offset')
 }

@@ -4,7 +4,8 @@ import { Readable } from 'node:stream'
 import { digestOf } from '@kadmirror/oci'
 import { type BlobSink, receiveBlob, type TransferContext } from '../src/blob-transfer.ts'
 import { HashPool } from '../src/hash-pool.ts'
-import type { PeerBlob, PeerFetchConfig } from '../src/peer-fetch.ts'
+import { undiciBody } from '../src/peer-body.ts'
+import type { PeerFetchConfig } from '../src/peer-fetch.ts'
 import { LatencyWindow, PeerAvoidList } from '../src/peers.ts'
 
 describe('blob transfer', () => {
@@ -33,17 +34,19 @@ describe('blob transfer', () => {
       size: bytes.byteLength,
       // Chunks a moment apart, as a network delivers them: the sink's failure lands before the body ends. (`dump` as
       // undici's body has it, for the discard.)
-      body: Object.assign(
-        Readable.from(
-          (async function* () {
-            for (let at = 0; at < bytes.byteLength; at += 16 * 1024) {
-              await new Promise((resolve) => setTimeout(resolve, 5))
-              yield bytes.subarray(at, at + 16 * 1024)
-            }
-          })()
-        ),
-        { dump: async () => {} }
-      ) as unknown as PeerBlob['body']
+      body: undiciBody(
+        Object.assign(
+          Readable.from(
+            (async function* () {
+              for (let at = 0; at < bytes.byteLength; at += 16 * 1024) {
+                await new Promise((resolve) => setTimeout(resolve, 5))
+                yield bytes.subarray(at, at + 16 * 1024)
+              }
+            })()
+          ),
+          { dump: async () => {} }
+        ) as unknown as Parameters<typeof undiciBody>[0]
+      )
     }
     let resumes = 0
     const result = await receiveBlob(
