@@ -12,6 +12,8 @@ import type { Host } from '../../test/e2e/fixtures.ts'
 /** One running mirror process. */
 export interface MirrorProcess {
   url: string
+  /** Where a kadmirror node serves /metrics (undefined for Spegel: its memory is read from /proc only). */
+  metricsUrl?: string
   pid: number
   stop(): Promise<void>
 }
@@ -125,13 +127,14 @@ export function startSpegelPair(
  * Two kadmirror daemons (the bundled CLI, so with its own runtime settings). `--tag-quorum=1`: with two nodes there
  * is only one other host to answer a tag (Spegel's behaviour; the default asks two hosts on an open DHT).
  */
-export function startKadmirrorPair(
+export async function startKadmirrorPair(
   cli: string,
   hosts: readonly [Host, Host],
   addresses: readonly [string, string],
-  work: string
+  work: string,
+  extraArgs: readonly string[] = []
 ): Promise<MirrorProcess[]> {
-  return startPair(hosts, addresses, work, 'kadmirror', (host, self, other, dataDir) => [
+  const pair = await startPair(hosts, addresses, work, 'kadmirror', (host, self, other, dataDir) => [
     process.execPath,
     [
       cli,
@@ -148,7 +151,9 @@ export function startKadmirrorPair(
       ],
       ...['--bootstrap-kind', 'static', '--static-bootstrap-peers', `/ip4/${other}/tcp/5001`],
       '--tag-quorum=1',
-      '--log-level=WARN'
+      '--log-level=WARN',
+      ...extraArgs
     ]
   ])
+  return pair.map((node, i) => ({ ...node, metricsUrl: `http://${addresses[i]}:9090` }))
 }

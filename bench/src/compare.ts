@@ -55,15 +55,30 @@ interface Measured {
   missSequential: number[]
   missConcurrent: number[]
   upstreamBlobGets: number
-  memory: Record<'idle' | 'after', Record<'a' | 'b', { rss: number; privateDirty: number }>>
+  memory: Record<'idle' | 'after', Record<'a' | 'b', Memory>>
   cpuSecondsPerGB: number
 }
 
-/** RSS and private dirty memory of a process, in MiB. */
-async function memoryOf(pid: number): Promise<{ rss: number; privateDirty: number }> {
-  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8')
+/** Memory of a process, in MiB: RSS, private dirty, and (a Node process, from its /metrics) V8's heap and external. */
+interface Memory {
+  rss: number
+  privateDirty: number
+  heapUsed?: number
+  external?: number
+}
+
+async function memoryOf(process: MirrorProcess): Promise<Memory> {
+  const rollup = await readFile(`/proc/${process.pid}/smaps_rollup`, 'utf8')
   const kib = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1])
-  return { rss: kib('Rss') / 1024, privateDirty: kib('Private_Dirty') / 1024 }
+  const memory: Memory = { rss: kib('Rss') / 1024, privateDirty: kib('Private_Dirty') / 1024 }
+  if (process.metricsUrl === undefined) return memory
+  const text = await (await fetch(`${process.metricsUrl}/metrics`)).text()
+  const gauge = (name: string): number => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1]) / 2 ** 20
+  return {
+    ...memory,
+    heapUsed: gauge('nodejs_heap_size_used_bytes'),
+    external: gauge('nodejs_external_memory_bytes')
+  }
 }
 
 /** CPU seconds (user + system) a process used so far. */
@@ -143,15 +158,20 @@ interface Setup {
 }
 
 /** Runs one implementation's pair of nodes and measures it. */
-async function measure(setup: Setup, kind: 'spegel' | 'kadmirror', base: number): Promise<Measured> {
+async function measure(
+  setup: Setup,
+  kind: 'spegel' | 'kadmirror',
+  base: number,
+  extraArgs: readonly string[] = []
+): Promise<Measured> {
   const { work, registry } = setup
   const hosts: Host[] = []
   let pair: MirrorProcess[] = []
   try {
-    const a = await startHost(work, `${kind}-a`, setup.binaries)
-    const b = await startHost(work, `${kind}-b`, setup.binaries)
+    const a = await startHost(work, `${kind}${base}-a`, setup.binaries)
+    const b = await startHost(work, `${kind}${base}-b`, setup.binaries)
     hosts.push(a, b)
-    const direct = await hostsDir(join(work, `${kind}-direct`), registry.host, registry.host)
+    const direct = await hostsDir(join(work, `${kind}${base}-direct`), registry.host, registry.host)
     // containerd 2.x's ctr pulls through the transfer service unless --local; kubelet's CRI pulls as --local does.
     const pull = (host: Host, hosts: string, image: string) =>
       host.containerd.ctr(
@@ -173,12 +193,12 @@ async function measure(setup: Setup, kind: 'spegel' | 'kadmirror', base: number)
     pair =
       kind === 'spegel'
         ? await startSpegelPair(setup.spegel, [a, b], addresses, work)
-        : await startKadmirrorPair(setup.kadmirror, [a, b], addresses, work)
+        : await startKadmirrorPair(setup.kadmirror, [a, b], addresses, work, extraArgs)
     const [mirrorA, mirrorB] = pair as [MirrorProcess, MirrorProcess]
     for (const image of ['img20', 'img100'])
       await resolvable(mirrorB.url, registry.host, `bench/${image}`, '1')
     await new Promise((resolve) => setTimeout(resolve, 5000))
-    const idle = { a: await memoryOf(mirrorA.pid), b: await memoryOf(mirrorB.pid) }
+    const idle = { a: await memoryOf(mirrorA), b: await memoryOf(mirrorB) }
 
     const blob = await largestLayer(registry.host, 'bench/img100', '1')
     const blobs = []
@@ -187,7 +207,12 @@ async function measure(setup: Setup, kind: 'spegel' | 'kadmirror', base: number)
     const missSequential = await misses(mirrorB.url, registry.host, setup.misses, 1)
     const missConcurrent = await misses(mirrorB.url, registry.host, setup.misses * 2, 8)
 
-    const viaMirror = await hostsDir(join(work, `${kind}-mirror`), registry.host, setup.upstream, mirrorB.url)
+    const viaMirror = await hostsDir(
+      join(work, `${kind}${base}-mirror`),
+      registry.host,
+      setup.upstream,
+      mirrorB.url
+    )
     const upstreamBefore = registry.requests.filter(
       (r) => r.startsWith('GET') && r.includes('/blobs/')
     ).length
@@ -210,7 +235,7 @@ async function measure(setup: Setup, kind: 'spegel' | 'kadmirror', base: number)
     const upstreamBlobGets =
       registry.requests.filter((r) => r.startsWith('GET') && r.includes('/blobs/')).length - upstreamBefore
     await new Promise((resolve) => setTimeout(resolve, 5000))
-    const after = { a: await memoryOf(mirrorA.pid), b: await memoryOf(mirrorB.pid) }
+    const after = { a: await memoryOf(mirrorA), b: await memoryOf(mirrorB) }
     return {
       pull20: pulls.img20 as number[],
       pull100: pulls.img100 as number[],
@@ -229,7 +254,7 @@ async function measure(setup: Setup, kind: 'spegel' | 'kadmirror', base: number)
 }
 
 /** The side-by-side rows: value for each, kadmirror ÷ Spegel, and the issue's target where it has one. */
-function rowsOf(spegel: Measured, ours: Measured): Row[] {
+function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
   const row = (what: string, s: number, k: number, target: string, better: 'lower' | 'higher'): Row => ({
     measurement: what,
     Spegel: s,
@@ -324,6 +349,28 @@ function rowsOf(spegel: Measured, ours: Measured): Row[] {
     ),
     row('CPU of both mirrors per pulled GB, s', spegel.cpuSecondsPerGB, ours.cpuSecondsPerGB, '—', 'lower'),
     row(
+      'forwarding: 40 MiB blob from a peer, MB/s (p50)',
+      median(spegel.blobMBps),
+      median(forwarding.blobMBps),
+      '≥ 1.0×',
+      'higher'
+    ),
+    row(
+      'forwarding:   its time to first byte, ms (p50)',
+      median(spegel.blobTtfbMs),
+      median(forwarding.blobTtfbMs),
+      '≤ 1.0×',
+      'lower'
+    ),
+    row(
+      'forwarding: 100 MB image from a peer, s (p50)',
+      median(spegel.pull100),
+      median(forwarding.pull100),
+      '≤ 1.0×',
+      'lower'
+    ),
+    row('forwarding: CPU per pulled GB, s', spegel.cpuSecondsPerGB, forwarding.cpuSecondsPerGB, '—', 'lower'),
+    row(
       'blob GETs that reached upstream during peer pulls',
       spegel.upstreamBlobGets,
       ours.upstreamBlobGets,
@@ -343,10 +390,27 @@ function rowsOf(spegel: Measured, ours: Measured): Row[] {
   return rows
 }
 
+/** A kadmirror node's memory by part: RSS, private dirty, V8 heap in use, external; node A and B, idle and after. */
+function memoryRows(m: Measured): Row[] {
+  return (['idle', 'after'] as const).flatMap((when) =>
+    (['a', 'b'] as const).map((node) => {
+      const x = m.memory[when][node]
+      return {
+        node: `${node.toUpperCase()} ${when === 'idle' ? 'idle' : 'after the pulls'}`,
+        RSS: x.rss,
+        'private dirty': x.privateDirty,
+        'V8 heap used': x.heapUsed ?? Number.NaN,
+        external: x.external ?? Number.NaN
+      }
+    })
+  )
+}
+
 /** Inside the namespace: the whole comparison. */
 async function inside(values: Record<string, string | undefined>): Promise<boolean> {
   await run('ip', ['link', 'set', 'lo', 'up'])
-  for (const host of [11, 12, 21, 22]) await run('ip', ['addr', 'add', `192.0.2.${host}/32`, 'dev', 'lo'])
+  for (const host of [11, 12, 21, 22, 31, 32])
+    await run('ip', ['addr', 'add', `192.0.2.${host}/32`, 'dev', 'lo'])
   const work = await mkdtemp(join(tmpdir(), 'kadmirror-bench-compare-'))
   const registry = await startRegistry(work)
   const proxy = await throttleProxy(
@@ -383,14 +447,20 @@ async function inside(values: Record<string, string | undefined>): Promise<boole
     const spegel = await measure(setup, 'spegel', 10)
     console.error('bench/compare: kadmirror…')
     const ours = await measure(setup, 'kadmirror', 20)
-    const rows = rowsOf(spegel, ours)
+    console.error('bench/compare: kadmirror forwarding blobs as they arrive…')
+    const forwarding = await measure(setup, 'kadmirror', 30, ['--verify-before-forwarding=false'])
+    const rows = rowsOf(spegel, ours, forwarding)
     printTable(
       `bench/compare: Spegel ${values.spegel} and kadmirror, containerd ${values.containerd}, one namespace, 2 nodes each (${setup.iterations} pulls per image)`,
       rows
     )
-    console.log(
-      `wrote ${await writeResults('compare', { spegel: values.spegel, containerd: values.containerd, rows, raw: { spegel, kadmirror: ours } })}`
+    printTable(
+      "where a kadmirror node's memory is (MiB; V8 heap in use and external from its /metrics)",
+      memoryRows(ours)
     )
+    const raw = { spegel, kadmirror: ours, forwarding }
+    const data = { spegel: values.spegel, containerd: values.containerd, rows, raw }
+    console.log(`wrote ${await writeResults('compare', data)}`)
     return rows.every((r) => r.verdict !== 'NOT met')
   } finally {
     await proxy.close()

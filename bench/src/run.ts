@@ -32,7 +32,7 @@ if (unknown.length > 0) {
   process.exit(2)
 }
 /** Run only when named: they take long. */
-const ON_REQUEST = new Set(['soak'])
+const ON_REQUEST = new Set(['soak', 'compare'])
 for (const name of names.length > 0 ? names : Object.keys(BENCHES).filter((n) => !ON_REQUEST.has(n))) {
   await (BENCHES[name] as (args: string[]) => Promise<boolean>)(options)
 }
