@@ -1,12 +1,13 @@
 /**
- * Runs the benchmarks named on the command line (default: all but soak). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|soak] [-- bench options]
+ * Runs the benchmarks named on the command line (default: all but soak and compare). Each prints a table and writes JSON to
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|hop-floor|soak|compare] [-- bench options]
  */
 import { benchCompare } from './compare.ts'
 import { benchContainerd } from './containerd.ts'
 import { benchDaemon } from './daemon.ts'
 import { benchDht } from './dht.ts'
 import { benchE2e } from './e2e.ts'
+import { benchHopFloor } from './hop-floor.ts'
 import { benchMirror } from './mirror.ts'
 import { benchSoak } from './soak.ts'
 import { benchStore } from './store.ts'
@@ -19,7 +20,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   e2e: benchE2e,
   containerd: benchContainerd,
   soak: benchSoak,
-  compare: benchCompare
+  compare: benchCompare,
+  'hop-floor': benchHopFloor
 }
 
 const args = process.argv.slice(2)
