@@ -1,5 +1,6 @@
 /**
- * bench/daemon: N `kadmirror registry` daemon processes on loopback (N = 10 and 30), as operators run them: an
+ * bench/daemon: N `kadmirror registry` daemon processes on loopback (N = 10 and 30), as operators run them (the
+ * bundled daemon): an
  * OCI-layout store each, static bootstrap to three seed nodes, `--allow-loopback`. For each N: time from spawn to
  * `/readyz` 200, RSS per daemon idle (10 s after the last joined) and after node 1 advertised 10 000 keys and the
  * cluster served 1 000 mirror requests (hits through peers and misses), and idle CPU per daemon. Target: RSS ≤ 96 MiB
@@ -15,7 +16,14 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type BuiltImage, buildImage } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
-import { allReady, type Daemon, freePorts, startDaemon, stopDaemons } from '@kadmirror/test-support/daemons'
+import {
+  allReady,
+  bundledCli,
+  type Daemon,
+  freePorts,
+  startDaemon,
+  stopDaemons
+} from '@kadmirror/test-support/daemons'
 import { printTable, type Row, writeResults } from './report.ts'
 
 /** The daemon issue's memory target per daemon, in MiB. */
@@ -68,6 +76,8 @@ async function startCluster(root: string, size: number, images: BuiltImage[], da
         .filter((j) => j !== i)
         .map(router)
       const daemon = await startDaemon({
+        // As operators run it: the bundle, with its own runtime settings.
+        cli: await bundledCli(),
         name: `node ${i + 1}`,
         store: layout,
         dataDir: join(root, `node-${i + 1}`, 'data'),

@@ -21,6 +21,7 @@ import { createLibp2pRouter, type Libp2pRouter, staticBootstrapper } from '@kadm
 import { openOciLayoutStore } from '@kadmirror/store'
 import {
   allReady,
+  bundledCli,
   type Daemon,
   type DaemonSpec,
   freePorts,
@@ -224,7 +225,9 @@ export async function benchSoak(args: string[]): Promise<boolean> {
       await store.close()
     }
     const ports = await freePorts(size * 3)
+    const cli = await bundledCli()
     const spec = (i: number): DaemonSpec => ({
+      cli,
       name: `node ${i}`,
       store: join(root, `node-${i}`, 'layout'),
       dataDir: join(root, `node-${i}`, 'data'),
