@@ -4,9 +4,9 @@
  * each other as operators would (Spegel by HTTP `/id`, kadmirror by a static list).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { stopProcess } from '@kadmirror/test-support/daemons'
 import type { Host } from '../../test/e2e/fixtures.ts'
 
 /** One running mirror process. */
@@ -53,14 +53,7 @@ function processOf(child: ChildProcess, url: string): MirrorProcess {
   return {
     url,
     pid: child.pid as number,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-      await exited
-      clearTimeout(timer)
-    }
+    stop: () => stopProcess(child)
   }
 }
 
@@ -96,6 +89,15 @@ async function startPair(
   return processes
 }
 
+/** The flags both implementations take alike: the node's containerd, its data dir, the default ports on `self`. */
+function nodeArgs(host: Host, self: string, dataDir: string): string[] {
+  return [
+    ...['--containerd-sock', host.containerd.socket, '--containerd-namespace', 'k8s.io'],
+    ...['--containerd-content-path', host.containerd.contentDir, '--data-dir', dataDir],
+    ...['--registry-addr', `${self}:5000`, '--router-addr', `${self}:5001`, '--metrics-addr', `${self}:9090`]
+  ]
+}
+
 /** Two Spegel nodes, each serving its `/id` for the other to bootstrap from. */
 export function startSpegelPair(
   binary: string,
@@ -107,16 +109,7 @@ export function startSpegelPair(
     binary,
     [
       'registry',
-      ...['--containerd-sock', host.containerd.socket, '--containerd-namespace', 'k8s.io'],
-      ...['--containerd-content-path', host.containerd.contentDir, '--data-dir', dataDir],
-      ...[
-        '--registry-addr',
-        `${self}:5000`,
-        '--router-addr',
-        `${self}:5001`,
-        '--metrics-addr',
-        `${self}:9090`
-      ],
+      ...nodeArgs(host, self, dataDir),
       ...['--bootstrap-kind', 'http', '--http-bootstrap-addr', `${self}:${SPEGEL_BOOTSTRAP_PORT}`],
       ...['--http-bootstrap-url', `http://${other}:${SPEGEL_BOOTSTRAP_PORT}/id`]
     ]
@@ -139,16 +132,7 @@ export async function startKadmirrorPair(
     [
       cli,
       'registry',
-      ...['--containerd-sock', host.containerd.socket, '--containerd-namespace', 'k8s.io'],
-      ...['--containerd-content-path', host.containerd.contentDir, '--data-dir', dataDir],
-      ...[
-        '--registry-addr',
-        `${self}:5000`,
-        '--router-addr',
-        `${self}:5001`,
-        '--metrics-addr',
-        `${self}:9090`
-      ],
+      ...nodeArgs(host, self, dataDir),
       ...['--bootstrap-kind', 'static', '--static-bootstrap-peers', `/ip4/${other}/tcp/5001`],
       '--tag-quorum=1',
       '--log-level=WARN',

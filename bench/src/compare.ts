@@ -168,27 +168,13 @@ async function measure(
   const hosts: Host[] = []
   let pair: MirrorProcess[] = []
   try {
-    const a = await startHost(work, `${kind}${base}-a`, setup.binaries)
-    const b = await startHost(work, `${kind}${base}-b`, setup.binaries)
+    // containerd 2.x's ctr pulls through the transfer service unless --local; kubelet's CRI pulls as --local does.
+    const binaries = setup.binaries === undefined ? undefined : { ...setup.binaries, local: true }
+    const a = await startHost(work, `${kind}${base}-a`, binaries)
+    const b = await startHost(work, `${kind}${base}-b`, binaries)
     hosts.push(a, b)
     const direct = await hostsDir(join(work, `${kind}${base}-direct`), registry.host, registry.host)
-    // containerd 2.x's ctr pulls through the transfer service unless --local; kubelet's CRI pulls as --local does.
-    const pull = (host: Host, hosts: string, image: string) =>
-      host.containerd.ctr(
-        'k8s.io',
-        'images',
-        'pull',
-        ...(setup.binaries === undefined ? [] : ['--local']),
-        ...[
-          '--plain-http',
-          '--hosts-dir',
-          hosts,
-          '--snapshotter',
-          'native',
-          `${registry.host}/bench/${image}:1`
-        ]
-      )
-    for (const image of ['img20', 'img100']) await pull(a, direct, image)
+    for (const image of ['img20', 'img100']) await a.pull(`${registry.host}/bench/${image}:1`, direct)
     const addresses = [`192.0.2.${base + 1}`, `192.0.2.${base + 2}`] as const
     pair =
       kind === 'spegel'
@@ -226,7 +212,7 @@ async function measure(
       ] as const) {
         await b.remove(`${registry.host}/bench/`)
         const started = performance.now()
-        await pull(b, viaMirror, image)
+        await b.pull(`${registry.host}/bench/${image}:1`, viaMirror)
         pulls[image]?.push((performance.now() - started) / 1000)
         pulledBytes += size
       }

@@ -58,12 +58,10 @@ export interface Registry {
   start(): Promise<void>
 }
 
-/** Starts docker-registry on 127.0.0.1 with its storage in `dir`. */
-export async function startRegistry(dir: string): Promise<Registry> {
-  const port = await freePort()
-  const config = join(dir, 'registry.yml')
+/** Writes a docker-registry config serving `storage` on `addr` (host:port), with its access log on. */
+export async function writeRegistryConfig(path: string, storage: string, addr: string): Promise<void> {
   await writeFile(
-    config,
+    path,
     `version: 0.1
 log:
   level: info
@@ -71,25 +69,37 @@ log:
     disabled: false
 storage:
   filesystem:
-    rootdirectory: ${join(dir, 'storage')}
+    rootdirectory: ${storage}
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:${port}
+  addr: ${addr}
 `
   )
+}
+
+/** Appends the request lines (`GET /v2/…`) of a docker-registry's access log, as it writes them, to `requests`. */
+export function collectAccessLog(child: ChildProcess, requests: string[]): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream as NonNullable<typeof stream> }).on('line', (line) => {
+      // Access log lines: 127.0.0.1 - - [date] "GET /v2/... HTTP/1.1" 200 …
+      const match = /"((?:GET|HEAD) [^ ]+) HTTP/.exec(line)
+      if (match !== null) requests.push(match[1] as string)
+    })
+  }
+}
+
+/** Starts docker-registry on 127.0.0.1 with its storage in `dir`. */
+export async function startRegistry(dir: string): Promise<Registry> {
+  const port = await freePort()
+  const config = join(dir, 'registry.yml')
+  await writeRegistryConfig(config, join(dir, 'storage'), `127.0.0.1:${port}`)
   const requests: string[] = []
   let child: ChildProcess | undefined
   const host = `127.0.0.1:${port}`
   const start = async (): Promise<void> => {
     child = spawn(TOOLS['docker-registry'], ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] })
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream as NonNullable<typeof stream> }).on('line', (line) => {
-        // Access log lines: 127.0.0.1 - - [date] "GET /v2/... HTTP/1.1" 200 …
-        const match = /"((?:GET|HEAD) [^ ]+) HTTP/.exec(line)
-        if (match !== null) requests.push(match[1] as string)
-      })
-    }
+    collectAccessLog(child, requests)
     const deadline = Date.now() + 10_000
     for (;;) {
       try {
@@ -276,8 +286,8 @@ export async function startNode(
 export interface Host {
   containerd: ContainerdProcess
   hostsDir: string
-  /** `ctr images pull` through the hosts directory, as a node pulls; resolves the time it took in ms. */
-  pull(reference: string): Promise<number>
+  /** `ctr images pull` through the hosts directory (or `hosts`), as a node pulls; resolves the time it took in ms. */
+  pull(reference: string, hosts?: string): Promise<number>
   /** Removes every image whose name starts with `prefix` (tag and digest names) and collects their content. */
   remove(prefix: string): Promise<void>
   /** Digests of the content this containerd holds. */
@@ -300,7 +310,7 @@ export async function startHost(
   return {
     containerd,
     hostsDir,
-    async pull(reference) {
+    async pull(reference, hosts = hostsDir) {
       const start = performance.now()
       await containerd.ctr(
         'k8s.io',
@@ -308,7 +318,7 @@ export async function startHost(
         'pull',
         ...local,
         '--hosts-dir',
-        hostsDir,
+        hosts,
         '--snapshotter',
         'native',
         reference

@@ -5,28 +5,18 @@
  * Spegel bootstraps from kadmirror's HTTP `/id` and kadmirror from Spegel's.
  */
 import type { ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { renderHostsToml } from '@kadmirror/containerd'
+import { waitFor } from '@kadmirror/test-support'
 import type { NetworkNode } from '@kadmirror/test-support/netns'
-import { type ContainerdProcess, startContainerd } from '../../packages/containerd/test/containerd-process.ts'
+import type { ContainerdProcess } from '../../packages/containerd/test/containerd-process.ts'
+import { collectAccessLog, startHost, writeRegistryConfig } from '../e2e/fixtures.ts'
 
 /** The upstream registry's port inside its namespace. */
 export const UPSTREAM_PORT = 5050
 /** The HTTP bootstrap port both mirrors serve `/id` on (Spegel's `--http-bootstrap-addr`). */
 export const BOOTSTRAP_PORT = 5002
-
-/** A process that stops with SIGTERM (SIGKILL after 15 s). */
-export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-  await exited
-  clearTimeout(timer)
-}
 
 /** docker-registry serving `storage` in `node`'s namespace; `requests` collects its access log's request lines. */
 export async function startUpstream(
@@ -35,30 +25,12 @@ export async function startUpstream(
   storage: string
 ): Promise<{ host: string; requests: string[]; child: ChildProcess }> {
   const config = join(dir, 'upstream.yml')
-  await writeFile(
-    config,
-    `version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: ${storage}
-http:
-  addr: 0.0.0.0:${UPSTREAM_PORT}
-`
-  )
+  await writeRegistryConfig(config, storage, `0.0.0.0:${UPSTREAM_PORT}`)
   const child = node.spawn('/usr/bin/docker-registry', ['serve', config], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const requests: string[] = []
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream as NonNullable<typeof stream> }).on('line', (line) => {
-      const match = /"((?:GET|HEAD) [^ ]+) HTTP/.exec(line)
-      if (match !== null) requests.push(match[1] as string)
-    })
-  }
+  collectAccessLog(child, requests)
   const host = `${node.address}:${UPSTREAM_PORT}`
   await until(
     async () => (await curl(node, `http://${host}/v2/`)).status === 200,
@@ -68,13 +40,9 @@ http:
   return { host, requests, child }
 }
 
-/** Polls `check` every 200 ms until it holds; throws after `ms` naming `what`. */
-export async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
+/** Polls `check` every 200 ms (a failed check counts as false) until it holds; throws after `ms` naming `what`. */
+export function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  return waitFor(() => check().catch(() => false), ms, what, 200)
 }
 
 /** An HTTP request made from inside `node`'s namespace with curl: status, headers and body, and seconds taken. */
@@ -121,8 +89,9 @@ export async function startClusterNode(
   upstream: string,
   binaries: { containerd: string; ctr: string; local: boolean }
 ): Promise<ClusterNode> {
-  const containerd = await startContainerd({ ...binaries, prefix: net.prefix })
-  const hostsDir = join(dir, `${net.name}-hosts`)
+  // The Debian 1.6 binaries or 2.x (with `ctr pull --local`), run in the node's namespace.
+  const host = await startHost(dir, net.name, { ...binaries, prefix: net.prefix })
+  const { containerd, hostsDir } = host
   await mkdir(join(hostsDir, upstream), { recursive: true })
   await writeFile(
     join(hostsDir, upstream, 'hosts.toml'),
@@ -141,18 +110,7 @@ export async function startClusterNode(
         })
     },
     async pull(reference) {
-      // containerd 2.x's ctr pulls through the transfer service unless --local; kubelet's CRI pulls as --local does.
-      const local = binaries.local ? ['--local'] : []
-      await containerd.ctr(
-        'k8s.io',
-        'images',
-        'pull',
-        ...local,
-        '--plain-http',
-        '--hosts-dir',
-        hostsDir,
-        reference
-      )
+      await host.pull(reference)
     }
   }
   return node
@@ -166,6 +124,14 @@ export function startMirror(node: ClusterNode, file: string, args: readonly stri
   return child
 }
 
+/** The flags both mirrors take alike: the node's containerd and data dir, and serving `/id` for the other. */
+function sharedArgs(node: ClusterNode, dataDir: string): string[] {
+  return [
+    ...['--containerd-sock', node.containerd.socket, '--containerd-content-path', node.containerd.contentDir],
+    ...['--data-dir', dataDir, '--bootstrap-kind', 'http', '--http-bootstrap-addr', `:${BOOTSTRAP_PORT}`]
+  ]
+}
+
 /** Spegel's `registry` on its defaults (`:5000`, `:5001`, `:9090`), bootstrapping from `peer`'s HTTP `/id`. */
 export function spegelArgs(
   node: ClusterNode,
@@ -177,12 +143,7 @@ export function spegelArgs(
     version === 'main'
       ? ['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`]
       : ['--http-bootstrap-peer', `http://${peer}:${BOOTSTRAP_PORT}/id`]
-  return [
-    'registry',
-    ...['--containerd-sock', node.containerd.socket, '--containerd-content-path', node.containerd.contentDir],
-    ...['--data-dir', dataDir, '--bootstrap-kind', 'http', '--http-bootstrap-addr', `:${BOOTSTRAP_PORT}`],
-    ...bootstrap
-  ]
+  return ['registry', ...sharedArgs(node, dataDir), ...bootstrap]
 }
 
 /**
@@ -193,8 +154,7 @@ export function kadmirrorArgs(cli: string, node: ClusterNode, dataDir: string, p
   return [
     cli,
     'registry',
-    ...['--containerd-sock', node.containerd.socket, '--containerd-content-path', node.containerd.contentDir],
-    ...['--data-dir', dataDir, '--bootstrap-kind', 'http', '--http-bootstrap-addr', `:${BOOTSTRAP_PORT}`],
+    ...sharedArgs(node, dataDir),
     ...['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`, '--tag-quorum=1']
   ]
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { bundledCli } from '@kadmirror/test-support/daemons'
+import { bundledCli, stopProcess } from '@kadmirror/test-support/daemons'
 import { buildContainerd2, buildSpegel, goUnavailable } from '@kadmirror/test-support/go-builds'
 import { createNetwork, netnsUnavailable, type TestNetwork } from '@kadmirror/test-support/netns'
 import { CONTAINERD, CTR } from '../../packages/containerd/test/containerd-process.ts'
@@ -20,7 +20,6 @@ import {
   startClusterNode,
   startMirror,
   startUpstream,
-  stopProcess,
   until
 } from './cluster.ts'
 

@@ -138,14 +138,15 @@ export function allReady(daemons: readonly Daemon[]): Promise<void> {
 
 /** Stops the daemons with SIGTERM (SIGKILL after 15 s) and resolves when all have exited. */
 export async function stopDaemons(daemons: readonly Daemon[]): Promise<void> {
-  await Promise.all(
-    daemons.map(async ({ process: child }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-      await exited
-      clearTimeout(timer)
-    })
-  )
+  await Promise.all(daemons.map(({ process: child }) => stopProcess(child)))
+}
+
+/** Stops a process with SIGTERM (SIGKILL after 15 s) and resolves once it exited; nothing when it already has. */
+export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  await exited
+  clearTimeout(timer)
 }
