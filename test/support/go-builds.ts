@@ -5,7 +5,7 @@
  * Built once into a cache directory (`KADMIRROR_BUILD_CACHE`, default ~/.cache/kadmirror) and reused.
  */
 import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -88,4 +88,30 @@ export async function buildContainerd2(): Promise<{ containerd: string; ctr: str
     )
   })
   return { containerd: join(dir, 'containerd'), ctr: join(dir, 'ctr') }
+}
+
+/** The Helm release the chart is checked with (installable as a Go module). */
+export const HELM_VERSION = 'v4.3.1'
+
+/** `helm`, built from the Go module proxy; resolves its path. */
+export async function buildHelm(): Promise<string> {
+  const dir = await cached(`helm-${HELM_VERSION}`, async (out) => {
+    await run('go', ['install', `helm.sh/helm/v4/cmd/helm@${HELM_VERSION}`], {
+      env: goEnv({ GOBIN: out }),
+      timeout: BUILD_TIMEOUT_MS
+    })
+  })
+  return join(dir, 'helm')
+}
+
+/** Builds the Go program in `sourceDir` (a module of the project's own) into the cache; resolves its path. */
+export async function buildGoProgram(sourceDir: string, name: string): Promise<string> {
+  const out = await mkdtemp(join(cacheDir(), `${name}-`))
+  await run('go', ['build', '-o', join(out, name), '.'], {
+    cwd: sourceDir,
+    env: goEnv(),
+    timeout: BUILD_TIMEOUT_MS
+  })
+  process.once('exit', () => rmSync(out, { recursive: true, force: true }))
+  return join(out, name)
 }

@@ -62,7 +62,7 @@ describe('private-network keys', () => {
     '',
     'hello',
     '/key/swarm/psk/1.0.0/\n/base16/\n1234',
-    '/key/swarm/psk/1.0.0/\n/base64/\n' + 'a'.repeat(64)
+    `/key/swarm/psk/1.0.0/\n/base64/\n${'a'.repeat(64)}`
   ])
     it(`refuses ${JSON.stringify(bad.slice(0, 30))} as a key`, () => {
       assert.throws(() => parsePrivateNetworkKey(bad), InvalidAccessRuleError)
