@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chown, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -153,6 +153,9 @@ describe('the container image', function () {
       }
       await containerd?.stop()
       await registry?.stop()
+      // runc leaves the namespace's (empty) cgroup in each hierarchy.
+      for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => []))
+        await rmdir(join('/sys/fs/cgroup', hierarchy, 'kadmirror')).catch(() => undefined)
     })
 
     /** `ctr run` of the image (read-only root, host network), `args` after the entrypoint. */

@@ -59,6 +59,8 @@ export interface DaemonSpec {
   nodeArgs?: string[]
   /** More environment variables. */
   env?: Record<string, string>
+  /** A command the daemon runs under (`node` and its arguments follow it), e.g. a shell that joins a cgroup. */
+  prefix?: string[]
 }
 
 async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
@@ -82,7 +84,9 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
     ]
   ]
   const cli = spec.cli ?? DAEMON_CLI
-  const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), cli, ...args, ...(spec.extraArgs ?? [])], {
+  const [file, ...prefixArgs] = [...(spec.prefix ?? []), process.execPath]
+  const nodeArgs = [...(spec.nodeArgs ?? []), cli, ...args, ...(spec.extraArgs ?? [])]
+  const child = spawn(file as string, [...prefixArgs, ...nodeArgs], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...spec.env }
   })
