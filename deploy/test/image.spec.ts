@@ -8,7 +8,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chown, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gunzipSync } from 'node:zlib'
 import { buildImage, digestOf } from '@kadmirror/oci'
@@ -26,7 +27,8 @@ import {
   type ImageLayoutSummary,
   INPUTS_FILE,
   missingDownloads,
-  readInputs
+  readInputs,
+  writeHostTree
 } from '../image/src/index.ts'
 
 const run = promisify(execFile)
@@ -120,6 +122,24 @@ describe('the container image', function () {
     assert.deepEqual(unwanted, [])
     const tops = [...new Set(paths.map((p) => p.split('/')[0]))].sort()
     assert.deepEqual(tops, ['app', 'etc', 'home', 'lib', 'lib64', 'nodejs', 'root', 'tmp', 'usr', 'var'])
+  })
+
+  it('writes the host tree the systemd unit runs: /opt/kadmirror/nodejs/bin/node on app/bin/kadmirror.mjs', async () => {
+    const tree = join(dir, 'host-tree')
+    await writeHostTree(tree, 'amd64', true)
+    const { stdout } = await run(join(tree, 'nodejs', 'bin', 'node'), [
+      join(tree, 'app', 'bin', 'kadmirror.mjs'),
+      'version'
+    ])
+    assert.match(stdout, /^kadmirror 0\.1\.0 \(node v24\.21\.0, linux\/x64\)/)
+    const unit = await readFile(
+      join(dirname(dirname(fileURLToPath(import.meta.url))), 'systemd', 'kadmirror.service'),
+      'utf8'
+    )
+    assert.match(
+      unit,
+      /^ExecStart=\/opt\/kadmirror\/nodejs\/bin\/node \/opt\/kadmirror\/app\/bin\/kadmirror\.mjs registry$/m
+    )
   })
 
   describe('under containerd', () => {

@@ -1,13 +1,14 @@
 /** Builds the kadmirror image as an OCI layout (and archive): what `build.ts` runs and the deploy tests call. */
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildDaemonImage } from './image.ts'
 import { type Architecture, fetchPinned, pinnedDownloads, readInputs } from './inputs.ts'
 import { writeImageLayout, writeLayoutArchive } from './layout.ts'
+import { nodeRuntimeEntries } from './rootfs.ts'
 
 export { type Architecture, inputsCacheDir, missingDownloads, readInputs } from './inputs.ts'
 
@@ -57,6 +58,42 @@ export async function fetchImageInputs(architectures: Architecture[]): Promise<v
   const inputs = await readInputs(INPUTS_FILE)
   for (const arch of architectures)
     for (const download of pinnedDownloads(inputs, arch)) await fetchPinned(download.url, download.digest)
+}
+
+/** Bundles the daemon into `appDir` with packages/daemon/scripts/bundle.mjs. */
+function bundleInto(appDir: string): void {
+  execFileSync(
+    process.execPath,
+    [join(root, 'packages', 'daemon', 'scripts', 'bundle.mjs'), '--out', appDir],
+    {
+      stdio: ['ignore', 'ignore', 'inherit']
+    }
+  )
+}
+
+/**
+ * Writes what the systemd unit runs (deploy/systemd/kadmirror.service) under `dir`, for host mode: the pinned
+ * Node runtime of `arch` at `nodejs/bin/node` and the bundled daemon at `app/` — the image's files without the
+ * libraries the host already has. Install it as /opt/kadmirror.
+ */
+export async function writeHostTree(dir: string, arch: Architecture, offline = false): Promise<void> {
+  const inputs = await readInputs(INPUTS_FILE)
+  const node = inputs.node[arch]
+  const runtime = await nodeRuntimeEntries(await fetchPinned(node.url, node.integrity, offline))
+  await rm(dir, { recursive: true, force: true })
+  for (const entry of runtime) {
+    if (entry.type !== 'file') continue
+    await mkdir(dirname(join(dir, entry.path)), { recursive: true })
+    await writeFile(join(dir, entry.path), entry.data ?? Buffer.alloc(0))
+    await chmod(join(dir, entry.path), entry.mode)
+  }
+  const scratch = await mkdtemp(join(tmpdir(), 'kadmirror-host-'))
+  try {
+    bundleInto(join(scratch, 'app'))
+    await cp(join(scratch, 'app'), join(dir, 'app'), { recursive: true })
+  } finally {
+    await rm(scratch, { recursive: true, force: true })
+  }
 }
 
 /** Bundles the daemon (unless given) and writes the image layout; resolves its summary. */
