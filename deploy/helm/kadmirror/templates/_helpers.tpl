@@ -69,16 +69,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* `--flag` followed by one quoted item per element, when the list is not empty. */}}
-{{- define "kadmirror.listArg" -}}
-{{- if .list }}
-- {{ .flag }}
-{{- range .list }}
-- {{ . | quote }}
-{{- end }}
-{{- end }}
-{{- end }}
-
 {{/* The DNS name of the headless bootstrap Service. */}}
 {{- define "kadmirror.bootstrapDomain" -}}
 {{- printf "%s-bootstrap.%s.svc.%s" (include "kadmirror.fullname" .) (include "kadmirror.namespace" .) .Values.clusterDomain }}
