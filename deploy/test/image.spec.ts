@@ -142,6 +142,27 @@ describe('the container image', function () {
     )
   })
 
+  it('runs its arm64 node on the bundle (under qemu-user, with the image as the library root)', async function () {
+    if (!existsSync('/usr/bin/qemu-aarch64')) {
+      console.log("      skipped: qemu-aarch64 is not installed (Debian's qemu-user)")
+      this.skip()
+    }
+    const manifests = (await blobJson(image.layout, image.index)).manifests as {
+      digest: string
+      platform: { architecture: string }
+    }[]
+    const arm64 = manifests.find((m) => m.platform.architecture === 'arm64')?.digest as string
+    const rootfs = join(dir, 'arm64-rootfs')
+    await mkdir(rootfs)
+    for (const layer of (await blobJson(image.layout, arm64)).layers as { digest: string }[])
+      await run('tar', ['-xzf', join(image.layout, 'blobs', 'sha256', layer.digest.slice(7)), '-C', rootfs])
+    const { stdout } = await run('qemu-aarch64', [
+      ...['-L', rootfs, join(rootfs, 'nodejs', 'bin', 'node')],
+      ...[join(rootfs, 'app', 'bin', 'kadmirror.mjs'), 'version']
+    ])
+    assert.match(stdout, /linux\/arm64\)/)
+  })
+
   describe('under containerd', () => {
     let containerd: ContainerdProcess
     let registry: Registry
