@@ -105,15 +105,16 @@ export async function receiveBlob(
 }
 
 /**
- * Reads one peer's body into the hasher and the sink, event-driven (one callback per chunk), paused while the sink
- * or the hash worker catches up, and failed when the peer trickles. Resolves true at its end, false when the sink's
- * client went away; `state.position` follows the bytes taken. Rejects with the peer's failure (its `position` set).
+ * Reads one peer's body into the hasher (when given) and the sink, event-driven (one callback per chunk), paused
+ * while the sink or the hash worker catches up, and failed when the peer trickles. Resolves true at its end, false
+ * when the sink takes no more (its client went away, or it has all it wanted); `state.position` follows the bytes
+ * taken. Rejects with the peer's failure (its `position` set).
  */
-function readBody(
-  context: TransferContext,
+export function readBody(
+  context: Pick<TransferContext, 'fetch'>,
   body: PeerBody,
   size: number,
-  hasher: StreamHasher,
+  hasher: StreamHasher | undefined,
   sink: BlobSink,
   state: { position: number }
 ): Promise<boolean> {
@@ -163,15 +164,15 @@ function readBody(
           return fail(new PeerAnswerError('peer sent more bytes than the blob has'))
         }
         meter.add(chunk.byteLength)
-        hasher.update(chunk)
+        hasher?.update(chunk)
         const written = sink.write(chunk, state.position, release)
         state.position += chunk.byteLength
         if (written !== undefined) {
           // The sink is behind: do not sit on a partial hash batch meanwhile.
-          hasher.flush()
+          hasher?.flush()
           hold(written)
         }
-        const hashed = hasher.ready()
+        const hashed = hasher?.ready()
         if (hashed !== undefined) hold(hashed)
       },
       end: () => finish(true),
@@ -240,7 +241,8 @@ export class SpoolSink implements BlobSink {
   readonly #handle: FileHandle
   readonly #res: ServerResponse
   #queued = 0
-  #waiting: { resolve(ok: boolean): void; reject(err: unknown): void } | undefined
+  /** Writers waiting for the queue to drain (several when pieces from several peers land in one spool). */
+  #waiting: { resolve(ok: boolean): void; reject(err: unknown): void }[] = []
   #failure: unknown
   #writes: Promise<unknown> = Promise.resolve()
 
@@ -261,6 +263,11 @@ export class SpoolSink implements BlobSink {
     return this.#res.destroyed
   }
 
+  /** The response this spool is for. */
+  get response(): ServerResponse {
+    return this.#res
+  }
+
   get failure(): unknown {
     return this.#failure
   }
@@ -275,22 +282,20 @@ export class SpoolSink implements BlobSink {
       () => {
         release()
         this.#queued -= chunk.byteLength
-        if (this.#waiting !== undefined && this.#queued <= SPOOL_WRITE_AHEAD_BYTES / 2) {
-          const waiting = this.#waiting
-          this.#waiting = undefined
-          waiting.resolve(true)
-        }
+        if (this.#waiting.length > 0 && this.#queued <= SPOOL_WRITE_AHEAD_BYTES / 2)
+          for (const waiting of this.#waiting.splice(0)) waiting.resolve(true)
       },
       (err: unknown) => {
-        release()
+        // The failure first: a release callback can tell a write that landed from one that did not.
         this.#failure = err
-        this.#waiting?.reject(err)
+        release()
+        for (const waiting of this.#waiting.splice(0)) waiting.reject(err)
       }
     )
     this.#writes = Promise.all([this.#writes, written])
     if (this.#queued <= SPOOL_WRITE_AHEAD_BYTES) return undefined
     return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject }
+      this.#waiting.push({ resolve, reject })
     })
   }
 

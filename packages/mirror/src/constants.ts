@@ -93,3 +93,14 @@ export const MAX_CONNECTIONS = 4096
  * or two each; a single address holding hundreds is a client exhausting the node.
  */
 export const MAX_CONNECTIONS_PER_CLIENT = 256
+
+// --- several peers per blob ----------------------------------------------------------------------------------
+
+/** Blobs of at least this many bytes are fetched from several peers at once, in pieces (spool mode). */
+export const MULTI_PEER_THRESHOLD_BYTES = 32 * 1024 * 1024
+/** Bytes per piece of a blob fetched from several peers. */
+export const PIECE_BYTES = 8 * 1024 * 1024
+/** Most peers fetching pieces of one blob at once. */
+export const MAX_PIECE_PROVIDERS = 4
+/** Least bytes either part of a split piece keeps (the tail a slow peer can hold at the end). */
+export const MIN_SPLIT_BYTES = 1024 * 1024

@@ -38,7 +38,8 @@ import {
 } from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
-import { ForwardingSink, receiveBlob, SpoolSink } from './blob-transfer.ts'
+import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './blob-transfer.ts'
+import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
 import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
@@ -48,9 +49,11 @@ import {
   type FetchSession,
   fetchManifest,
   openBlob,
+  openBlobRange,
   type PeerBlob,
   type PeerFetchConfig,
   type PeerManifest,
+  type PeerPiece,
   type RaceResult,
   raceProviders
 } from './peer-fetch.ts'
@@ -145,6 +148,16 @@ export interface MirrorHandlerInit {
    * the system's temporary directory.
    */
   spoolDir?: string
+  /**
+   * Blobs of at least this many bytes are fetched from several peers at once (Range requests of `pieceBytes`),
+   * written into the spool at their offsets and verified whole as today; only with `verifyBeforeForwarding`. Default
+   * 32 MiB.
+   */
+  multiPeerThresholdBytes?: number
+  /** Bytes per piece of a blob fetched from several peers. Default 8 MiB. */
+  pieceBytes?: number
+  /** Most peers fetching pieces of one blob at once; 1 fetches every blob from one peer at a time. Default 4. */
+  maxPieceProviders?: number
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -188,6 +201,8 @@ interface Settings {
   buffers: BufferPool
   /** Where blobs from peers are spooled and verified before the first byte is sent; undefined: forwarded as they come. */
   spoolDir: string | undefined
+  /** Large blobs from several peers at once; undefined: one peer at a time. */
+  pieces: (PieceSettings & { thresholdBytes: number }) | undefined
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
   log: Logger
@@ -271,6 +286,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     buffers: new BufferPool(defaults.COPY_BUFFER_BUDGET_BYTES),
     damaged: new Set(),
     spoolDir: init.verifyBeforeForwarding === false ? undefined : (init.spoolDir ?? tmpdir()),
+    pieces: pieceSettings(init),
     hashes: new HashPool(
       Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
       defaults.HASH_IN_FLIGHT_BUDGET_BYTES
@@ -338,6 +354,20 @@ export function imageFilterOf(
       filter.lastIndex = 0
       return filter.test(image)
     })
+  }
+}
+
+/** The multi-peer settings, or undefined when blobs come from one peer at a time. */
+function pieceSettings(init: MirrorHandlerInit): Settings['pieces'] {
+  const maxProviders = Math.floor(nonNegative('maxPieceProviders', init.maxPieceProviders, defaults.MAX_PIECE_PROVIDERS))
+  const pieceBytes = Math.floor(nonNegative('pieceBytes', init.pieceBytes, defaults.PIECE_BYTES))
+  if (maxProviders <= 1 || init.verifyBeforeForwarding === false) return undefined
+  if (pieceBytes < 1) throw new InvalidMirrorOptionError('pieceBytes must be at least 1')
+  return {
+    thresholdBytes: nonNegative('multiPeerThresholdBytes', init.multiPeerThresholdBytes, defaults.MULTI_PEER_THRESHOLD_BYTES),
+    pieceBytes,
+    maxProviders,
+    minSplitBytes: Math.max(1, Math.min(defaults.MIN_SPLIT_BYTES, Math.floor(pieceBytes / 4)))
   }
 }
 
@@ -945,7 +975,10 @@ async function blobFromPeers(
       status,
       headers,
       first: first.value,
-      resume: (offset) => open(offset, size)
+      resume: (offset) => open(offset, size),
+      next: (waitMs) => session.queue.take(waitMs),
+      openRange: (provider, start, end) =>
+        openBlobRange(settings.fetch, provider, path, { start, end, size }, signal)
     }
     if (settings.spoolDir !== undefined) await spoolThenServe(settings, res, transfer, outcome)
     else await forward(settings, res, transfer, outcome)
@@ -964,6 +997,10 @@ interface Transfer {
   headers: Record<string, string | number>
   first: PeerBlob
   resume: (offset: number) => Promise<{ value?: PeerBlob }>
+  /** Another provider from the lookup (for pieces), waiting at most `waitMs`. */
+  next: (waitMs: number) => Promise<Provider | undefined>
+  /** Bytes `[start, end)` from `provider`. */
+  openRange: (provider: Provider, start: number, end: number) => Promise<PeerPiece>
 }
 
 /**
@@ -1027,6 +1064,38 @@ async function sendSpooled(
 }
 
 /**
+ * Receives the blob into `spool`: from several peers at once when it is large enough (pieces), else from one at a
+ * time. When pieces from several peers do not hash to the digest, the blob is fetched again whole from one
+ * contributor at a time: the copy that verifies is served (its spool returned) and the peers whose bytes differ
+ * from it are reported as liars.
+ */
+async function receiveSpooled(
+  settings: Settings,
+  transfer: Transfer,
+  spool: SpoolSink
+): Promise<{ result: ReceiveResult; spool: SpoolSink }> {
+  const { path, size, first } = transfer
+  const pieces = settings.pieces
+  if (pieces === undefined || size < pieces.thresholdBytes || first.body === undefined)
+    return { result: await receiveBlob(settings, path, size, first, transfer.resume, spool), spool }
+  const sources = { first: { ...first, body: first.body }, next: transfer.next, open: transfer.openRange }
+  const received = await receiveInPieces(settings, pieces, path, size, sources, spool)
+  if (received.result.kind !== 'mismatch' || received.contributions.size < 2) return { ...received, spool }
+  const recovered = await recoverFromMismatch(
+    settings,
+    path,
+    size,
+    { spool, contributions: received.contributions },
+    (provider) => transfer.openRange(provider, 0, size),
+    () => SpoolSink.create(settings.spoolDir as string, spool.response)
+  )
+  if (recovered.liars.length > 0)
+    mismatch(settings, recovered.liars, new DigestMismatchError(path.digest, received.result.actual))
+  if (recovered.spool === undefined) return { ...received, spool }
+  return { result: { kind: 'verified', contributors: [] }, spool: recovered.spool }
+}
+
+/**
  * Receives the whole blob into a spool file, checks its digest, and only then answers (the default): no byte of a
  * wrong blob ever reaches the client, and when peers fail or lie the answer is a clean 404 — containerd then pulls
  * the blob from upstream, as it would without the mirror.
@@ -1049,7 +1118,12 @@ async function spoolThenServe(
   }
   try {
     const { path, size } = transfer
-    let result = await receiveBlob(settings, path, size, transfer.first, transfer.resume, spool)
+    const received = await receiveSpooled(settings, transfer, spool)
+    if (received.spool !== spool) {
+      await spool.close()
+      spool = received.spool
+    }
+    let result = received.result
     if (result.kind === 'verified')
       result = await spool.flushed().then(
         () => result,

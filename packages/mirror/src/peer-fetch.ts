@@ -455,3 +455,38 @@ export async function openBlob(
   const body = answer.statusCode === 200 && offset > 0 ? skipping(answer.body, offset) : answer.body
   return { provider, size, body }
 }
+
+/** A peer's answer to a piece request: the body from byte `start`, and whether the peer honoured the range. */
+export interface PeerPiece extends PeerBlob {
+  body: PeerBody
+  /** False when the peer answered 200 with the whole blob (its first `start` bytes are skipped). */
+  ranged: boolean
+}
+
+/**
+ * Asks one peer for bytes `[start, end)` of a blob of `size` bytes (`Range: bytes=start-(end-1)`): a 206 must name
+ * a range from `start` covering at least to `end` (its bytes past `end` are the reader's to drop); a 200 of the
+ * whole blob (a peer that ignores Range) has its first `start` bytes skipped.
+ */
+export async function openBlobRange(
+  config: PeerFetchConfig,
+  provider: Provider,
+  path: BlobPath,
+  range: { start: number; end: number; size: number },
+  signal: AbortSignal
+): Promise<PeerPiece> {
+  const headers = { range: `bytes=${range.start}-${range.end - 1}` }
+  const answer = await sendBlob(config, provider, 'GET', formatDistributionPath(path), signal, headers)
+  const named = answer.header('docker-content-digest')
+  if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
+  if (answer.statusCode === 200) {
+    if (answeredSize(answer, 0) !== range.size) refuseBlob(answer, `peer has another size than ${range.size}`)
+    return { provider, size: range.size, body: skipping(answer.body, range.start), ranged: false }
+  }
+  if (answer.statusCode !== 206) return refuseBlob(answer, '')
+  const match = /^bytes ([0-9]+)-([0-9]+)\/([0-9]+)$/.exec(answer.header('content-range') ?? '')
+  if (match === null || Number(match[1]) !== range.start || Number(match[2]) < range.end - 1)
+    refuseBlob(answer, `peer answered range ${String(answer.header('content-range'))} to ${headers.range}`)
+  if (Number(match[3]) !== range.size) refuseBlob(answer, `peer has ${match[3]} bytes, not ${range.size}`)
+  return { provider, size: range.size, body: answer.body, ranged: true }
+}

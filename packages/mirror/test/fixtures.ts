@@ -199,3 +199,50 @@ export function randomBytes(size: number, seed = 1): Buffer {
   }
   return bytes
 }
+
+/** The `[start, end)` a `Range: bytes=a-b` or `bytes=a-` header asks of a blob of `size` bytes; undefined: none. */
+export function rangeOf(header: string | undefined, size: number): { start: number; end: number } | undefined {
+  const match = /^bytes=([0-9]+)-([0-9]*)$/.exec(header ?? '')
+  if (match === null) return undefined
+  const end = match[2] === '' ? size : Math.min(size, Number(match[2]) + 1)
+  return { start: Number(match[1]), end }
+}
+
+/**
+ * Serves `bytes` as a good peer does, closed ranges included (`bytes=a-b`), passing the bytes it sends through
+ * `shape` (to corrupt them, or slow them down) — `shape` gets the answer's start and resolves when it wrote them.
+ */
+export function serveRanges(
+  bytes: Uint8Array,
+  digest: Digest,
+  shape: (res: ServerResponse, body: Buffer, start: number) => void = (res, body) => res.end(body)
+) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const range = rangeOf(req.headers.range, bytes.byteLength)
+    const { start, end } = range ?? { start: 0, end: bytes.byteLength }
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest,
+      'content-length': end - start
+    }
+    if (range !== undefined) headers['content-range'] = `bytes ${start}-${end - 1}/${bytes.byteLength}`
+    res.writeHead(range === undefined ? 200 : 206, headers)
+    if (req.method === 'HEAD') return void res.end()
+    shape(res, Buffer.from(bytes.subarray(start, end)), start)
+  }
+}
+
+/** Writes `body` in `chunkBytes` chunks, `delayMs` apart (a peer with a slow uplink); stops when the client left. */
+export function throttled(chunkBytes: number, delayMs: number) {
+  return (res: ServerResponse, body: Buffer): void => {
+    let at = 0
+    const next = (): void => {
+      if (res.destroyed) return
+      if (at >= body.byteLength) return void res.end()
+      res.write(body.subarray(at, at + chunkBytes))
+      at += chunkBytes
+      setTimeout(next, delayMs)
+    }
+    next()
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Large blobs from several peers at once: real HTTP peers on loopback serving Range requests, the mirror fetching
+ * pieces from each, the whole blob verified before the first byte goes out.
+ */
+import assert from 'node:assert/strict'
+import type { ServerResponse } from 'node:http'
+import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import { type Digest, digestOf } from '@kadmirror/oci'
+import {
+  type FakePeer,
+  get,
+  type MirrorNode,
+  randomBytes,
+  rangeOf,
+  serveRanges,
+  startFakePeer,
+  startMemoryNode,
+  throttled
+} from './fixtures.ts'
+
+const MIB = 1024 * 1024
+const BLOB_BYTES = 8 * MIB
+/** Small pieces so that a few MiB make many of them. */
+const pieces = { multiPeerThresholdBytes: 2 * MIB, pieceBytes: 512 * 1024, maxPieceProviders: 4 }
+const quick = { responseTimeoutMs: 500, stallTimeoutMs: 300, minHedgeDelayMs: 50 }
+
+describe('a large blob from several peers', function () {
+  this.timeout(30_000)
+  let network: MemoryNetwork
+  let closing: (MirrorNode | FakePeer)[]
+  const blob = randomBytes(BLOB_BYTES, 11)
+  const digest = digestOf(blob) as Digest
+  const path = `/v2/team/app/blobs/${digest}?ns=example.com`
+
+  beforeEach(() => {
+    network = createMemoryNetwork()
+    closing = []
+  })
+  afterEach(async () => {
+    await Promise.all(closing.map((c) => c.close()))
+  })
+
+  async function peer(behaviour: Parameters<typeof startFakePeer>[2]): Promise<FakePeer> {
+    const started = await startFakePeer(network, [digest], behaviour)
+    closing.push(started)
+    return started
+  }
+  async function mirror(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
+    const started = await startMemoryNode(network, { ...quick, ...pieces, ...options })
+    closing.push(started)
+    return started
+  }
+  /** Bytes a peer was asked for by Range requests. */
+  const requestedBytes = (p: FakePeer) =>
+    p.requests.reduce((sum, r) => {
+      const range = rangeOf(r.headers.range, BLOB_BYTES)
+      return sum + (range === undefined ? 0 : range.end - range.start)
+    }, 0)
+
+  it('reassembles pieces from 3 peers byte for byte', async () => {
+    const peers = [await peer(serveRanges(blob, digest)), await peer(serveRanges(blob, digest)), await peer(serveRanges(blob, digest))]
+    const a = await mirror()
+    const res = await get(a.url, path)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+    assert.deepEqual(
+      peers.map((p) => p.requests.length > 0),
+      [true, true, true]
+    )
+    assert.ok(peers.some((p) => /^bytes=[0-9]+-[0-9]+$/.test(p.requests.at(-1)?.headers.range ?? '')))
+  })
+
+  it('fetches a blob under the threshold from one peer, whole', async () => {
+    const small = randomBytes(MIB, 3)
+    const smallDigest = digestOf(small)
+    const peers = []
+    for (let i = 0; i < 3; i++) peers.push(closing[closing.push(await startFakePeer(network, [smallDigest], serveRanges(small, smallDigest))) - 1] as FakePeer)
+    const a = await mirror()
+    const res = await get(a.url, `/v2/team/app/blobs/${smallDigest}?ns=example.com`)
+    assert.ok(res.body.equals(small))
+    assert.equal(peers.reduce((n, p) => n + p.requests.length, 0), 1)
+  })
+
+  it('gives more pieces to a faster peer', async () => {
+    const fast = await peer(serveRanges(blob, digest))
+    const slow = await peer(serveRanges(blob, digest, throttled(64 * 1024, 20)))
+    const a = await mirror({ minPeerBytesPerSecond: 0 })
+    const res = await get(a.url, path)
+    assert.ok(res.body.equals(blob))
+    assert.ok(requestedBytes(fast) > 2 * requestedBytes(slow), `fast ${requestedBytes(fast)}, slow ${requestedBytes(slow)}`)
+  })
+
+  it('serves correct bytes when one peer corrupts its pieces, and names that peer', async () => {
+    const liar = await peer(
+      serveRanges(blob, digest, (res, body) => {
+        res.end(Buffer.from(body).fill(0, 0, 16))
+      })
+    )
+    await peer(serveRanges(blob, digest))
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const mismatches: string[] = []
+    a.handler.events.on('digest-mismatch', (e) => mismatches.push(...e.peers))
+    const res = await get(a.url, path)
+    // The liar advertised first, so it is asked first and sends pieces; its bytes are found and re-fetched.
+    assert.ok(liar.requests.length > 0)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+    assert.deepEqual([...new Set(mismatches)], [peerIdOf(liar)])
+  })
+
+  it('finishes from the others when a peer stalls in the middle of a piece', async () => {
+    await peer(serveRanges(blob, digest, (res, body) => res.write(body.subarray(0, body.byteLength / 2))))
+    await peer(serveRanges(blob, digest))
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const res = await get(a.url, path)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+  })
+
+  it('finishes from the others when a peer dies in the middle of a piece', async () => {
+    await peer(
+      serveRanges(blob, digest, (res, body) => res.write(body.subarray(0, body.byteLength / 2), () => res.socket?.destroy()))
+    )
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const res = await get(a.url, path)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+  })
+
+  it('answers a client Range that spans pieces with exactly those bytes', async () => {
+    await peer(serveRanges(blob, digest))
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const start = 3 * 512 * 1024 - 100
+    const end = 6 * 512 * 1024 + 100
+    const res = await get(a.url, path, { range: `bytes=${start}-${end}` })
+    assert.equal(res.status, 206)
+    assert.ok(res.body.equals(blob.subarray(start, end + 1)))
+  })
+
+  it('takes the whole blob from a peer that ignores Range (answers 200), as Spegel peers may', async () => {
+    const whole = (res: ServerResponse, body: Buffer) => res.end(body)
+    await peer((req, res) => {
+      res.writeHead(200, { 'content-length': BLOB_BYTES, 'docker-content-digest': digest })
+      if (req.method === 'HEAD') return void res.end()
+      whole(res, blob)
+    })
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const res = await get(a.url, path)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+  })
+})
+
+/** The id a fake peer's (memory) router has: what digest-mismatch events name. */
+function peerIdOf(peer: FakePeer): string {
+  return (peer.router as unknown as { id: string }).id
+}
