@@ -56,6 +56,7 @@ export {
   LOG_LEVELS,
   type LogLevel,
   parseBoolean,
+  parseByteSize,
   parseDuration,
   parseHttpUrl,
   parseInteger,

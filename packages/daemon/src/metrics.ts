@@ -13,7 +13,9 @@ import { RESPONSE_SIZE_BUCKETS_BYTES } from './constants.ts'
 /** The kinds of `kadmirror_peer_failures_total` (the mirror's `PeerFailureKind`). */
 const PEER_FAILURE_KINDS: readonly PeerFailureKind[] = [
   'not-held',
+  'busy',
   'digest-mismatch',
+  'slow',
   'bad-answer',
   'timeout',
   'connection',

@@ -7,6 +7,7 @@
 import { createAllowList } from '@kadmirror/routing/access'
 import {
   InvalidValueError,
+  parseByteSize,
   parseDuration,
   parseHttpUrl,
   parseInteger,
@@ -294,6 +295,41 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: (v) => {
       if (v !== 'auto') void parseInteger(v, 0, 16)
     }
+  },
+  {
+    flag: 'multi-peer-threshold',
+    env: 'MULTI_PEER_THRESHOLD',
+    since: 'kadmirror',
+    default: '32MiB',
+    description:
+      'Blobs of at least this size are fetched from several peers at once, in pieces (with --verify-before-forwarding).',
+    check: (v) => void parseByteSize(v)
+  },
+  {
+    flag: 'piece-size',
+    env: 'PIECE_SIZE',
+    since: 'kadmirror',
+    default: '8MiB',
+    description: 'Size of each piece of a blob fetched from several peers (a Range request each).',
+    check: (v) => void parseByteSize(v, 1024 ** 3)
+  },
+  {
+    flag: 'max-piece-providers',
+    env: 'MAX_PIECE_PROVIDERS',
+    since: 'kadmirror',
+    default: '4',
+    description:
+      'Most peers fetching pieces of one blob at once; 1 fetches every blob from one peer at a time.',
+    check: (v) => void parseInteger(v, 1, 64)
+  },
+  {
+    flag: 'max-peer-uploads',
+    env: 'MAX_PEER_UPLOADS',
+    since: 'kadmirror',
+    default: '32',
+    description:
+      'Most blobs this node serves to peers at once; a peer asking for one more is answered 429 and asks another provider. 0: no cap.',
+    check: (v) => void parseInteger(v, 0, 100_000)
   },
   {
     flag: 'tag-quorum',

@@ -22,7 +22,14 @@ import { readCredentials } from './credentials.ts'
 import { createNode, type KadmirrorNode, type NodeOptions, type StoreOption } from './node.ts'
 import { parseStore } from './options.ts'
 import { type OptionValues, UsageError } from './resolve.ts'
-import { type ListenAddress, parseDuration, parseInteger, parseListenAddress, parseRegex } from './values.ts'
+import {
+  type ListenAddress,
+  parseByteSize,
+  parseDuration,
+  parseInteger,
+  parseListenAddress,
+  parseRegex
+} from './values.ts'
 
 /** Libp2p listen multiaddrs for a Go listen address (`:5001` → all IPv4 and IPv6 interfaces). */
 export function routerListen(address: ListenAddress): string[] {
@@ -140,6 +147,10 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       // Spooled blobs go to disk under the data dir (the temporary directory may be tmpfs, which is memory).
       ...(dataDir === undefined ? {} : { spoolDir: join(dataDir, 'spool') }),
       hashThreads: hashThreads === 'auto' ? 0 : parseInteger(hashThreads, 0, 16),
+      multiPeerThresholdBytes: parseByteSize(values.text('multi-peer-threshold') ?? '32MiB'),
+      pieceBytes: parseByteSize(values.text('piece-size') ?? '8MiB'),
+      maxPieceProviders: parseInteger(values.text('max-piece-providers') ?? '4', 1, 64),
+      maxPeerUploads: parseInteger(values.text('max-peer-uploads') ?? '32'),
       tagQuorum:
         quorum !== 'auto'
           ? parseInteger(quorum, 1, 100)

@@ -64,6 +64,22 @@ export function parseInteger(text: string, min = 0, max = Number.MAX_SAFE_INTEGE
   return value
 }
 
+const BYTE_UNITS: Record<string, number> = { '': 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }
+
+/**
+ * A size in bytes: a whole number, optionally followed by `B`, `KiB`, `MiB` or `GiB` (`32MiB`, `8388608`).
+ * @throws {InvalidValueError} for anything else, or a size over `max` bytes.
+ */
+export function parseByteSize(text: string, max = Number.MAX_SAFE_INTEGER): number {
+  const match = /^([0-9]{1,16})(B|KiB|MiB|GiB)?$/.exec(text.trim())
+  const bytes = match === null ? Number.NaN : Number(match[1]) * (BYTE_UNITS[match[2] ?? ''] as number)
+  if (!Number.isSafeInteger(bytes) || bytes > max)
+    throw new InvalidValueError(
+      `${JSON.stringify(text)} is not a size (bytes, or a number with B, KiB, MiB or GiB)`
+    )
+  return bytes
+}
+
 /** Log levels, as Spegel's `--log-level` (slog) names them. */
 export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const
 /** One of {@link LOG_LEVELS}. */

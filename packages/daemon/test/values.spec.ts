@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import {
   InvalidValueError,
   parseBoolean,
+  parseByteSize,
   parseDuration,
   parseHttpUrl,
   parseInteger,
@@ -13,6 +14,39 @@ import {
 } from '../src/values.ts'
 
 describe('flag values', () => {
+  it('reads sizes in bytes and in KiB, MiB and GiB', () => {
+    assert.equal(parseByteSize('8388608'), 8 * 1024 * 1024)
+    assert.equal(parseByteSize('32MiB'), 32 * 1024 * 1024)
+    assert.equal(parseByteSize('1GiB'), 1024 ** 3)
+    assert.equal(parseByteSize('512B'), 512)
+  })
+
+  it('refuses sizes that are not a whole number with a binary unit, or too large', () => {
+    for (const bad of ['', '-1', '1.5MiB', '32MB', '32 mib', 'MiB', '2GiB'])
+      assert.throws(() => parseByteSize(bad, 1024 ** 3), InvalidValueError, bad)
+  })
+
+  it('reads back any size it is given in any unit (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 20 }),
+        fc.constantFrom(['', 1], ['B', 1], ['KiB', 1024], ['MiB', 1024 ** 2]),
+        (n, [unit, scale]) => {
+          assert.equal(parseByteSize(`${n}${unit}`), n * (scale as number))
+        }
+      )
+    )
+    fc.assert(
+      fc.property(fc.string(), (text) => {
+        try {
+          assert.ok(Number.isSafeInteger(parseByteSize(text)))
+        } catch (err) {
+          assert.ok(err instanceof InvalidValueError)
+        }
+      })
+    )
+  })
+
   it('reads Go durations in every unit and in sums', () => {
     assert.equal(parseDuration('20ms'), 20)
     assert.equal(parseDuration('2s'), 2000)

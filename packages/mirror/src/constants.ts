@@ -104,3 +104,12 @@ export const PIECE_BYTES = 8 * 1024 * 1024
 export const MAX_PIECE_PROVIDERS = 4
 /** Least bytes either part of a split piece keeps (the tail a slow peer can hold at the end). */
 export const MIN_SPLIT_BYTES = 1024 * 1024
+
+// --- load spread ------------------------------------------------------------------------------------------------
+
+/** Most blobs this node serves to peers at once; a peer asking for one more is answered 429 and asks another. */
+export const MAX_PEER_UPLOADS = 32
+/** How long a peer that answered 429 is passed over, in ms. */
+export const BUSY_AVOID_MS = 1000
+/** Weight of the newest answer time in a peer's running average (an EWMA). */
+export const PEER_RTT_WEIGHT = 0.3

@@ -13,6 +13,7 @@ export const MIRROR_ERROR_CODES = [
   'ERR_NOT_HELD',
   'ERR_DIGEST_MISMATCH',
   'ERR_PEER_TOO_SLOW',
+  'ERR_PEER_BUSY',
   'ERR_CONTENT_TRUNCATED',
   'ERR_HASH_WORKER'
 ] as const
@@ -71,6 +72,15 @@ export class DigestMismatchError extends PeerAnswerError {
 export class PeerTooSlowError extends PeerAnswerError {
   override name = 'PeerTooSlowError'
   override readonly code: MirrorErrorCode = 'ERR_PEER_TOO_SLOW'
+}
+
+/**
+ * A peer answered 429: it serves its maximum of blobs to peers right now. It is fine; the mirror asks another at once
+ * (not charged to the retries) and prefers other peers for a moment.
+ */
+export class PeerBusyError extends PeerAnswerError {
+  override name = 'PeerBusyError'
+  override readonly code: MirrorErrorCode = 'ERR_PEER_BUSY'
 }
 
 /** The node's own store held fewer bytes than it declared for a blob. */

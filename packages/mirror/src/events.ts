@@ -22,6 +22,8 @@ export type ResponseSource =
   | 'failed'
   /** `/v2/`, `/readyz`, `/livez`. */
   | 'meta'
+  /** A peer asked for a blob while this node served its maximum of uploads to peers: 429, the peer asks another. */
+  | 'busy'
 
 /** One finished request. */
 export interface ResponseEvent {
@@ -48,6 +50,8 @@ export interface ResponseEvent {
 export type PeerFailureKind =
   /** The peer answered 404: its record was stale. */
   | 'not-held'
+  /** It answered 429: it serves its maximum of uploads to peers (kadmirror's cap). */
+  | 'busy'
   /** Its bytes hashed to another digest. */
   | 'digest-mismatch'
   /** It sent a blob slower than the least throughput (it trickles). */

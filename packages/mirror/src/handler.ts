@@ -39,7 +39,6 @@ import {
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './blob-transfer.ts'
-import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
 import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
@@ -57,7 +56,16 @@ import {
   type RaceResult,
   raceProviders
 } from './peer-fetch.ts'
-import { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
+import {
+  LatencyWindow,
+  lookupOrder,
+  PeerAvoidList,
+  PeerRtt,
+  type ProviderChoice,
+  ProviderQueue,
+  spreadOrder
+} from './peers.ts'
+import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
 import { API_VERSION_HEADER, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
@@ -158,6 +166,16 @@ export interface MirrorHandlerInit {
   pieceBytes?: number
   /** Most peers fetching pieces of one blob at once; 1 fetches every blob from one peer at a time. Default 4. */
   maxPieceProviders?: number
+  /**
+   * Most blobs this node serves to peers at once (requests marked as forwarded by a peer's mirror); one more is
+   * answered 429 and the asking mirror moves on to another provider at once. 0: no cap. Default 32.
+   */
+  maxPeerUploads?: number
+  /**
+   * Which provider to ask first: `spread` (default) prefers the one that answered fastest, times a random factor so
+   * that many nodes asking at once spread over the providers; `lookup` keeps the lookup's order.
+   */
+  providerOrder?: 'spread' | 'lookup'
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -203,6 +221,10 @@ interface Settings {
   spoolDir: string | undefined
   /** Large blobs from several peers at once; undefined: one peer at a time. */
   pieces: (PieceSettings & { thresholdBytes: number }) | undefined
+  /** Blobs being served to peers now, and the most at once (0: no cap). */
+  uploads: { active: number; max: number }
+  /** Which provider a session asks next. */
+  choose: ProviderChoice
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
   log: Logger
@@ -251,6 +273,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     maxManifestBytes: defaults.MAX_MANIFEST_BYTES,
     avoid: new PeerAvoidList(),
     latency: new LatencyWindow(defaults.HEDGE_WINDOW),
+    rtt: new PeerRtt(),
     events
   }
   // Blob bodies from peers go through the pooled client, unless the caller chose how to reach peers.
@@ -287,6 +310,11 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     damaged: new Set(),
     spoolDir: init.verifyBeforeForwarding === false ? undefined : (init.spoolDir ?? tmpdir()),
     pieces: pieceSettings(init),
+    uploads: {
+      active: 0,
+      max: Math.floor(nonNegative('maxPeerUploads', init.maxPeerUploads, defaults.MAX_PEER_UPLOADS))
+    },
+    choose: init.providerOrder === 'lookup' ? lookupOrder : spreadOrder(fetchConfig.rtt as PeerRtt),
     hashes: new HashPool(
       Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
       defaults.HASH_IN_FLIGHT_BUDGET_BYTES
@@ -357,14 +385,29 @@ export function imageFilterOf(
   }
 }
 
+/** Counts a blob upload to a peer until its response closes; false when the node serves its maximum already. */
+function takeUpload(settings: Settings, res: ServerResponse): boolean {
+  const uploads = settings.uploads
+  if (uploads.max > 0 && uploads.active >= uploads.max) return false
+  uploads.active++
+  res.once('close', () => uploads.active--)
+  return true
+}
+
 /** The multi-peer settings, or undefined when blobs come from one peer at a time. */
 function pieceSettings(init: MirrorHandlerInit): Settings['pieces'] {
-  const maxProviders = Math.floor(nonNegative('maxPieceProviders', init.maxPieceProviders, defaults.MAX_PIECE_PROVIDERS))
+  const maxProviders = Math.floor(
+    nonNegative('maxPieceProviders', init.maxPieceProviders, defaults.MAX_PIECE_PROVIDERS)
+  )
   const pieceBytes = Math.floor(nonNegative('pieceBytes', init.pieceBytes, defaults.PIECE_BYTES))
   if (maxProviders <= 1 || init.verifyBeforeForwarding === false) return undefined
   if (pieceBytes < 1) throw new InvalidMirrorOptionError('pieceBytes must be at least 1')
   return {
-    thresholdBytes: nonNegative('multiPeerThresholdBytes', init.multiPeerThresholdBytes, defaults.MULTI_PEER_THRESHOLD_BYTES),
+    thresholdBytes: nonNegative(
+      'multiPeerThresholdBytes',
+      init.multiPeerThresholdBytes,
+      defaults.MULTI_PEER_THRESHOLD_BYTES
+    ),
     pieceBytes,
     maxProviders,
     minSplitBytes: Math.max(1, Math.min(defaults.MIN_SPLIT_BYTES, Math.floor(pieceBytes / 4)))
@@ -505,6 +548,22 @@ async function handle(
   if (digest !== undefined && !settings.damaged.has(digest)) {
     const info = await settings.store.stat(digest)
     if (info !== undefined && (path.kind === 'blob' || isManifestOrIndexMediaType(info.mediaType ?? ''))) {
+      if (
+        path.kind === 'blob' &&
+        method === 'GET' &&
+        req.headers[MIRRORED] === 'true' &&
+        !takeUpload(settings, res)
+      ) {
+        outcome.source = 'busy'
+        const { max } = settings.uploads
+        sendError(
+          res,
+          429,
+          'TOOMANYREQUESTS',
+          `this node serves its maximum of ${max} blobs to peers; ask another`
+        )
+        return
+      }
       const served = await serveLocal(settings, req, res, path, info, range, outcome)
       if (served) return
     }
@@ -815,7 +874,7 @@ function clientSignal(res: ServerResponse): AbortSignal {
 function newSession(settings: Settings, key: string, signal: AbortSignal): FetchSession {
   const count = settings.fetch.maxAttempts + defaults.MAX_FREE_REFUSALS + 2
   return {
-    queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid),
+    queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid, settings.choose),
     attempts: 0,
     freeRefusals: 0,
     key,

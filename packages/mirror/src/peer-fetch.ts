@@ -16,11 +16,17 @@ import {
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { type BlobClientOptions, requestBlob } from './blob-client.ts'
-import { FAST_REFUSAL_MS, MAX_FREE_REFUSALS, MIRRORED_HEADER } from './constants.ts'
-import { DigestMismatchError, NotHeldError, PeerAnswerError, PeerTooSlowError } from './errors.ts'
+import { BUSY_AVOID_MS, FAST_REFUSAL_MS, MAX_FREE_REFUSALS, MIRRORED_HEADER } from './constants.ts'
+import {
+  DigestMismatchError,
+  NotHeldError,
+  PeerAnswerError,
+  PeerBusyError,
+  PeerTooSlowError
+} from './errors.ts'
 import type { MirrorEventMap, PeerFailureKind } from './events.ts'
 import { type PeerBody, skipping, undiciBody } from './peer-body.ts'
-import type { LatencyWindow, PeerAvoidList, ProviderQueue } from './peers.ts'
+import type { LatencyWindow, PeerAvoidList, PeerRtt, ProviderQueue } from './peers.ts'
 
 /** The settings a fetch runs with (resolved from {@link MirrorHandlerInit}). */
 export interface PeerFetchConfig {
@@ -44,6 +50,8 @@ export interface PeerFetchConfig {
   maxManifestBytes: number
   avoid: PeerAvoidList
   latency: LatencyWindow
+  /** Each peer's answer time to blob requests (for choosing whom to ask); none: not measured. */
+  rtt?: PeerRtt
   events: EventEmitter<MirrorEventMap>
 }
 
@@ -204,7 +212,7 @@ function settle<T>(
 function isFastRefusal(error: unknown, elapsedMs: number): boolean {
   if (elapsedMs > FAST_REFUSAL_MS) return false
   const kind = peerFailureKind(error)
-  return kind === 'not-held' || kind === 'connection'
+  return kind === 'not-held' || kind === 'connection' || kind === 'busy'
 }
 
 /** Reports a failed peer and avoids it for a while (not after a 404: the peer is fine, its record was stale). */
@@ -214,7 +222,10 @@ export function reportFailure(
   provider: Provider,
   error: unknown
 ): void {
-  if (!(error instanceof NotHeldError)) config.avoid.avoid(provider.id, config.failureAvoidMs)
+  // A busy peer is fine: passed over for a moment. A 404 says nothing of the peer: its record was stale.
+  if (error instanceof PeerBusyError)
+    config.avoid.avoid(provider.id, Math.min(BUSY_AVOID_MS, config.failureAvoidMs))
+  else if (!(error instanceof NotHeldError)) config.avoid.avoid(provider.id, config.failureAvoidMs)
   config.events.emit('peer-failure', {
     peer: provider.id,
     registryUrl: provider.registryUrl,
@@ -227,6 +238,7 @@ export function reportFailure(
 /** The kind of a peer failure, for metrics (a bounded set, where the reason is free text). */
 export function peerFailureKind(error: unknown): PeerFailureKind {
   if (error instanceof NotHeldError) return 'not-held'
+  if (error instanceof PeerBusyError) return 'busy'
   if (error instanceof DigestMismatchError) return 'digest-mismatch'
   if (error instanceof PeerTooSlowError) return 'slow'
   if (error instanceof PeerAnswerError) return 'bad-answer'
@@ -405,6 +417,8 @@ function refuseBlob(answer: BlobAnswer, reason: string): never {
   answer.body.discard()
   if (answer.statusCode === 404 && reason === '')
     throw new NotHeldError('peer answered 404: it no longer holds the content')
+  if (answer.statusCode === 429 && reason === '')
+    throw new PeerBusyError('peer answered 429: it serves its maximum of uploads')
   throw new PeerAnswerError(reason === '' ? `peer answered ${answer.statusCode}` : reason)
 }
 
@@ -442,7 +456,9 @@ export async function openBlob(
   signal: AbortSignal
 ): Promise<PeerBlob> {
   const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {}
+  const began = performance.now()
   const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, headers)
+  config.rtt?.observe(provider.id, performance.now() - began)
   const named = answer.header('docker-content-digest')
   if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
   const size = answeredSize(answer, offset)
@@ -476,7 +492,9 @@ export async function openBlobRange(
   signal: AbortSignal
 ): Promise<PeerPiece> {
   const headers = { range: `bytes=${range.start}-${range.end - 1}` }
+  const began = performance.now()
   const answer = await sendBlob(config, provider, 'GET', formatDistributionPath(path), signal, headers)
+  config.rtt?.observe(provider.id, performance.now() - began)
   const named = answer.header('docker-content-digest')
   if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
   if (answer.statusCode === 200) {

@@ -3,7 +3,7 @@
  * response times that set when a second peer is asked.
  */
 import type { Provider, Router } from '@kadmirror/routing'
-import { UNCONNECTED_GRACE_MS } from './constants.ts'
+import { PEER_RTT_WEIGHT, UNCONNECTED_GRACE_MS } from './constants.ts'
 
 /** Peers not to ask for a while: they failed, or sent bytes that did not match their digest. */
 export class PeerAvoidList {
@@ -33,6 +33,55 @@ export class PeerAvoidList {
   #sweep(): void {
     const now = Date.now()
     for (const [peer, until] of this.#until) if (until <= now) this.#until.delete(peer)
+  }
+}
+
+/** Most peers whose answer time is kept (the oldest is forgotten first). */
+const MAX_PEER_RTTS = 4096
+
+/** Each peer's answer time to a blob request, a running average in ms: nearer, less loaded peers answer sooner. */
+export class PeerRtt {
+  readonly #rtt = new Map<string, number>()
+
+  /** Adds one answer time of `peer`, in ms. */
+  observe(peer: string, ms: number): void {
+    const previous = this.#rtt.get(peer)
+    this.#rtt.delete(peer)
+    this.#rtt.set(peer, previous === undefined ? ms : previous + PEER_RTT_WEIGHT * (ms - previous))
+    if (this.#rtt.size > MAX_PEER_RTTS) this.#rtt.delete(this.#rtt.keys().next().value as string)
+  }
+
+  /** The running average of `peer`, or undefined before its first answer. */
+  get(peer: string): number | undefined {
+    return this.#rtt.get(peer)
+  }
+}
+
+/** Picks which of the candidate providers to ask next: an index into `candidates` (never empty). */
+export type ProviderChoice = (candidates: readonly Provider[]) => number
+
+/** Asks the first candidate: the lookup's order. */
+export const lookupOrder: ProviderChoice = () => 0
+
+/**
+ * Spreads the load: the candidate with the least answer time times a random factor in [0.5, 1.5) — nearer peers
+ * first, but N nodes asking at once do not all pick the same one (peers never measured count as the median of
+ * those that were, or all alike).
+ */
+export function spreadOrder(rtt: PeerRtt, random: () => number = Math.random): ProviderChoice {
+  return (candidates) => {
+    const known = candidates.map((p) => rtt.get(p.id)).filter((ms): ms is number => ms !== undefined)
+    const typical = known.length === 0 ? 1 : (known.sort((a, b) => a - b)[known.length >> 1] as number)
+    let best = 0
+    let bestScore = Number.POSITIVE_INFINITY
+    for (const [i, provider] of candidates.entries()) {
+      const score = (rtt.get(provider.id) ?? typical) * (0.5 + random())
+      if (score < bestScore) {
+        best = i
+        bestScore = score
+      }
+    }
+    return best
   }
 }
 
@@ -70,11 +119,20 @@ export class ProviderQueue {
   readonly #seen = new Set<string>()
   readonly #waiters = new Set<() => void>()
   readonly #avoid: PeerAvoidList
+  readonly #choose: ProviderChoice
   #done = false
   #error: unknown
 
-  constructor(router: Router, key: string, count: number, signal: AbortSignal, avoid: PeerAvoidList) {
+  constructor(
+    router: Router,
+    key: string,
+    count: number,
+    signal: AbortSignal,
+    avoid: PeerAvoidList,
+    choose: ProviderChoice = lookupOrder
+  ) {
     this.#avoid = avoid
+    this.#choose = choose
     void this.#pull(router, key, count, signal)
   }
 
@@ -99,18 +157,32 @@ export class ProviderQueue {
     const deadline = performance.now() + timeoutMs
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined
+      let settled = false
       const arm = (): void => {
         clearTimeout(timer)
         const left = deadline - performance.now()
         const wait = this.#ready.length > 0 ? Math.min(left, UNCONNECTED_GRACE_MS) : left
         timer = setTimeout(() => finish(this.#shift(false)), Math.max(0, wait))
       }
-      const wake = (): void => {
+      const check = (): void => {
         const next = this.#shift(true)
         if (next !== undefined || this.#done) finish(next ?? this.#shift(false))
         else if (this.#ready.length > 0) arm()
       }
+      // A lookup yields the providers of one answer a microtask apart: choosing among them (not the lookup's first)
+      // waits for the rest of the batch, one turn of the event loop.
+      let deferred = false
+      const wake = (): void => {
+        if (this.#choose === lookupOrder) return check()
+        if (deferred) return
+        deferred = true
+        setImmediate(() => {
+          deferred = false
+          if (!settled) check()
+        })
+      }
       const finish = (provider: Provider | undefined): void => {
+        settled = true
         clearTimeout(timer)
         this.#waiters.delete(wake)
         resolve(provider)
@@ -130,9 +202,14 @@ export class ProviderQueue {
     for (let i = this.#ready.length - 1; i >= 0; i--) {
       if (this.#avoid.has((this.#ready[i] as Provider).id)) this.#ready.splice(i, 1)
     }
-    const connected = this.#ready.findIndex((provider) => provider.connected !== false)
-    if (connected < 0 && connectedOnly) return undefined
-    return this.#ready.splice(Math.max(0, connected), 1)[0]
+    const connected = this.#ready.filter((provider) => provider.connected !== false)
+    if (connected.length === 0 && connectedOnly) return undefined
+    const candidates = connected.length > 0 ? connected : this.#ready
+    if (candidates.length === 0) return undefined
+    const chosen = candidates[
+      Math.min(candidates.length - 1, Math.max(0, this.#choose(candidates)))
+    ] as Provider
+    return this.#ready.splice(this.#ready.indexOf(chosen), 1)[0]
   }
 
   async #pull(router: Router, key: string, count: number, signal: AbortSignal): Promise<void> {

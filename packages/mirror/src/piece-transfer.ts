@@ -195,7 +195,10 @@ async function runWorker(
 
 function failed(run: PieceRun, provider: Provider, err: unknown): 'failed' {
   reportFailure(run.context.fetch, run.path.digest, provider, err)
-  run.context.log.info({ peer: provider.id, digest: run.path.digest, err }, 'peer failed a piece; another takes it')
+  run.context.log.info(
+    { peer: provider.id, digest: run.path.digest, err },
+    'peer failed a piece; another takes it'
+  )
   return 'failed'
 }
 
@@ -254,7 +257,8 @@ class PieceSink implements BlobSink {
         this.current = plan.claimAt(piece.end, this.#name)
         continue
       }
-      if (piece.next !== position + taken) throw new PeerAnswerError(`piece bytes out of order at ${position}`)
+      if (piece.next !== position + taken)
+        throw new PeerAnswerError(`piece bytes out of order at ${position}`)
       const n = Math.min(length - taken, piece.end - piece.next)
       plan.received(piece, n)
       taken += n
@@ -289,7 +293,8 @@ async function differing(
         for (let at = start; at < end; at += COMPARE_BYTES) {
           const length = Math.min(COMPARE_BYTES, end - at)
           const [x, y] = await Promise.all([suspect.read(a, 0, length, at), good.read(b, 0, length, at)])
-          if (x !== length || y !== length || !a.subarray(0, length).equals(b.subarray(0, length))) return true
+          if (x !== length || y !== length || !a.subarray(0, length).equals(b.subarray(0, length)))
+            return true
         }
       return false
     }

@@ -67,7 +67,8 @@ export class SpoolHashing {
       if (this.#pumping !== undefined) await this.#pumping
       if (this.#failure !== undefined) throw this.#failure
       if (this.#hashed >= size) return this.#hasher.digest()
-      if (this.#landed.prefixEnd <= this.#hashed) throw new Error(`only ${this.#hashed} of ${size} bytes landed`)
+      if (this.#landed.prefixEnd <= this.#hashed)
+        throw new Error(`only ${this.#hashed} of ${size} bytes landed`)
     }
   }
 

@@ -201,7 +201,10 @@ export function randomBytes(size: number, seed = 1): Buffer {
 }
 
 /** The `[start, end)` a `Range: bytes=a-b` or `bytes=a-` header asks of a blob of `size` bytes; undefined: none. */
-export function rangeOf(header: string | undefined, size: number): { start: number; end: number } | undefined {
+export function rangeOf(
+  header: string | undefined,
+  size: number
+): { start: number; end: number } | undefined {
   const match = /^bytes=([0-9]+)-([0-9]*)$/.exec(header ?? '')
   if (match === null) return undefined
   const end = match[2] === '' ? size : Math.min(size, Number(match[2]) + 1)

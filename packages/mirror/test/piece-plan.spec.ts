@@ -52,39 +52,45 @@ describe('piece plan', () => {
       bytes: fc.integer({ min: 1, max: 7 })
     })
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 40 }), fc.array(step), (size, pieceBytes, steps) => {
-        const plan = new PiecePlan(size, pieceBytes, 2)
-        const held = new Map<number, Piece>()
-        const got = new Uint8Array(size)
-        const take = (who: number, piece: Piece) => held.set(who, piece)
-        const receive = (who: number, piece: Piece, bytes: number) => {
-          const n = Math.min(bytes, piece.end - piece.next)
-          for (let i = piece.next; i < piece.next + n; i++) got[i] = (got[i] ?? 0) + 1
-          plan.received(piece, n)
-          if (piece.next === piece.end) held.delete(who)
-        }
-        for (const { who, action, bytes } of steps) {
-          const piece = held.get(who)
-          if (action === 'take' && piece === undefined) {
-            const next = plan.claim(String(who)) ?? plan.split(String(who))
-            if (next !== undefined) take(who, next)
-          } else if (action === 'bytes' && piece !== undefined) receive(who, piece, bytes)
-          else if (action === 'fail' && piece !== undefined) {
-            plan.giveBack(piece)
-            held.delete(who)
-          } else if (action === 'split' && piece === undefined) {
-            const back = plan.split(String(who))
-            if (back !== undefined) take(who, back)
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(step),
+        (size, pieceBytes, steps) => {
+          const plan = new PiecePlan(size, pieceBytes, 2)
+          const held = new Map<number, Piece>()
+          const got = new Uint8Array(size)
+          const take = (who: number, piece: Piece) => held.set(who, piece)
+          const receive = (who: number, piece: Piece, bytes: number) => {
+            const n = Math.min(bytes, piece.end - piece.next)
+            for (let i = piece.next; i < piece.next + n; i++) got[i] = (got[i] ?? 0) + 1
+            plan.received(piece, n)
+            if (piece.next === piece.end) held.delete(who)
           }
+          for (const { who, action, bytes } of steps) {
+            const piece = held.get(who)
+            if (action === 'take' && piece === undefined) {
+              const next = plan.claim(String(who)) ?? plan.split(String(who))
+              if (next !== undefined) take(who, next)
+            } else if (action === 'bytes' && piece !== undefined) receive(who, piece, bytes)
+            else if (action === 'fail' && piece !== undefined) {
+              plan.giveBack(piece)
+              held.delete(who)
+            } else if (action === 'split' && piece === undefined) {
+              const back = plan.split(String(who))
+              if (back !== undefined) take(who, back)
+            }
+          }
+          // Whoever is left finishes; then the rest is claimed and received.
+          for (const [who, piece] of held) receive(who, piece, size)
+          held.clear()
+          for (let piece = plan.claim('z'); piece !== undefined; piece = plan.claim('z'))
+            receive(9, piece, size)
+          assert.equal(plan.done, true)
+          assert.equal(plan.remaining, 0)
+          assert.ok(got.every((count) => count === 1))
         }
-        // Whoever is left finishes; then the rest is claimed and received.
-        for (const [who, piece] of held) receive(who, piece, size)
-        held.clear()
-        for (let piece = plan.claim('z'); piece !== undefined; piece = plan.claim('z')) receive(9, piece, size)
-        assert.equal(plan.done, true)
-        assert.equal(plan.remaining, 0)
-        assert.ok(got.every((count) => count === 1))
-      })
+      )
     )
   })
 })
@@ -100,23 +106,27 @@ describe('landed bytes', () => {
 
   it('reaches the end whatever order the ranges land in (property)', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1 }), fc.integer(), (lengths, seed) => {
-        const ranges: [number, number][] = []
-        let at = 0
-        for (const length of lengths) {
-          ranges.push([at, at + length])
-          at += length
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1 }),
+        fc.integer(),
+        (lengths, seed) => {
+          const ranges: [number, number][] = []
+          let at = 0
+          for (const length of lengths) {
+            ranges.push([at, at + length])
+            at += length
+          }
+          const order = ranges.map((r, i) => ({ r, k: Math.sin(seed + i) })).sort((a, b) => a.k - b.k)
+          const landed = new LandedBytes()
+          let covered = 0
+          for (const { r } of order) {
+            landed.add(r[0], r[1])
+            assert.ok(landed.prefixEnd >= covered)
+            covered = landed.prefixEnd
+          }
+          assert.equal(landed.prefixEnd, at)
         }
-        const order = ranges.map((r, i) => ({ r, k: Math.sin(seed + i) })).sort((a, b) => a.k - b.k)
-        const landed = new LandedBytes()
-        let covered = 0
-        for (const { r } of order) {
-          landed.add(r[0], r[1])
-          assert.ok(landed.prefixEnd >= covered)
-          covered = landed.prefixEnd
-        }
-        assert.equal(landed.prefixEnd, at)
-      })
+      )
     )
   })
 })

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import type { ServerResponse } from 'node:http'
-import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
 import { type Digest, digestOf } from '@kadmirror/oci'
+import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
 import {
   type FakePeer,
   get,
@@ -58,7 +58,11 @@ describe('a large blob from several peers', function () {
     }, 0)
 
   it('reassembles pieces from 3 peers byte for byte', async () => {
-    const peers = [await peer(serveRanges(blob, digest)), await peer(serveRanges(blob, digest)), await peer(serveRanges(blob, digest))]
+    const peers = [
+      await peer(serveRanges(blob, digest)),
+      await peer(serveRanges(blob, digest)),
+      await peer(serveRanges(blob, digest))
+    ]
     const a = await mirror()
     const res = await get(a.url, path)
     assert.equal(res.status, 200)
@@ -74,11 +78,19 @@ describe('a large blob from several peers', function () {
     const small = randomBytes(MIB, 3)
     const smallDigest = digestOf(small)
     const peers = []
-    for (let i = 0; i < 3; i++) peers.push(closing[closing.push(await startFakePeer(network, [smallDigest], serveRanges(small, smallDigest))) - 1] as FakePeer)
+    for (let i = 0; i < 3; i++)
+      peers.push(
+        closing[
+          closing.push(await startFakePeer(network, [smallDigest], serveRanges(small, smallDigest))) - 1
+        ] as FakePeer
+      )
     const a = await mirror()
     const res = await get(a.url, `/v2/team/app/blobs/${smallDigest}?ns=example.com`)
     assert.ok(res.body.equals(small))
-    assert.equal(peers.reduce((n, p) => n + p.requests.length, 0), 1)
+    assert.equal(
+      peers.reduce((n, p) => n + p.requests.length, 0),
+      1
+    )
   })
 
   it('gives more pieces to a faster peer', async () => {
@@ -87,7 +99,10 @@ describe('a large blob from several peers', function () {
     const a = await mirror({ minPeerBytesPerSecond: 0 })
     const res = await get(a.url, path)
     assert.ok(res.body.equals(blob))
-    assert.ok(requestedBytes(fast) > 2 * requestedBytes(slow), `fast ${requestedBytes(fast)}, slow ${requestedBytes(slow)}`)
+    assert.ok(
+      requestedBytes(fast) > 2 * requestedBytes(slow),
+      `fast ${requestedBytes(fast)}, slow ${requestedBytes(slow)}`
+    )
   })
 
   it('serves correct bytes when one peer corrupts its pieces, and names that peer', async () => {
@@ -121,7 +136,9 @@ describe('a large blob from several peers', function () {
 
   it('finishes from the others when a peer dies in the middle of a piece', async () => {
     await peer(
-      serveRanges(blob, digest, (res, body) => res.write(body.subarray(0, body.byteLength / 2), () => res.socket?.destroy()))
+      serveRanges(blob, digest, (res, body) =>
+        res.write(body.subarray(0, body.byteLength / 2), () => res.socket?.destroy())
+      )
     )
     await peer(serveRanges(blob, digest))
     const a = await mirror()
