@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line (default: all but soak and compare). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|hop-floor|soak|compare] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|hop-floor|soak|compare|swarm] [-- bench options]
  */
 import { benchCompare } from './compare.ts'
 import { benchContainerd } from './containerd.ts'
@@ -11,6 +11,7 @@ import { benchHopFloor } from './hop-floor.ts'
 import { benchMirror } from './mirror.ts'
 import { benchSoak } from './soak.ts'
 import { benchStore } from './store.ts'
+import { benchSwarm } from './swarm.ts'
 
 const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   store: benchStore,
@@ -21,7 +22,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   containerd: benchContainerd,
   soak: benchSoak,
   compare: benchCompare,
-  'hop-floor': benchHopFloor
+  'hop-floor': benchHopFloor,
+  swarm: benchSwarm
 }
 
 const args = process.argv.slice(2)
@@ -34,7 +36,7 @@ if (unknown.length > 0) {
   process.exit(2)
 }
 /** Run only when named: they take long. */
-const ON_REQUEST = new Set(['soak', 'compare'])
+const ON_REQUEST = new Set(['soak', 'compare', 'swarm'])
 for (const name of names.length > 0 ? names : Object.keys(BENCHES).filter((n) => !ON_REQUEST.has(n))) {
   await (BENCHES[name] as (args: string[]) => Promise<boolean>)(options)
 }

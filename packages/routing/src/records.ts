@@ -264,7 +264,10 @@ function recordStreamHandler(
       await frames.write(RECORDS_ACK)
       await stream.close()
     } catch (err) {
-      init.log.warn({ err, peer: sender }, `invalid ${name} stream`)
+      // A peer that closed its stream before the acknowledgement (it is shutting down): its records were applied.
+      if ((err as Error | undefined)?.name === 'StreamStateError')
+        init.log.debug({ err, peer: sender }, `${name} stream closed before its acknowledgement`)
+      else init.log.warn({ err, peer: sender }, `invalid ${name} stream`)
       stream.abort(err as Error)
     }
   }
