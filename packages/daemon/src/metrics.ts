@@ -203,6 +203,14 @@ function kadmirrorMetrics(registry: Registry, sources: NodeMetricsSources) {
     }
   })
   new Gauge({
+    name: 'kadmirror_peer_uploads',
+    help: 'Blobs this node is serving to peers right now (capped by --max-peer-uploads).',
+    registers,
+    collect() {
+      this.set(sources.mirror.peerUploads())
+    }
+  })
+  new Gauge({
     name: 'kadmirror_advertised_keys',
     help: 'Keys this node advertises.',
     registers,

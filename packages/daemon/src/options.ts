@@ -332,6 +332,15 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: (v) => void parseInteger(v, 0, 100_000)
   },
   {
+    flag: 'busy-wait',
+    env: 'BUSY_WAIT',
+    since: 'kadmirror',
+    default: '5s',
+    description:
+      'When every provider of a blob is at its upload cap (429), how long to keep asking (a new lookup every 250-500 ms) before answering 404.',
+    check: duration
+  },
+  {
     flag: 'tag-quorum',
     env: 'TAG_QUORUM',
     since: 'kadmirror',

@@ -151,6 +151,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       pieceBytes: parseByteSize(values.text('piece-size') ?? '8MiB'),
       maxPieceProviders: parseInteger(values.text('max-piece-providers') ?? '4', 1, 64),
       maxPeerUploads: parseInteger(values.text('max-peer-uploads') ?? '32'),
+      busyWaitMs: parseDuration(values.text('busy-wait') ?? '5s'),
       tagQuorum:
         quorum !== 'auto'
           ? parseInteger(quorum, 1, 100)

@@ -110,6 +110,10 @@ export const MIN_SPLIT_BYTES = 1024 * 1024
 /** Most blobs this node serves to peers at once; a peer asking for one more is answered 429 and asks another. */
 export const MAX_PEER_UPLOADS = 32
 /** How long a peer that answered 429 is passed over, in ms. */
-export const BUSY_AVOID_MS = 1000
+export const BUSY_AVOID_MS = 250
+/** When every provider asked was busy, the lookup is tried again after this (times 1–2, at random), in ms. */
+export const BUSY_RETRY_MS = 250
+/** Longest a blob request waits for a busy provider's slot (or a new provider) before answering 404, in ms. */
+export const BUSY_WAIT_MS = 5000
 /** Weight of the newest answer time in a peer's running average (an EWMA). */
 export const PEER_RTT_WEIGHT = 0.3

@@ -172,6 +172,11 @@ export interface MirrorHandlerInit {
    */
   maxPeerUploads?: number
   /**
+   * When every provider asked answered 429 (at its upload cap), how long a blob request keeps trying — a new lookup
+   * every 250–500 ms, so nodes that received the blob meanwhile are asked too — before answering 404. Default 5000.
+   */
+  busyWaitMs?: number
+  /**
    * Which provider to ask first: `spread` (default) prefers the one that answered fastest, times a random factor so
    * that many nodes asking at once spread over the providers; `lookup` keeps the lookup's order.
    */
@@ -190,6 +195,8 @@ export interface MirrorHandler {
   (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void
   /** `response` per request, `peer-failure`, `digest-mismatch`: for metrics and logs. */
   readonly events: EventEmitter<MirrorEventMap>
+  /** Blobs being served to peers right now (what `maxPeerUploads` caps). */
+  peerUploads(): number
   /** Closes the peer connections this handler opened (not a `dispatcher` passed in). Idempotent. */
   close(): Promise<void>
 }
@@ -225,6 +232,8 @@ interface Settings {
   uploads: { active: number; max: number }
   /** Which provider a session asks next. */
   choose: ProviderChoice
+  /** Longest wait for a slot when every provider is at its upload cap, in ms. */
+  busyWaitMs: number
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
   log: Logger
@@ -315,6 +324,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
       max: Math.floor(nonNegative('maxPeerUploads', init.maxPeerUploads, defaults.MAX_PEER_UPLOADS))
     },
     choose: init.providerOrder === 'lookup' ? lookupOrder : spreadOrder(fetchConfig.rtt as PeerRtt),
+    busyWaitMs: nonNegative('busyWaitMs', init.busyWaitMs, defaults.BUSY_WAIT_MS),
     hashes: new HashPool(
       Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
       defaults.HASH_IN_FLIGHT_BUDGET_BYTES
@@ -354,6 +364,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     })
   }) as MirrorHandler
   Object.defineProperty(handler, 'events', { value: events, enumerable: true })
+  handler.peerUploads = () => settings.uploads.active
   let closed: Promise<void> | undefined
   handler.close = () => {
     closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close(), visible?.close()]).then(() => {})
@@ -383,6 +394,22 @@ export function imageFilterOf(
       return filter.test(image)
     })
   }
+}
+
+/** Resolves true after `ms`, or false at once when `signal` aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false)
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', stop)
+      resolve(true)
+    }, ms)
+    const stop = (): void => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    signal.addEventListener('abort', stop, { once: true })
+  })
 }
 
 /** Counts a blob upload to a peer until its response closes; false when the node serves its maximum already. */
@@ -877,6 +904,7 @@ function newSession(settings: Settings, key: string, signal: AbortSignal): Fetch
     queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid, settings.choose),
     attempts: 0,
     freeRefusals: 0,
+    busy: 0,
     key,
     signal
   }
@@ -999,13 +1027,24 @@ async function blobFromPeers(
   const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
   const capped = method === 'HEAD' ? [AbortSignal.timeout(settings.manifestTimeoutMs)] : []
   const signal = AbortSignal.any([client, lookupController.signal, ...capped])
-  const session = newSession(settings, path.digest, signal)
+  let session = newSession(settings, path.digest, signal)
   try {
     const open = (offset: number, size: number | undefined) =>
       raceProviders(settings.fetch, session, (provider, attemptSignal) =>
         openBlob(settings.fetch, provider, path, method, offset, size, attemptSignal)
       )
-    const first = await open(0, undefined)
+    let first = await open(0, undefined)
+    // Every provider asked was at its upload cap: wait for a slot (or for a node that received the blob meanwhile
+    // and became a provider), a new lookup every few hundred ms, for at most busyWaitMs; then a 404 as for a miss.
+    while (
+      first.value === undefined &&
+      session.busy > 0 &&
+      performance.now() - started < settings.busyWaitMs
+    ) {
+      if (!(await pause(defaults.BUSY_RETRY_MS * (1 + Math.random()), signal))) break
+      session = newSession(settings, path.digest, signal)
+      first = await open(0, undefined)
+    }
     outcome.resolveMs = performance.now() - started
     if (first.value === undefined) {
       outcome.source = 'miss'

@@ -85,6 +85,8 @@ export interface FetchSession {
   attempts: number
   /** Fast refusals not charged to the attempts so far. */
   freeRefusals: number
+  /** Peers that answered 429 (busy: at their upload cap) so far. */
+  busy: number
   /** The DHT key, for events. */
   key: string
   signal: AbortSignal
@@ -199,6 +201,7 @@ function settle<T>(
   if (outcome.ok) return outcome.value
   if (session.signal.aborted) return undefined
   reportFailure(config, session.key, outcome.provider, outcome.error)
+  if (outcome.error instanceof PeerBusyError) session.busy++
   if (isFastRefusal(outcome.error, performance.now() - began) && session.freeRefusals < MAX_FREE_REFUSALS) {
     // A stale record (a stopped node: refused; or a node that dropped the content: 404) answered at once: it costs
     // the pull nothing, so it does not use up the attempts a live provider may still need.

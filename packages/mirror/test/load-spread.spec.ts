@@ -24,7 +24,6 @@ describe('load spread', function () {
 
   before(() => {
     image = buildImage({ layers: [randomBytes(LAYER_BYTES, 5)] })
-    layer = image.blobs.keys().next().value as Digest
     layer = [...image.blobs.keys()].find(
       (d) => (image.blobs.get(d)?.byteLength ?? 0) === LAYER_BYTES
     ) as Digest
@@ -104,6 +103,29 @@ describe('load spread', function () {
     await holdUpload(busy)
     const res = await get(busy.url, path())
     assert.equal(res.status, 200)
+  })
+
+  it('waits for a slot when every provider is busy, and gets the blob once one frees', async () => {
+    const busy = await holder({ maxPeerUploads: 1 })
+    const asker = await node()
+    await holdUpload(busy)
+    setTimeout(() => {
+      for (const h of held.splice(0)) h.destroy()
+    }, 600)
+    const started = performance.now()
+    const res = await get(asker.url, path())
+    assert.equal(res.status, 200)
+    assert.equal(res.body.byteLength, LAYER_BYTES)
+    assert.ok(performance.now() - started >= 500)
+  })
+
+  it('answers 404 once busyWaitMs passed with every provider still busy', async () => {
+    const busy = await holder({ maxPeerUploads: 1 })
+    const asker = await node({ busyWaitMs: 300 })
+    await holdUpload(busy)
+    const res = await get(asker.url, path())
+    assert.equal(res.status, 404)
+    assert.equal(busy.handler.peerUploads(), 1)
   })
 
   it('picks the provider that answered fastest when the random factors are equal', () => {
