@@ -1,30 +1,48 @@
 /**
  * The client side of bench/swarm, run inside one of the benchmark's network namespaces (the nodes' addresses are
- * reachable only from there). Reads JSON requests from stdin, one a line, and answers each with one JSON line:
- *   {"op":"ready","urls":[…]}            → {"ok":true} once every URL's /readyz answers 200 (60 s at most)
- *   {"op":"fetch","url":"…"}             → {"status":200,"bytes":N,"ms":T,"firstByteMs":F}  (the body is counted, not kept)
- *   {"op":"wait","url":"…"}              → {"ok":true} once a HEAD of the URL answers 200 (60 s at most)
+ * reachable only from there). Reads JSON requests from stdin, one a line, each with an `id`, and answers each with
+ * one JSON line carrying the same `id` (requests run concurrently):
+ *   {"op":"ready","urls":[…]}    → {"ok":true} once every URL's /readyz answers 200 (60 s at most)
+ *   {"op":"wait","url":"…"}      → {"ok":true} once a HEAD of the URL answers 200 (60 s at most)
+ *   {"op":"fetch","url":"…"}     → {"status":200,"bytes":N,"ms":T,"firstByteMs":F}  (the body is counted, not kept)
+ *   {"op":"pull",…}              → {"ms":T,"notFound":K}: every layer through the node's mirror into its OCI layout,
+ *                                  then the config and manifest, then the tag — as containerd commits a pull, so the
+ *                                  node then advertises it (each layer as it lands: containerd ≥ 2.1 advertises per
+ *                                  blob); a 404 is asked again a second later (there is no upstream)
+ *   {"op":"watch","urls":[…]}    → {"ok":true}; polls each /metrics every 100 ms for kadmirror_peer_uploads
+ *   {"op":"unwatch"}             → {"max":{url:n}}: the most uploads each node served at once while watched
  */
 import { createInterface } from 'node:readline'
+import { type Digest, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST } from '@kadmirror/oci'
+import { type OciLayoutStore, openOciLayoutStore } from '@kadmirror/store'
 import { Agent, request } from 'undici'
 
-const agent = new Agent({ connections: 16, bodyTimeout: 120_000, headersTimeout: 120_000 })
+const agent = new Agent({ connections: 64, bodyTimeout: 300_000, headersTimeout: 300_000 })
+
+/** The status of a request whose body is dropped (0 when it failed). */
+async function statusOf(url: string, method: 'GET' | 'HEAD' = 'GET'): Promise<number> {
+  return request(url, { method, dispatcher: agent }).then(
+    async (r) => {
+      await r.body.dump()
+      return r.statusCode
+    },
+    () => 0
+  )
+}
+
+async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  return true
+}
 
 async function ready(urls: string[]): Promise<unknown> {
-  const deadline = Date.now() + 60_000
   for (const url of urls)
-    for (;;) {
-      const status = await request(`${url}/readyz`, { dispatcher: agent }).then(
-        async (r) => {
-          await r.body.dump()
-          return r.statusCode
-        },
-        () => 0
-      )
-      if (status === 200) break
-      if (Date.now() > deadline) return { ok: false, url }
-      await new Promise((resolve) => setTimeout(resolve, 200))
-    }
+    if (!(await until(async () => (await statusOf(`${url}/readyz`)) === 200, 60_000)))
+      return { ok: false, url }
   return { ok: true }
 }
 
@@ -45,30 +63,125 @@ async function fetchCounted(url: string): Promise<unknown> {
   }
 }
 
-async function waitFound(url: string): Promise<unknown> {
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    const status = await request(url, { method: 'HEAD', dispatcher: agent }).then(
-      async (r) => {
-        await r.body.dump()
-        return r.statusCode
-      },
-      () => 0
+interface PullRequest {
+  mirror: string
+  layout: string
+  reference: string
+  repository: string
+  layers: { digest: Digest; size: number }[]
+  config: string
+  manifest: string
+}
+
+/**
+ * Makes a layer visible to the node as soon as it landed, as containerd (≥ 2.1, with content events) makes its node
+ * advertise each blob on commit: an image of that one layer, tagged `<reference>-<layer digest prefix>`.
+ */
+async function commitLayer(
+  store: OciLayoutStore,
+  message: PullRequest,
+  layer: { digest: Digest; size: number }
+) {
+  const config = await store.putBlob(Buffer.from(message.config, 'base64'))
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, ...config },
+      layers: [{ mediaType: OCI_LAYER_TAR, ...layer }]
+    })
+  )
+  const root = await store.putBlob(manifest)
+  await store.tagImage(`${message.reference}-${layer.digest.slice(7, 19)}`, {
+    mediaType: OCI_MANIFEST,
+    ...root
+  })
+}
+
+async function pull(message: PullRequest): Promise<unknown> {
+  const started = performance.now()
+  const store = await openOciLayoutStore({ directory: message.layout })
+  let notFound = 0
+  try {
+    await Promise.all(
+      message.layers.map(async (layer) => {
+        for (;;) {
+          const url = `${message.mirror}/v2/${message.repository}/blobs/${layer.digest}?ns=registry.example.com`
+          const response = await request(url, { dispatcher: agent })
+          if (response.statusCode === 200) {
+            await store.putBlob(response.body as AsyncIterable<Buffer>, layer)
+            return commitLayer(store, message, layer)
+          }
+          await response.body.dump()
+          if (response.statusCode !== 404) throw new Error(`${url}: ${response.statusCode}`)
+          notFound++
+          await new Promise((resolve) => setTimeout(resolve, 1000))
+        }
+      })
     )
-    if (status === 200) return { ok: true }
-    if (Date.now() > deadline) return { ok: false, status }
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await store.putBlob(Buffer.from(message.config, 'base64'))
+    const manifest = await store.putBlob(Buffer.from(message.manifest, 'base64'))
+    await store.tagImage(message.reference, { mediaType: OCI_MANIFEST, ...manifest })
+    return { ms: performance.now() - started, notFound }
+  } finally {
+    await store.close()
   }
 }
 
-for await (const line of createInterface({ input: process.stdin })) {
-  const message = JSON.parse(line) as { op: string; urls?: string[]; url?: string }
-  const answer =
-    message.op === 'ready'
-      ? await ready(message.urls ?? [])
-      : message.op === 'wait'
-        ? await waitFound(message.url as string)
-        : await fetchCounted(message.url as string).catch((err: unknown) => ({ error: String(err) }))
-  process.stdout.write(`${JSON.stringify(answer)}\n`)
+let watching: { stop: boolean; max: Record<string, number>; done: Promise<void> } | undefined
+
+function watch(urls: string[]): unknown {
+  const state = { stop: false, max: Object.fromEntries(urls.map((u) => [u, 0])), done: Promise.resolve() }
+  state.done = (async () => {
+    while (!state.stop) {
+      await Promise.all(
+        urls.map(async (url) => {
+          const text = await request(`${url}/metrics`, { dispatcher: agent }).then(
+            (r) => r.body.text(),
+            () => ''
+          )
+          const value = Number(/^kadmirror_peer_uploads (\d+)/m.exec(text)?.[1] ?? 0)
+          state.max[url] = Math.max(state.max[url] ?? 0, value)
+        })
+      )
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })()
+  watching = state
+  return { ok: true }
 }
+
+async function unwatch(): Promise<unknown> {
+  const state = watching
+  if (state === undefined) return { max: {} }
+  state.stop = true
+  await state.done
+  return { max: state.max }
+}
+
+async function answer(message: Record<string, unknown>): Promise<unknown> {
+  switch (message.op) {
+    case 'ready':
+      return ready(message.urls as string[])
+    case 'wait':
+      return { ok: await until(async () => (await statusOf(message.url as string, 'HEAD')) === 200, 60_000) }
+    case 'fetch':
+      return fetchCounted(message.url as string)
+    case 'pull':
+      return pull(message as unknown as PullRequest)
+    case 'watch':
+      return watch(message.urls as string[])
+    case 'unwatch':
+      return unwatch()
+  }
+  return { error: `unknown op ${String(message.op)}` }
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const message = JSON.parse(line) as Record<string, unknown>
+  void answer(message)
+    .catch((err: unknown) => ({ error: String(err) }))
+    .then((value) => process.stdout.write(`${JSON.stringify({ id: message.id, ...(value as object) })}\n`))
+}
+await unwatch()
 await agent.close()

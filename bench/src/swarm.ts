@@ -6,7 +6,7 @@
  * Also the asking daemon's memory during the transfer (its RSS peak over its RSS before), against the stated
  * budget. Options: --size-mib N (1024), --uplink-mbit N (500), --slow-mbit N (50). Needs root and iproute2.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -32,6 +32,10 @@ interface Options {
   sizeMib: number
   uplinkMbit: number
   slowMbit: number
+  askers: number
+  imageMib: number
+  cap: number
+  only: string | undefined
 }
 
 function parseOptions(args: string[]): Options {
@@ -41,29 +45,51 @@ function parseOptions(args: string[]): Options {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} needs a positive number`)
     return parsed
   }
+  const at = args.indexOf('--only')
+  const only = at === -1 ? undefined : args[at + 1]
+  if (only !== undefined && only !== 'pieces' && only !== 'fan-out')
+    throw new Error('--only takes pieces or fan-out')
   return {
     sizeMib: value('size-mib', 1024),
     uplinkMbit: value('uplink-mbit', 500),
-    slowMbit: value('slow-mbit', 50)
+    slowMbit: value('slow-mbit', 50),
+    askers: value('askers', 20),
+    imageMib: value('image-mib', 200),
+    cap: value('cap', 4),
+    only
   }
 }
 
-/** Writes an image of one random layer of `bytes` into a new OCI layout at `dir`; resolves the layer's digest. */
-async function seedLayout(dir: string, bytes: number): Promise<Digest> {
+/** An image written by {@link seedLayout}: its layers, and its config and manifest bytes. */
+interface SeededImage {
+  reference: string
+  layers: { digest: Digest; size: number }[]
+  config: Buffer
+  manifest: Buffer
+}
+
+/** Writes an image of `count` random layers of `bytes` each into a new OCI layout at `dir`, tagged `reference`. */
+async function seedLayout(
+  dir: string,
+  reference: string,
+  count: number,
+  bytes: number
+): Promise<SeededImage> {
   const store = await openOciLayoutStore({ directory: dir })
   const chunk = Buffer.allocUnsafe(4 * MIB)
-  const layer = await store.putBlob(
-    (async function* () {
-      for (let left = bytes; left > 0; left -= chunk.byteLength)
-        yield randomFillSync(chunk).subarray(0, Math.min(left, chunk.byteLength))
-    })()
-  )
+  const layers: { digest: Digest; size: number }[] = []
+  for (let i = 0; i < count; i++)
+    layers.push(
+      await store.putBlob(
+        (async function* () {
+          for (let left = bytes; left > 0; left -= chunk.byteLength)
+            yield randomFillSync(chunk).subarray(0, Math.min(left, chunk.byteLength))
+        })()
+      )
+    )
+  const diffIds = layers.map((l) => l.digest)
   const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      rootfs: { type: 'layers', diff_ids: [layer.digest] }
-    })
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } })
   )
   const configBlob = await store.putBlob(config)
   const manifest = Buffer.from(
@@ -71,13 +97,13 @@ async function seedLayout(dir: string, bytes: number): Promise<Digest> {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: OCI_CONFIG, ...configBlob },
-      layers: [{ mediaType: OCI_LAYER_TAR, ...layer }]
+      layers: layers.map((l) => ({ mediaType: OCI_LAYER_TAR, ...l }))
     })
   )
   const manifestBlob = await store.putBlob(manifest)
-  await store.tagImage(REFERENCE, { mediaType: OCI_MANIFEST, ...manifestBlob } as Descriptor)
+  await store.tagImage(reference, { mediaType: OCI_MANIFEST, ...manifestBlob } as Descriptor)
   await store.close()
-  return layer.digest
+  return { reference, layers, config, manifest }
 }
 
 /** A copy of the layout at `from` in `to`, its blobs hard-linked (no second copy of the large one). */
@@ -88,19 +114,25 @@ async function linkLayout(from: string, to: string): Promise<void> {
     await link(join(from, 'blobs', 'sha256', blob), join(to, 'blobs', 'sha256', blob))
 }
 
-/** The client process in the asker's namespace, spoken to in JSON lines. */
+/** The client process in a namespace of the network, spoken to in JSON lines (answers matched by id). */
 function startClient(node: NetworkNode): {
   ask(message: object): Promise<Record<string, unknown>>
   stop(): Promise<void>
 } {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'swarm-client.ts')
   const child = node.spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]()
+  const waiting = new Map<number, (answer: Record<string, unknown>) => void>()
+  let next = 0
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const answer = JSON.parse(line) as Record<string, unknown>
+    waiting.get(answer.id as number)?.(answer)
+    waiting.delete(answer.id as number)
+  })
   return {
-    async ask(message) {
-      child.stdin?.write(`${JSON.stringify(message)}\n`)
-      const { value } = await lines.next()
-      return JSON.parse(String(value)) as Record<string, unknown>
+    ask(message) {
+      const id = next++
+      child.stdin?.write(`${JSON.stringify({ ...message, id })}\n`)
+      return new Promise((resolve) => waiting.set(id, resolve))
     },
     async stop() {
       child.stdin?.end()
@@ -228,19 +260,12 @@ async function runCase(
   }
 }
 
-/** Runs bench/swarm; resolves false when a case failed. */
-export async function benchSwarm(args: string[]): Promise<boolean> {
-  const reason = await netnsUnavailable()
-  if (reason !== undefined) {
-    console.log(`bench/swarm skipped: ${reason}`)
-    return true
-  }
-  const options = parseOptions(args)
-  const work = await mkdtemp(join(tmpdir(), 'kadmirror-swarm-'))
+/** Part 1: one blob held by 1, 2, 4 providers, fetched by one node. */
+async function benchPieces(cli: string, options: Options, work: string): Promise<Row[]> {
   const network = await createNetwork(['client', 'asker', ...PROVIDERS])
   try {
-    const cli = await bundledCli()
-    const digest = await seedLayout(join(work, 'p1', 'layout'), options.sizeMib * MIB)
+    const seeded = await seedLayout(join(work, 'p1', 'layout'), REFERENCE, 1, options.sizeMib * MIB)
+    const digest = seeded.layers[0]?.digest as Digest
     for (const name of PROVIDERS.slice(1))
       await linkLayout(join(work, 'p1', 'layout'), join(work, name, 'layout'))
     await mkdir(join(work, 'asker', 'layout'), { recursive: true })
@@ -261,16 +286,150 @@ export async function benchSwarm(args: string[]): Promise<boolean> {
     const single = rows[1]?.['MiB/s'] as number
     for (const row of rows) row['× 1 provider'] = (row['MiB/s'] as number) / single
     printTable(
-      `bench/swarm: a ${options.sizeMib} MiB blob through one node's mirror, providers' uplinks ${options.uplinkMbit} Mbit/s (tc), verified before the first byte`,
+      `bench/swarm (pieces): a ${options.sizeMib} MiB blob through one node's mirror, providers' uplinks ${options.uplinkMbit} Mbit/s (tc), verified before the first byte`,
       rows
     )
     console.log(
-      'targets: 4 providers ≥ 3× one, 2 ≥ 1.8×, one slow provider never below one provider; memory per transfer ≤ 5 MiB + the blob client buffers'
+      'targets: 4 providers ≥ 3× one, 2 ≥ 1.8×, one slow provider never below one provider; memory per transfer: 1 MiB of read buffers per provider + 1 MiB hashing, plus the 16 MiB copy pool that sends the spool to the client'
     )
-    console.log(`results: ${await writeResults('swarm', { options, rows })}`)
-    return true
+    return rows
   } finally {
     await network.close()
+  }
+}
+
+/** One fan-out mode: every node's flags. */
+interface FanOutMode {
+  name: string
+  args: string[]
+}
+
+/**
+ * Part 2: one node holds an image of 4 layers; N nodes pull it at once, each committing it to its own layout as
+ * containerd does (so it then advertises it); a 404 is asked again a second later (no upstream here).
+ */
+async function benchFanOut(cli: string, options: Options, work: string): Promise<Row[]> {
+  const askers = Array.from({ length: options.askers }, (_, i) => `a${i + 1}`)
+  const network = await createNetwork(['client', 'h', ...askers])
+  const root = join(work, 'fan-out')
+  try {
+    const layerBytes = Math.floor((options.imageMib / 4) * MIB)
+    const image = await seedLayout(
+      join(root, 'h', 'layout'),
+      'registry.example.com/swarm/fan:1',
+      4,
+      layerBytes
+    )
+    const modes: FanOutMode[] = [
+      {
+        name: 'one provider serves all (as before)',
+        args: ['--max-piece-providers=1', '--max-peer-uploads=0']
+      },
+      { name: `cap ${options.cap} uploads, pieces, fan-out`, args: [`--max-peer-uploads=${options.cap}`] }
+    ]
+    const rows: Row[] = []
+    for (const mode of modes) rows.push(await runFanOut(cli, network, root, askers, image, options, mode))
+    const baseline = rows[0]?.['all have it s'] as number
+    for (const row of rows) row['× faster'] = baseline / (row['all have it s'] as number)
+    printTable(
+      `bench/swarm (fan-out): ${options.askers} nodes pull a ${options.imageMib} MiB image (4 layers) at once from one node; every uplink ${options.uplinkMbit} Mbit/s (tc)`,
+      rows
+    )
+    console.log(`targets: ≥ 2× faster than one provider serving all, no node above its cap (${options.cap})`)
+    return rows
+  } finally {
+    await network.close()
+  }
+}
+
+/** One fan-out run: fresh asker layouts, every daemon started with the mode's flags, all pulls at once. */
+async function runFanOut(
+  cli: string,
+  network: TestNetwork,
+  root: string,
+  askers: string[],
+  image: SeededImage,
+  options: Options,
+  mode: FanOutMode
+): Promise<Row> {
+  const nodes = ['h', ...askers].map((name) => network.nodes[name] as NetworkNode)
+  for (const name of askers) {
+    await rm(join(root, name), { recursive: true, force: true })
+    await mkdir(join(root, name, 'layout'), { recursive: true })
+  }
+  for (const node of nodes) await limitUplink(node, options.uplinkMbit)
+  const daemons = nodes.map((node) =>
+    startDaemon(
+      cli,
+      node,
+      root,
+      nodes.filter((n) => n !== node),
+      mode.args
+    )
+  )
+  const client = startClient(network.nodes.client as NetworkNode)
+  try {
+    const ready = await client.ask({ op: 'ready', urls: nodes.map((n) => `http://${n.address}:5000`) })
+    if (ready.ok !== true)
+      throw new Error(`${mode.name}: a daemon did not get ready (${JSON.stringify(ready)})`)
+    const first = nodes[1] as NetworkNode
+    const probe = `http://${first.address}:5000/v2/swarm/fan/blobs/${image.layers[0]?.digest}?ns=registry.example.com`
+    if ((await client.ask({ op: 'wait', url: probe })).ok !== true)
+      throw new Error(`${mode.name}: image not found`)
+    await client.ask({ op: 'watch', urls: nodes.map((n) => `http://${n.address}:9090`) })
+    const started = performance.now()
+    const pulls = await Promise.all(
+      askers.map((name) => {
+        const node = network.nodes[name] as NetworkNode
+        return client.ask({
+          op: 'pull',
+          mirror: `http://${node.address}:5000`,
+          layout: join(root, name, 'layout'),
+          reference: image.reference,
+          repository: 'swarm/fan',
+          layers: image.layers,
+          config: image.config.toString('base64'),
+          manifest: image.manifest.toString('base64')
+        })
+      })
+    )
+    const allMs = performance.now() - started
+    const { max } = (await client.ask({ op: 'unwatch' })) as unknown as { max: Record<string, number> }
+    const failed = pulls.find((p) => p.error !== undefined)
+    if (failed !== undefined) throw new Error(`${mode.name}: ${String(failed.error)}`)
+    const times = pulls.map((p) => p.ms as number).sort((a, b) => a - b)
+    return {
+      mode: mode.name,
+      nodes: askers.length,
+      'all have it s': allMs / 1000,
+      'first done s': (times[0] as number) / 1000,
+      'median s': (times[times.length >> 1] as number) / 1000,
+      'most uploads on one node': Math.max(...Object.values(max)),
+      'uploads on the holder': max[`http://${(nodes[0] as NetworkNode).address}:9090`] ?? 0,
+      '404s asked again': pulls.reduce((sum, p) => sum + (p.notFound as number), 0)
+    }
+  } finally {
+    await client.stop()
+    await Promise.all(daemons.map((d) => stopProcess(d)))
+  }
+}
+
+/** Runs bench/swarm (`--only pieces` or `--only fan-out` for one part); resolves false when a case failed. */
+export async function benchSwarm(args: string[]): Promise<boolean> {
+  const reason = await netnsUnavailable()
+  if (reason !== undefined) {
+    console.log(`bench/swarm skipped: ${reason}`)
+    return true
+  }
+  const options = parseOptions(args)
+  const work = await mkdtemp(join(tmpdir(), 'kadmirror-swarm-'))
+  try {
+    const cli = await bundledCli()
+    const pieces = options.only === 'fan-out' ? [] : await benchPieces(cli, options, work)
+    const fanOut = options.only === 'pieces' ? [] : await benchFanOut(cli, options, work)
+    console.log(`results: ${await writeResults('swarm', { options, pieces, fanOut })}`)
+    return true
+  } finally {
     await rm(work, { recursive: true, force: true })
   }
 }
