@@ -188,6 +188,26 @@ function startDaemon(
   return child
 }
 
+/** The machine's CPU time so far (/proc/stat): busy and total jiffies. */
+async function cpuTimes(): Promise<{ busy: number; total: number }> {
+  const fields = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number)
+  const total = fields.reduce((sum, v) => sum + v, 0)
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+  return { busy: total - idle, total }
+}
+
+/** The share of all cores busy between two readings, in %. */
+function busyPercent(
+  before: { busy: number; total: number },
+  after: { busy: number; total: number }
+): number {
+  return (100 * (after.busy - before.busy)) / Math.max(1, after.total - before.total)
+}
+
 /** RSS of `pid` in bytes (0 when it is gone). */
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
@@ -241,7 +261,9 @@ async function runCase(
     const sampler = setInterval(async () => {
       peak = Math.max(peak, await rssOf(pid))
     }, 50)
+    const cpuBefore = await cpuTimes()
     const answer = await client.ask({ op: 'fetch', url })
+    const cpu = busyPercent(cpuBefore, await cpuTimes())
     clearInterval(sampler)
     if (answer.status !== 200 || answer.bytes !== options.sizeMib * MIB)
       throw new Error(`${c.name}: ${JSON.stringify(answer)}`)
@@ -252,7 +274,8 @@ async function runCase(
       'MiB/s': (options.sizeMib / ms) * 1000,
       seconds: ms / 1000,
       'asker RSS before MiB': before / MIB,
-      'asker RSS peak MiB': peak / MIB
+      'asker RSS peak MiB': peak / MIB,
+      'CPU busy %': cpu
     }
   } finally {
     await client.stop()
@@ -378,6 +401,7 @@ async function runFanOut(
       throw new Error(`${mode.name}: image not found`)
     await client.ask({ op: 'watch', urls: nodes.map((n) => `http://${n.address}:9090`) })
     const started = performance.now()
+    const cpuBefore = await cpuTimes()
     const pulls = await Promise.all(
       askers.map((name) => {
         const node = network.nodes[name] as NetworkNode
@@ -394,6 +418,7 @@ async function runFanOut(
       })
     )
     const allMs = performance.now() - started
+    const cpu = busyPercent(cpuBefore, await cpuTimes())
     const { max } = (await client.ask({ op: 'unwatch' })) as unknown as { max: Record<string, number> }
     const failed = pulls.find((p) => p.error !== undefined)
     if (failed !== undefined) throw new Error(`${mode.name}: ${String(failed.error)}`)
@@ -406,7 +431,8 @@ async function runFanOut(
       'median s': (times[times.length >> 1] as number) / 1000,
       'most uploads on one node': Math.max(...Object.values(max)),
       'uploads on the holder': max[`http://${(nodes[0] as NetworkNode).address}:9090`] ?? 0,
-      '404s asked again': pulls.reduce((sum, p) => sum + (p.notFound as number), 0)
+      '404s asked again': pulls.reduce((sum, p) => sum + (p.notFound as number), 0),
+      'CPU busy %': cpu
     }
   } finally {
     await client.stop()
