@@ -173,7 +173,10 @@ export class ProviderQueue {
       // waits for the rest of the batch, one turn of the event loop.
       let deferred = false
       const wake = (): void => {
-        if (this.#choose === lookupOrder) return check()
+        if (this.#choose === lookupOrder) {
+          check()
+          return
+        }
         if (deferred) return
         deferred = true
         setImmediate(() => {
