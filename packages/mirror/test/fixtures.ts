@@ -54,7 +54,8 @@ export async function stopServer(server: Server): Promise<void> {
 
 async function assemble(server: Server, router: Router, options: HandlerOptions): Promise<MirrorNode> {
   const store = createMemoryStore()
-  const handler = createMirrorHandler({ store, router, ...options })
+  // The lookup's order unless a test asks otherwise: tests name which peer is asked first.
+  const handler = createMirrorHandler({ store, router, providerOrder: 'lookup', ...options })
   server.on('request', handler)
   return {
     store,
