@@ -49,12 +49,23 @@ export function until(check: () => Promise<boolean>, ms: number, what: string): 
 export async function curl(
   node: NetworkNode,
   url: string,
-  method: 'GET' | 'HEAD' = 'GET'
+  method: 'GET' | 'HEAD' = 'GET',
+  headers: Record<string, string> = {}
 ): Promise<{ status: number; headers: string; body: string; seconds: number }> {
   const marker = '\n--kadmirror-curl--\n'
+  const sent = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
   const { stdout } = await node.run(
     'curl',
-    ['-s', '-D', '-', ...(method === 'HEAD' ? ['-I'] : []), '-w', `${marker}%{http_code} %{time_total}`, url],
+    [
+      '-s',
+      '-D',
+      '-',
+      ...sent,
+      ...(method === 'HEAD' ? ['-I'] : []),
+      '-w',
+      `${marker}%{http_code} %{time_total}`,
+      url
+    ],
     { timeout: 30_000 }
   )
   const [response = '', tail = ''] = stdout.split(marker)

@@ -127,6 +127,32 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
       assert.equal(blobGets('interop/at-start'), before, 'blobs went to upstream')
     })
 
+    it('gets a piece from a Spegel peer: a closed Range answered 206 with the Content-Range multi-peer fetches check', async () => {
+      const spegelMirror = `http://${spegel.net.address}:5000`
+      const ns = `?ns=${upstream?.host}`
+      const mirrored = { 'X-Spegel-Mirrored': 'true' }
+      const manifest = await curl(
+        kadmirror.net,
+        `${spegelMirror}/v2/interop/at-start/manifests/${manifestDigest.get('interop/at-start')}${ns}`,
+        'GET',
+        { ...mirrored, Accept: 'application/vnd.oci.image.manifest.v1+json' }
+      )
+      const layer = (JSON.parse(manifest.body) as { layers: { digest: string; size: number }[] }).layers[0]
+      assert.ok(layer !== undefined, manifest.body)
+      const piece = await curl(
+        kadmirror.net,
+        `${spegelMirror}/v2/interop/at-start/blobs/${layer.digest}${ns}`,
+        'GET',
+        {
+          ...mirrored,
+          Range: 'bytes=1024-2047'
+        }
+      )
+      assert.equal(piece.status, 206)
+      assert.match(piece.headers, new RegExp(`^content-range: bytes 1024-2047/${layer.size}\\s*$`, 'im'))
+      assert.match(piece.headers, /^content-length: 1024\s*$/im)
+    })
+
     it('serves a kadmirror node’s pull from what the Spegel node pulled while running', async function () {
       if (containerdVersion === '1.6') {
         console.log(
