@@ -208,6 +208,36 @@ function busyPercent(
   return (100 * (after.busy - before.busy)) / Math.max(1, after.total - before.total)
 }
 
+/** Daemons on `nodes` (the others as static peers, `argsOf` each), and the client, once every mirror is ready. */
+async function startCluster(
+  cli: string,
+  network: TestNetwork,
+  work: string,
+  nodes: NetworkNode[],
+  argsOf: (node: NetworkNode) => string[]
+): Promise<{ client: ReturnType<typeof startClient>; daemons: ChildProcess[]; stop(): Promise<void> }> {
+  const daemons = nodes.map((node) =>
+    startDaemon(
+      cli,
+      node,
+      work,
+      nodes.filter((n) => n !== node),
+      argsOf(node)
+    )
+  )
+  const client = startClient(network.nodes.client as NetworkNode)
+  const stop = async (): Promise<void> => {
+    await client.stop()
+    await Promise.all(daemons.map((d) => stopProcess(d)))
+  }
+  const ready = await client.ask({ op: 'ready', urls: nodes.map((n) => `http://${n.address}:5000`) })
+  if (ready.ok !== true) {
+    await stop()
+    throw new Error(`a daemon did not get ready (${JSON.stringify(ready)})`)
+  }
+  return { client, daemons, stop }
+}
+
 /** RSS of `pid` in bytes (0 when it is gone). */
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
@@ -238,19 +268,11 @@ async function runCase(
       c.slow === true && i === providers.length - 1 ? options.slowMbit : options.uplinkMbit
     )
   const everyone = [...providers, asker]
-  const daemons = everyone.map((node) =>
-    startDaemon(
-      cli,
-      node,
-      work,
-      everyone.filter((n) => n !== node),
-      node === asker ? c.askerArgs : []
-    )
+  const cluster = await startCluster(cli, network, work, everyone, (node) =>
+    node === asker ? c.askerArgs : []
   )
-  const client = startClient(network.nodes.client as NetworkNode)
+  const { client, daemons } = cluster
   try {
-    const ready = await client.ask({ op: 'ready', urls: everyone.map((n) => `http://${n.address}:5000`) })
-    if (ready.ok !== true) throw new Error(`${c.name}: a daemon did not get ready (${JSON.stringify(ready)})`)
     const url = `http://${asker.address}:5000/v2/swarm/big/blobs/${digest}?ns=registry.example.com`
     const found = await client.ask({ op: 'wait', url })
     if (found.ok !== true) throw new Error(`${c.name}: the asker never found the blob`)
@@ -278,8 +300,7 @@ async function runCase(
       'CPU busy %': cpu
     }
   } finally {
-    await client.stop()
-    await Promise.all(daemons.map((d) => stopProcess(d)))
+    await cluster.stop()
   }
 }
 
@@ -381,20 +402,9 @@ async function runFanOut(
     await mkdir(join(root, name, 'layout'), { recursive: true })
   }
   for (const node of nodes) await limitUplink(node, options.uplinkMbit)
-  const daemons = nodes.map((node) =>
-    startDaemon(
-      cli,
-      node,
-      root,
-      nodes.filter((n) => n !== node),
-      mode.args
-    )
-  )
-  const client = startClient(network.nodes.client as NetworkNode)
+  const cluster = await startCluster(cli, network, root, nodes, () => mode.args)
+  const { client } = cluster
   try {
-    const ready = await client.ask({ op: 'ready', urls: nodes.map((n) => `http://${n.address}:5000`) })
-    if (ready.ok !== true)
-      throw new Error(`${mode.name}: a daemon did not get ready (${JSON.stringify(ready)})`)
     const first = nodes[1] as NetworkNode
     const probe = `http://${first.address}:5000/v2/swarm/fan/blobs/${image.layers[0]?.digest}?ns=registry.example.com`
     if ((await client.ask({ op: 'wait', url: probe })).ok !== true)
@@ -435,8 +445,7 @@ async function runFanOut(
       'CPU busy %': cpu
     }
   } finally {
-    await client.stop()
-    await Promise.all(daemons.map((d) => stopProcess(d)))
+    await cluster.stop()
   }
 }
 

@@ -27,8 +27,8 @@ function withParents(entries: RootfsEntry[]): RootfsEntry[] {
   return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 }
 
-/** The uncompressed tar of `entries`, each stamped with `mtime`. */
-async function tarOf(entries: RootfsEntry[], mtime: Date): Promise<Buffer> {
+/** The uncompressed tar of `entries` (parents added, sorted), each stamped with `mtime`. */
+export async function tarOf(entries: RootfsEntry[], mtime: Date): Promise<Buffer> {
   const tar = pack()
   const chunks: Buffer[] = []
   const done = (async () => {

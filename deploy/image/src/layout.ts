@@ -1,8 +1,9 @@
 /** Writes a built image as an OCI image layout directory, and that directory as a tar archive (`ctr import`). */
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BuiltImage, Descriptor } from '@kadmirror/oci'
-import { pack } from 'tar-stream'
+import { tarOf } from './layer.ts'
+import { directoryEntries } from './rootfs.ts'
 
 /** Writes `image` under `dir` (replaced) with `index.json` naming it `tag` (and `name` for containerd). */
 export async function writeImageLayout(
@@ -24,22 +25,5 @@ export async function writeImageLayout(
 
 /** A reproducible tar of the layout directory `dir` (sorted, fixed time), written to `file`. */
 export async function writeLayoutArchive(dir: string, file: string, mtime: Date): Promise<void> {
-  const tar = pack()
-  const chunks: Buffer[] = []
-  const done = (async () => {
-    for await (const chunk of tar) chunks.push(chunk as Buffer)
-  })()
-  const common = { uid: 0, gid: 0, uname: '', gname: '', mtime }
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    const path = join(dir, name)
-    if ((await stat(path)).isDirectory())
-      tar.entry({ ...common, name: `${name}/`, type: 'directory', mode: 0o755 })
-    else {
-      const data = await readFile(path)
-      tar.entry({ ...common, name, type: 'file', mode: 0o644, size: data.length }, data)
-    }
-  }
-  tar.finalize()
-  await done
-  await writeFile(file, Buffer.concat(chunks))
+  await writeFile(file, await tarOf(await directoryEntries(dir, ''), mtime))
 }

@@ -87,9 +87,9 @@ export async function debianEntries(deb: Buffer): Promise<RootfsEntry[]> {
   }
 }
 
-/** Every file under `dir` as entries below `prefix` (the bundled daemon's application directory). */
+/** Every file under `dir` as entries below `prefix` (the bundled daemon's application directory; '' for none). */
 export async function directoryEntries(dir: string, prefix: string): Promise<RootfsEntry[]> {
-  const entries: RootfsEntry[] = [{ path: prefix, type: 'directory', mode: 0o755 }]
+  const entries: RootfsEntry[] = prefix === '' ? [] : [{ path: prefix, type: 'directory', mode: 0o755 }]
   for (const name of (await readdir(dir, { recursive: true })).sort()) {
     const source = join(dir, name)
     const path = join(prefix, relative(dir, source))

@@ -263,11 +263,6 @@ export class SpoolSink implements BlobSink {
     return this.#res.destroyed
   }
 
-  /** The response this spool is for. */
-  get response(): ServerResponse {
-    return this.#res
-  }
-
   get failure(): unknown {
     return this.#failure
   }

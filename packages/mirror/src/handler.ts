@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type BlobPath,
   type ByteRange,
@@ -394,22 +395,6 @@ export function imageFilterOf(
       return filter.test(image)
     })
   }
-}
-
-/** Resolves true after `ms`, or false at once when `signal` aborts first. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false)
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', stop)
-      resolve(true)
-    }, ms)
-    const stop = (): void => {
-      clearTimeout(timer)
-      resolve(false)
-    }
-    signal.addEventListener('abort', stop, { once: true })
-  })
 }
 
 /** Counts a blob upload to a peer until its response closes; false when the node serves its maximum already. */
@@ -1041,7 +1026,10 @@ async function blobFromPeers(
       session.busy > 0 &&
       performance.now() - started < settings.busyWaitMs
     ) {
-      if (!(await pause(defaults.BUSY_RETRY_MS * (1 + Math.random()), signal))) break
+      const waited = await sleep(defaults.BUSY_RETRY_MS * (1 + Math.random()), true, { signal }).catch(
+        () => false
+      )
+      if (!waited) break
       session = newSession(settings, path.digest, signal)
       first = await open(0, undefined)
     }
@@ -1169,6 +1157,7 @@ async function sendSpooled(
  */
 async function receiveSpooled(
   settings: Settings,
+  res: ServerResponse,
   transfer: Transfer,
   spool: SpoolSink
 ): Promise<{ result: ReceiveResult; spool: SpoolSink }> {
@@ -1185,7 +1174,7 @@ async function receiveSpooled(
     size,
     { spool, contributions: received.contributions },
     (provider) => transfer.openRange(provider, 0, size),
-    () => SpoolSink.create(settings.spoolDir as string, spool.response)
+    () => SpoolSink.create(settings.spoolDir as string, res)
   )
   if (recovered.liars.length > 0)
     mismatch(settings, recovered.liars, new DigestMismatchError(path.digest, received.result.actual))
@@ -1216,7 +1205,7 @@ async function spoolThenServe(
   }
   try {
     const { path, size } = transfer
-    const received = await receiveSpooled(settings, transfer, spool)
+    const received = await receiveSpooled(settings, res, transfer, spool)
     if (received.spool !== spool) {
       await spool.close()
       spool = received.spool

@@ -444,6 +444,23 @@ function answeredSize(answer: BlobAnswer, offset: number): number {
   return refuseBlob(answer, '')
 }
 
+/** Sends a blob request, records how long the peer took to answer, and refuses an answer naming another digest. */
+async function askBlob(
+  config: PeerFetchConfig,
+  provider: Provider,
+  path: BlobPath,
+  method: 'GET' | 'HEAD',
+  signal: AbortSignal,
+  headers: Record<string, string>
+): Promise<BlobAnswer> {
+  const began = performance.now()
+  const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, headers)
+  config.rtt?.observe(provider.id, performance.now() - began)
+  const named = answer.header('docker-content-digest')
+  if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
+  return answer
+}
+
 /**
  * Asks one peer for a blob: HEAD for its size, or GET from byte `offset` (a Range request when
  * `offset > 0`, checked against `Content-Range`; a peer answering 200 to it has its first `offset` bytes
@@ -459,11 +476,7 @@ export async function openBlob(
   signal: AbortSignal
 ): Promise<PeerBlob> {
   const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {}
-  const began = performance.now()
-  const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, headers)
-  config.rtt?.observe(provider.id, performance.now() - began)
-  const named = answer.header('docker-content-digest')
-  if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
+  const answer = await askBlob(config, provider, path, method, signal, headers)
   const size = answeredSize(answer, offset)
   if (knownSize !== undefined && size !== knownSize)
     refuseBlob(answer, `peer has ${size} bytes, not ${knownSize}`)
@@ -475,11 +488,9 @@ export async function openBlob(
   return { provider, size, body }
 }
 
-/** A peer's answer to a piece request: the body from byte `start`, and whether the peer honoured the range. */
+/** A peer's answer to a piece request: the body from byte `start`. */
 export interface PeerPiece extends PeerBlob {
   body: PeerBody
-  /** False when the peer answered 200 with the whole blob (its first `start` bytes are skipped). */
-  ranged: boolean
 }
 
 /**
@@ -495,19 +506,15 @@ export async function openBlobRange(
   signal: AbortSignal
 ): Promise<PeerPiece> {
   const headers = { range: `bytes=${range.start}-${range.end - 1}` }
-  const began = performance.now()
-  const answer = await sendBlob(config, provider, 'GET', formatDistributionPath(path), signal, headers)
-  config.rtt?.observe(provider.id, performance.now() - began)
-  const named = answer.header('docker-content-digest')
-  if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)
+  const answer = await askBlob(config, provider, path, 'GET', signal, headers)
   if (answer.statusCode === 200) {
     if (answeredSize(answer, 0) !== range.size) refuseBlob(answer, `peer has another size than ${range.size}`)
-    return { provider, size: range.size, body: skipping(answer.body, range.start), ranged: false }
+    return { provider, size: range.size, body: skipping(answer.body, range.start) }
   }
   if (answer.statusCode !== 206) return refuseBlob(answer, '')
   const match = /^bytes ([0-9]+)-([0-9]+)\/([0-9]+)$/.exec(answer.header('content-range') ?? '')
   if (match === null || Number(match[1]) !== range.start || Number(match[2]) < range.end - 1)
     refuseBlob(answer, `peer answered range ${String(answer.header('content-range'))} to ${headers.range}`)
   if (Number(match[3]) !== range.size) refuseBlob(answer, `peer has ${match[3]} bytes, not ${range.size}`)
-  return { provider, size: range.size, body: answer.body, ranged: true }
+  return { provider, size: range.size, body: answer.body }
 }

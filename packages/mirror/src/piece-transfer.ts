@@ -8,7 +8,7 @@
  * (the blob client's, 4 × 256 KiB) and one 1 MiB hashing buffer per transfer — 5 MiB with 4 peers; everything else
  * is in the spool file.
  */
-import type { BlobPath } from '@kadmirror/oci'
+import { type BlobPath, digestAlgorithm } from '@kadmirror/oci'
 import type { Provider } from '@kadmirror/routing'
 import type { ContentReader } from '@kadmirror/store'
 import {
@@ -76,7 +76,7 @@ export async function receiveInPieces(
   spool: SpoolSink
 ): Promise<{ result: ReceiveResult; contributions: Contributions }> {
   const landed = new LandedBytes()
-  const hasher = context.hashes.create(path.digest.startsWith('sha512:') ? 'sha512' : 'sha256')
+  const hasher = context.hashes.create(digestAlgorithm(path.digest))
   const run: PieceRun = {
     ...{ context, settings, path, size, spool, sources, landed },
     plan: new PiecePlan(size, settings.pieceBytes, settings.minSplitBytes),

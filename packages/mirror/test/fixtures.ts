@@ -2,7 +2,7 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Digest } from '@kadmirror/oci'
+import type { BuiltImage, Digest } from '@kadmirror/oci'
 import {
   createLibp2pRouter,
   type Libp2pRouter,
@@ -70,6 +70,14 @@ async function assemble(server: Server, router: Router, options: HandlerOptions)
       await store.close()
     }
   }
+}
+
+/** Adds `image` to `node`'s store as `reference` and advertises every key the store then holds. */
+export async function holdImage(node: MirrorNode, reference: string, image: BuiltImage): Promise<void> {
+  await node.store.addImage(reference, image)
+  const keys: string[] = []
+  for await (const key of node.store.keys()) keys.push(key.key)
+  await node.router.advertise(keys)
 }
 
 /** A node on an in-memory network (deterministic provider order: the order peers advertised). */

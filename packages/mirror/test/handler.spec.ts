@@ -8,6 +8,7 @@ import {
   errorCode,
   type FakePeer,
   get,
+  holdImage,
   type MirrorNode,
   randomBytes,
   serveBytes,
@@ -74,10 +75,7 @@ describe('mirror handler', function () {
   /** A node holding the test image as example.com/team/app:v1, advertising every key. */
   async function holder(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
     const n = await node(options)
-    await n.store.addImage('example.com/team/app:v1', image)
-    const keys: string[] = []
-    for await (const key of n.store.keys()) keys.push(key.key)
-    await n.router.advertise(keys)
+    await holdImage(n, 'example.com/team/app:v1', image)
     return n
   }
 

@@ -9,7 +9,7 @@ import { type BuiltImage, buildImage, type Digest } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork, type Provider } from '@kadmirror/routing'
 import type { PeerFailureEvent, ResponseEvent } from '../src/index.ts'
 import { PeerAvoidList, PeerRtt, ProviderQueue, spreadOrder } from '../src/peers.ts'
-import { get, type MirrorNode, randomBytes, startMemoryNode } from './fixtures.ts'
+import { get, holdImage, type MirrorNode, randomBytes, startMemoryNode } from './fixtures.ts'
 
 const LAYER_BYTES = 8 * 1024 * 1024
 
@@ -44,10 +44,7 @@ describe('load spread', function () {
   }
   async function holder(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
     const n = await node(options)
-    await n.store.addImage('example.com/team/app:v1', image)
-    const keys: string[] = []
-    for await (const key of n.store.keys()) keys.push(key.key)
-    await n.router.advertise(keys)
+    await holdImage(n, 'example.com/team/app:v1', image)
     return n
   }
   /** Starts a peer's blob download from `n` and never reads it: one upload held open. */
