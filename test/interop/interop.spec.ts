@@ -12,6 +12,7 @@ import { buildContainerd2, buildSpegel, goUnavailable } from '@kadmirror/test-su
 import { createNetwork, netnsUnavailable, type TestNetwork } from '@kadmirror/test-support/netns'
 import { CONTAINERD, CTR } from '../../packages/containerd/test/containerd-process.ts'
 import { buildAndPush, e2eUnavailable, mkdtemp, rm, startRegistry } from '../e2e/fixtures.ts'
+import { fetchFrom, MANIFEST_ACCEPT_HEADER, runBattery } from './battery.ts'
 import {
   type ClusterNode,
   curl,
@@ -207,6 +208,45 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
         `http://127.0.0.1:5000/v2/interop/none/blobs/${digest}?ns=${upstream?.host}`
       )
       assert.equal((JSON.parse(ours.body) as { errors: { code: string }[] }).errors[0]?.code, 'BLOB_UNKNOWN')
+    })
+
+    it('passes every case of the HTTP battery (Spegel’s score printed beside it)', async () => {
+      const repository = 'interop/at-start'
+      const upstreamNode = network?.nodes.upstream as NonNullable<TestNetwork['nodes'][string]>
+      const registry = upstream?.host as string
+      const manifest = await fetchFrom(
+        upstreamNode,
+        `http://${registry}/v2/${repository}/manifests/${manifestDigest.get(repository)}`,
+        MANIFEST_ACCEPT_HEADER
+      )
+      const layer = (JSON.parse(manifest.body.toString()) as { layers: { digest: string }[] }).layers[0]
+      assert.ok(layer !== undefined && manifest.status === 200, manifest.body.toString())
+      const blob = await fetchFrom(upstreamNode, `http://${registry}/v2/${repository}/blobs/${layer.digest}`)
+      assert.equal(blob.status, 200)
+      // Both nodes hold the image by now (the Spegel node from the start, the kadmirror node from its pull above);
+      // each mirror serves it from its own store or from the other node.
+      const target = {
+        base: 'http://127.0.0.1:5000',
+        registry,
+        repository,
+        tag: '1',
+        manifest: {
+          digest: manifestDigest.get(repository) as string,
+          mediaType: manifest.headers.get('content-type') as string
+        },
+        blob: { digest: layer.digest, bytes: blob.body }
+      }
+      const scores: string[] = []
+      const failures = new Map<string, { name: string; why: string }[]>()
+      for (const node of nodes) {
+        const { total, failed } = await runBattery(node.net, target)
+        scores.push(`${node.net.name} ${total - failed.length}/${total}`)
+        failures.set(node.net.name, failed)
+      }
+      console.log(`      HTTP battery: ${scores.join(', ')}`)
+      for (const failed of failures.get('spegel') ?? [])
+        console.log(`        spegel: ${failed.name} — ${failed.why}`)
+      assert.deepEqual(failures.get('kadmirror'), [])
     })
   })
 }
