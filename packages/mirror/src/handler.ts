@@ -198,6 +198,8 @@ export interface MirrorHandler {
   readonly events: EventEmitter<MirrorEventMap>
   /** Blobs being served to peers right now (what `maxPeerUploads` caps). */
   peerUploads(): number
+  /** The most blobs served to peers at once since the handler was made (to size `maxPeerUploads`). */
+  peakPeerUploads(): number
   /** Closes the peer connections this handler opened (not a `dispatcher` passed in). Idempotent. */
   close(): Promise<void>
 }
@@ -230,7 +232,7 @@ interface Settings {
   /** Large blobs from several peers at once; undefined: one peer at a time. */
   pieces: (PieceSettings & { thresholdBytes: number }) | undefined
   /** Blobs being served to peers now, and the most at once (0: no cap). */
-  uploads: { active: number; max: number }
+  uploads: { active: number; max: number; peak: number }
   /** Which provider a session asks next. */
   choose: ProviderChoice
   /** Longest wait for a slot when every provider is at its upload cap, in ms. */
@@ -322,6 +324,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     pieces: pieceSettings(init),
     uploads: {
       active: 0,
+      peak: 0,
       max: Math.floor(nonNegative('maxPeerUploads', init.maxPeerUploads, defaults.MAX_PEER_UPLOADS))
     },
     choose: init.providerOrder === 'lookup' ? lookupOrder : spreadOrder(fetchConfig.rtt as PeerRtt),
@@ -366,6 +369,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   }) as MirrorHandler
   Object.defineProperty(handler, 'events', { value: events, enumerable: true })
   handler.peerUploads = () => settings.uploads.active
+  handler.peakPeerUploads = () => settings.uploads.peak
   let closed: Promise<void> | undefined
   handler.close = () => {
     closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close(), visible?.close()]).then(() => {})
@@ -402,6 +406,7 @@ function takeUpload(settings: Settings, res: ServerResponse): boolean {
   const uploads = settings.uploads
   if (uploads.max > 0 && uploads.active >= uploads.max) return false
   uploads.active++
+  uploads.peak = Math.max(uploads.peak, uploads.active)
   res.once('close', () => uploads.active--)
   return true
 }
@@ -1203,9 +1208,13 @@ async function spoolThenServe(
     )
     return forward(settings, res, transfer, outcome)
   }
+  // Nothing goes to the client until the blob is verified, which can take longer than the server's idle timeout
+  // (a large blob from slow peers); the transfer itself is bounded by the peers' stall and progress limits.
+  const restoreIdleTimeout = suspendIdleTimeout(res)
   try {
     const { path, size } = transfer
     const received = await receiveSpooled(settings, res, transfer, spool)
+    restoreIdleTimeout()
     if (received.spool !== spool) {
       await spool.close()
       spool = received.spool
@@ -1233,6 +1242,24 @@ async function spoolThenServe(
     if (size === 0) return void res.end()
     await sendSpooled(settings, res, spool, size, transfer.range, outcome)
   } finally {
+    restoreIdleTimeout()
     await spool.close()
+  }
+}
+
+/**
+ * Turns off the idle timeout of the client's connection (the server's `timeout`, which closes a socket with no
+ * traffic either way) while the handler prepares an answer; returns the function that turns it back on.
+ */
+function suspendIdleTimeout(res: ServerResponse): () => void {
+  const socket = res.socket
+  const timeoutMs = socket?.timeout
+  if (socket == null || timeoutMs === undefined || timeoutMs === 0) return () => {}
+  socket.setTimeout(0)
+  let restored = false
+  return () => {
+    if (restored) return
+    restored = true
+    if (!socket.destroyed) socket.setTimeout(timeoutMs)
   }
 }

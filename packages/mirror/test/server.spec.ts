@@ -3,11 +3,11 @@ import { createHash } from 'node:crypto'
 import { get as httpGet, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { buildImage } from '@kadmirror/oci'
+import { buildImage, type Digest } from '@kadmirror/oci'
 import { createMemoryNetwork } from '@kadmirror/routing'
 import { createMemoryStore } from '@kadmirror/store'
 import { createMirrorServer, listenMirror, type MirrorServer } from '../src/index.ts'
-import { errorCode, get } from './fixtures.ts'
+import { errorCode, get, randomBytes, serveRanges, startFakePeer, throttled } from './fixtures.ts'
 
 /** Sends raw bytes and returns everything the server answers before closing. */
 async function raw(port: number, request: string): Promise<string> {
@@ -247,6 +247,29 @@ describe('mirror server stall timeout', function () {
       res.destroy()
     } finally {
       await mirror.close()
+    }
+  })
+  it('keeps the connection of a client waiting while a slow peer’s blob is spooled and verified (longer than the stall timeout)', async () => {
+    const network = createMemoryNetwork()
+    const bytes = randomBytes(1024 * 1024)
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest
+    // 16 chunks 100 ms apart: 1.6 s of spooling, over three stall timeouts with nothing sent to the client.
+    const peer = await startFakePeer(network, [digest], serveRanges(bytes, digest, throttled(64 * 1024, 100)))
+    const mirror = await createMirrorServer({
+      store: createMemoryStore(),
+      router: network.createRouter({ registryUrl: 'http://127.0.0.1:1' }),
+      port: 0,
+      host: '127.0.0.1',
+      clientStallTimeoutMs: 500
+    })
+    try {
+      const res = await get(mirror.url, `/v2/slow/blobs/${digest}?ns=registry.example.com`)
+      assert.equal(res.status, 200)
+      assert.equal(res.error, undefined)
+      assert.ok(res.body.equals(bytes))
+    } finally {
+      await mirror.close()
+      await peer.close()
     }
   })
 })
