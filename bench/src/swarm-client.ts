@@ -9,15 +9,17 @@
  *                                  then the config and manifest, then the tag — as containerd commits a pull, so the
  *                                  node then advertises it (each layer as it lands: containerd ≥ 2.1 advertises per
  *                                  blob); a 404 is asked again a second later (there is no upstream)
- *   {"op":"watch","urls":[…]}    → {"ok":true}; polls each /metrics every 100 ms for kadmirror_peer_uploads
- *   {"op":"unwatch"}             → {"max":{url:n}}: the most uploads each node served at once while watched
+ *   {"op":"peaks","urls":[…]}    → {"peaks":{url:n}}: each node's kadmirror_peer_uploads_peak (the most uploads it
+ *                                  served at once since it started), read once from its /metrics
  */
+import { get, Agent as HttpAgent, type IncomingMessage } from 'node:http'
 import { createInterface } from 'node:readline'
 import { type Digest, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST } from '@kadmirror/oci'
 import { type OciLayoutStore, openOciLayoutStore } from '@kadmirror/store'
 import { Agent, request } from 'undici'
 
 const agent = new Agent({ connections: 64, bodyTimeout: 300_000, headersTimeout: 300_000 })
+const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 
 /** The status of a request whose body is dropped (0 when it failed). */
 async function statusOf(url: string, method: 'GET' | 'HEAD' = 'GET'): Promise<number> {
@@ -98,6 +100,17 @@ async function commitLayer(
   })
 }
 
+/**
+ * A blob GET through node:http, whose body chunks are slices of what the socket read (undici copies each chunk out
+ * of its WASM parser: twice this puller's CPU per byte, which is containerd's part of the machine, not the mirror's).
+ */
+function blobGet(url: string): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: httpAgent }, resolve)
+    req.on('error', reject)
+  })
+}
+
 async function pull(message: PullRequest): Promise<unknown> {
   const started = performance.now()
   const store = await openOciLayoutStore({ directory: message.layout })
@@ -107,12 +120,12 @@ async function pull(message: PullRequest): Promise<unknown> {
       message.layers.map(async (layer) => {
         for (;;) {
           const url = `${message.mirror}/v2/${message.repository}/blobs/${layer.digest}?ns=registry.example.com`
-          const response = await request(url, { dispatcher: agent })
+          const response = await blobGet(url)
           if (response.statusCode === 200) {
-            await store.putBlob(response.body as AsyncIterable<Buffer>, layer)
+            await store.putBlob(response, layer)
             return commitLayer(store, message, layer)
           }
-          await response.body.dump()
+          response.resume()
           if (response.statusCode !== 404) throw new Error(`${url}: ${response.statusCode}`)
           notFound++
           await new Promise((resolve) => setTimeout(resolve, 1000))
@@ -128,35 +141,16 @@ async function pull(message: PullRequest): Promise<unknown> {
   }
 }
 
-let watching: { stop: boolean; max: Record<string, number>; done: Promise<void> } | undefined
-
-function watch(urls: string[]): unknown {
-  const state = { stop: false, max: Object.fromEntries(urls.map((u) => [u, 0])), done: Promise.resolve() }
-  state.done = (async () => {
-    while (!state.stop) {
-      await Promise.all(
-        urls.map(async (url) => {
-          const text = await request(`${url}/metrics`, { dispatcher: agent }).then(
-            (r) => r.body.text(),
-            () => ''
-          )
-          const value = Number(/^kadmirror_peer_uploads (\d+)/m.exec(text)?.[1] ?? 0)
-          state.max[url] = Math.max(state.max[url] ?? 0, value)
-        })
-      )
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  })()
-  watching = state
-  return { ok: true }
-}
-
-async function unwatch(): Promise<unknown> {
-  const state = watching
-  if (state === undefined) return { max: {} }
-  state.stop = true
-  await state.done
-  return { max: state.max }
+async function peaks(urls: string[]): Promise<unknown> {
+  const entries = await Promise.all(
+    urls.map(async (url) => {
+      const text = await request(`${url}/metrics`, { dispatcher: agent }).then((r) => r.body.text())
+      const value = /^kadmirror_peer_uploads_peak (\d+)/m.exec(text)?.[1]
+      if (value === undefined) throw new Error(`${url}/metrics has no kadmirror_peer_uploads_peak`)
+      return [url, Number(value)] as const
+    })
+  )
+  return { peaks: Object.fromEntries(entries) }
 }
 
 async function answer(message: Record<string, unknown>): Promise<unknown> {
@@ -169,10 +163,8 @@ async function answer(message: Record<string, unknown>): Promise<unknown> {
       return fetchCounted(message.url as string)
     case 'pull':
       return pull(message as unknown as PullRequest)
-    case 'watch':
-      return watch(message.urls as string[])
-    case 'unwatch':
-      return unwatch()
+    case 'peaks':
+      return peaks(message.urls as string[])
   }
   return { error: `unknown op ${String(message.op)}` }
 }
@@ -183,5 +175,5 @@ for await (const line of createInterface({ input: process.stdin })) {
     .catch((err: unknown) => ({ error: String(err) }))
     .then((value) => process.stdout.write(`${JSON.stringify({ id: message.id, ...(value as object) })}\n`))
 }
-await unwatch()
 await agent.close()
+httpAgent.destroy()

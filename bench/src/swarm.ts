@@ -116,6 +116,7 @@ async function linkLayout(from: string, to: string): Promise<void> {
 
 /** The client process in a namespace of the network, spoken to in JSON lines (answers matched by id). */
 function startClient(node: NetworkNode): {
+  pid: number | undefined
   ask(message: object): Promise<Record<string, unknown>>
   stop(): Promise<void>
 } {
@@ -129,6 +130,7 @@ function startClient(node: NetworkNode): {
     waiting.delete(answer.id as number)
   })
   return {
+    pid: child.pid,
     ask(message) {
       const id = next++
       child.stdin?.write(`${JSON.stringify({ ...message, id })}\n`)
@@ -236,6 +238,14 @@ async function startCluster(
     throw new Error(`a daemon did not get ready (${JSON.stringify(ready)})`)
   }
   return { client, daemons, stop }
+}
+
+/** CPU seconds (user + system) `pid` has used so far (0 when it is gone). */
+async function cpuSecondsOf(pid: number | undefined): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100
 }
 
 /** RSS of `pid` in bytes (0 when it is gone). */
@@ -404,18 +414,25 @@ async function runFanOut(
   for (const node of nodes) await limitUplink(node, options.uplinkMbit)
   const cluster = await startCluster(cli, network, root, nodes, () => mode.args)
   const { client } = cluster
+  // Each node's puller runs in the node's own namespace and reaches its mirror without crossing its uplink, as
+  // containerd reaches the node's mirror on the node itself.
+  const pullers = askers.map((name) => startClient(network.nodes[name] as NetworkNode))
   try {
+    // Loaded before the clock starts (an answer comes once a puller's modules are in).
+    await Promise.all(pullers.map((p) => p.ask({ op: 'ready', urls: [] })))
     const first = nodes[1] as NetworkNode
     const probe = `http://${first.address}:5000/v2/swarm/fan/blobs/${image.layers[0]?.digest}?ns=registry.example.com`
     if ((await client.ask({ op: 'wait', url: probe })).ok !== true)
       throw new Error(`${mode.name}: image not found`)
-    await client.ask({ op: 'watch', urls: nodes.map((n) => `http://${n.address}:9090`) })
     const started = performance.now()
     const cpuBefore = await cpuTimes()
+    const cpuOf = () =>
+      Promise.all([...pullers.map((p) => p.pid), ...cluster.daemons.map((d) => d.pid)].map(cpuSecondsOf))
+    const processCpuBefore = await cpuOf()
     const pulls = await Promise.all(
-      askers.map((name) => {
+      askers.map((name, i) => {
         const node = network.nodes[name] as NetworkNode
-        return client.ask({
+        return (pullers[i] as ReturnType<typeof startClient>).ask({
           op: 'pull',
           mirror: `http://${node.address}:5000`,
           layout: join(root, name, 'layout'),
@@ -429,7 +446,15 @@ async function runFanOut(
     )
     const allMs = performance.now() - started
     const cpu = busyPercent(cpuBefore, await cpuTimes())
-    const { max } = (await client.ask({ op: 'unwatch' })) as unknown as { max: Record<string, number> }
+    const spent = (await cpuOf()).map((s, i) => s - (processCpuBefore[i] ?? 0))
+    const sum = (values: number[]) => values.reduce((total, v) => total + v, 0)
+    const pullerCpu = sum(spent.slice(0, pullers.length))
+    const [holderCpu = 0, ...askerCpu] = spent.slice(pullers.length)
+    // The most uploads each node served at once (kadmirror_peer_uploads_peak: read once, no polling during the run).
+    const { peaks } = (await client.ask({
+      op: 'peaks',
+      urls: nodes.map((n) => `http://${n.address}:9090`)
+    })) as unknown as { peaks: Record<string, number> }
     const failed = pulls.find((p) => p.error !== undefined)
     if (failed !== undefined) throw new Error(`${mode.name}: ${String(failed.error)}`)
     const times = pulls.map((p) => p.ms as number).sort((a, b) => a - b)
@@ -439,12 +464,16 @@ async function runFanOut(
       'all have it s': allMs / 1000,
       'first done s': (times[0] as number) / 1000,
       'median s': (times[times.length >> 1] as number) / 1000,
-      'most uploads on one node': Math.max(...Object.values(max)),
-      'uploads on the holder': max[`http://${(nodes[0] as NetworkNode).address}:9090`] ?? 0,
+      'most uploads on one node': Math.max(...Object.values(peaks)),
+      'uploads on the holder': peaks[`http://${(nodes[0] as NetworkNode).address}:9090`] ?? 0,
       '404s asked again': pulls.reduce((sum, p) => sum + (p.notFound as number), 0),
-      'CPU busy %': cpu
+      'CPU busy %': cpu,
+      'CPU s: holder': holderCpu,
+      'CPU s: askers (sum)': sum(askerCpu),
+      'CPU s: pullers (sum)': pullerCpu
     }
   } finally {
+    await Promise.all(pullers.map((p) => p.stop()))
     await cluster.stop()
   }
 }

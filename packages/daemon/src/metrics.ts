@@ -211,6 +211,14 @@ function kadmirrorMetrics(registry: Registry, sources: NodeMetricsSources) {
     }
   })
   new Gauge({
+    name: 'kadmirror_peer_uploads_peak',
+    help: 'The most blobs this node has served to peers at once since it started (a scrape misses short peaks).',
+    registers,
+    collect() {
+      this.set(sources.mirror.peakPeerUploads())
+    }
+  })
+  new Gauge({
     name: 'kadmirror_advertised_keys',
     help: 'Keys this node advertises.',
     registers,

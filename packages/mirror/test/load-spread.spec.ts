@@ -9,7 +9,7 @@ import { type BuiltImage, buildImage, type Digest } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork, type Provider } from '@kadmirror/routing'
 import type { PeerFailureEvent, ResponseEvent } from '../src/index.ts'
 import { PeerAvoidList, PeerRtt, ProviderQueue, spreadOrder } from '../src/peers.ts'
-import { get, holdImage, type MirrorNode, randomBytes, startMemoryNode } from './fixtures.ts'
+import { get, holdImage, type MirrorNode, randomBytes, startMemoryNode, waitFor } from './fixtures.ts'
 
 const LAYER_BYTES = 8 * 1024 * 1024
 
@@ -123,6 +123,16 @@ describe('load spread', function () {
     const res = await get(asker.url, path())
     assert.equal(res.status, 404)
     assert.equal(busy.handler.peerUploads(), 1)
+  })
+
+  it('remembers the most uploads at once after they ended (peakPeerUploads)', async () => {
+    const busy = await holder({ maxPeerUploads: 4 })
+    await holdUpload(busy)
+    await holdUpload(busy)
+    assert.deepEqual([busy.handler.peerUploads(), busy.handler.peakPeerUploads()], [2, 2])
+    for (const h of held.splice(0)) h.destroy()
+    await waitFor(() => busy.handler.peerUploads() === 0, 2000, 'the uploads to end')
+    assert.equal(busy.handler.peakPeerUploads(), 2)
   })
 
   it('picks the provider that answered fastest when the random factors are equal', () => {
