@@ -116,8 +116,14 @@ export async function openContainerdStore(init: ContainerdStoreInit = {}): Promi
   }
 
   // What the namespace holds comes from containerd's metadata (the content directory is shared by every
-  // namespace and keeps blobs until garbage collection); only the bytes are read from the directory.
-  const size = (digest: Digest): Promise<number | undefined> => client.info(digest)
+  // namespace and keeps blobs until garbage collection); only the bytes are read from the directory. A blob that is
+  // not in the directory is in no namespace (containerd commits the file before its metadata and collects the
+  // metadata before the file), so a miss — the mirror's common case — is answered without a round trip to
+  // containerd, and even while containerd is slow or stopped.
+  const size = async (digest: Digest): Promise<number | undefined> => {
+    if (readMode === 'file' && !(await inDirectory(blobPath(digest)))) return undefined
+    return client.info(digest)
+  }
   const has = async (digest: Digest): Promise<boolean> => (await size(digest)) !== undefined
   const readWhole = async (digest: Digest): Promise<Uint8Array | undefined> => {
     const length = await size(digest)
@@ -347,4 +353,12 @@ async function chooseReadMode(
       throw new Error(`containerd content directory ${contentDir} is not readable: ${(err as Error).message}`)
     return 'grpc'
   }
+}
+
+/** Whether `file` exists (an error other than its absence, such as EACCES, counts as maybe: containerd is asked). */
+function inDirectory(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    (err: unknown) => !isMissingFile(err)
+  )
 }

@@ -35,6 +35,10 @@ export interface ContainerdProcess {
   removeImage(namespace: string, reference: string): Promise<void>
   /** Stops and starts containerd again (same root), as a restart on a node. */
   restart(): Promise<void>
+  /** Freezes containerd (SIGSTOP): it holds connections and answers nothing until {@link thaw}. */
+  freeze(): void
+  /** Lets a frozen containerd go on (SIGCONT). */
+  thaw(): void
   stop(): Promise<void>
 }
 
@@ -120,6 +124,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     async restart() {
       await stopChild()
       await start()
+    },
+    freeze() {
+      child?.kill('SIGSTOP')
+    },
+    thaw() {
+      child?.kill('SIGCONT')
     },
     async stop() {
       await stopChild()

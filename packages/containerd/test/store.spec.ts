@@ -1,8 +1,9 @@
 // ContainerdStore behaviour beyond the conformance suite, against a real containerd: events, partial content,
 // restarts, names that are not references, and read modes.
 import assert from 'node:assert/strict'
+import { access } from 'node:fs/promises'
 import { join } from 'node:path'
-import { buildImage, type Digest } from '@kadmirror/oci'
+import { buildImage, type Digest, digestOf } from '@kadmirror/oci'
 import type { StoreEvent } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
 import { type ContainerdStore, openContainerdStore } from '../src/index.ts'
@@ -84,6 +85,31 @@ if (why !== undefined) {
 
     it('reads the content directory directly when it is readable', async () => {
       assert.equal((await open()).readMode, 'file')
+    })
+
+    it('answers a digest absent from the content directory without containerd (a miss while it is frozen)', async () => {
+      const s = await open()
+      containerd.freeze()
+      // Thawed after 2 s in any case, so that a store that does ask containerd fails the bound instead of hanging.
+      const thaw = setTimeout(() => containerd.thaw(), 2000)
+      try {
+        const started = Date.now()
+        assert.equal(await s.stat(`sha256:${'b'.repeat(64)}` as Digest), undefined)
+        assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`)
+      } finally {
+        clearTimeout(thaw)
+        containerd.thaw()
+      }
+    })
+
+    it('still asks containerd for a blob in the content directory (it may belong to another namespace)', async () => {
+      const layer = Buffer.from('held by another namespace')
+      const image = buildImage({ layers: [layer] })
+      await containerd.importImage(`${namespace}-other`, 'example.com/team/other:v1', image)
+      const digest = digestOf(layer)
+      await access(join(containerd.contentDir, 'blobs', 'sha256', digest.slice(7)))
+      const s = await open()
+      assert.equal(await s.stat(digest), undefined)
     })
 
     it('reads through the content service when the content directory is not there', async () => {
