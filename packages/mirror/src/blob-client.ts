@@ -17,8 +17,8 @@ import type { BodyHandlers, PeerBody } from './peer-body.ts'
 export const READ_BUFFER_BYTES = 256 * 1024
 /** Read buffers one body cycles through: the kernel fills one while the reader holds the others. */
 const READ_BUFFERS_PER_BODY = 4
-/** Free read buffers kept for later bodies. */
-const FREE_READ_BUFFERS_KEPT = 32
+/** Free read buffers kept for later bodies (two bodies' worth: more only held memory after a burst, bench/compare). */
+const FREE_READ_BUFFERS_KEPT = 8
 
 const free: Buffer[] = []
 const takeBuffer = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
