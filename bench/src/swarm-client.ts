@@ -100,10 +100,7 @@ async function commitLayer(
   })
 }
 
-/**
- * A blob GET through node:http, whose body chunks are slices of what the socket read (undici copies each chunk out
- * of its WASM parser: twice this puller's CPU per byte, which is containerd's part of the machine, not the mirror's).
- */
+/** A blob GET through node:http (its body is a stream putBlob reads, as containerd writes what it receives). */
 function blobGet(url: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = get(url, { agent: httpAgent }, resolve)
