@@ -6,10 +6,8 @@
  * spec allows more than one answer (a malformed Range may be ignored or refused), the case accepts each.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { NetworkNode } from '@kadmirror/test-support/netns'
+import { curlRequest } from './cluster.ts'
 
 /** What the battery asks for: content the cluster holds, by the names containerd would use. */
 export interface BatteryTarget {
@@ -350,71 +348,24 @@ export function batteryCases(t: BatteryTarget): BatteryCase[] {
   ]
 }
 
-/** Sends `request` to `base` with curl from inside `node`'s namespace. */
-async function send(
-  node: NetworkNode,
-  base: string,
-  request: BatteryRequest,
-  dir: string
-): Promise<BatteryAnswer> {
-  const file = join(dir, 'body')
-  await rm(file, { force: true })
-  const method = request.method === 'HEAD' ? ['-I'] : ['-X', request.method]
-  const headers = Object.entries(request.headers ?? {}).flatMap(([name, value]) => [
-    '-H',
-    `${name}: ${value}`
-  ])
-  const marker = '\n--kadmirror-battery--\n'
-  const { stdout } = await node.run(
-    'curl',
-    [
-      '-s',
-      '--path-as-is',
-      '-m',
-      '10',
-      ...method,
-      ...headers,
-      '-D',
-      '-',
-      '-o',
-      file,
-      '-w',
-      `${marker}%{http_code} %{time_total}`,
-      `${base}${request.path}`
-    ],
-    { timeout: 15_000 }
-  )
-  const [head = '', tail = ''] = stdout.split(marker)
-  const [code, seconds] = tail.trim().split(' ').map(Number) as [number, number]
-  const answer = new Map<string, string>()
-  // The last header block (curl prints each response's, e.g. after a 100 Continue).
-  const block =
-    head
-      .trim()
-      .split(/\r?\n\r?\n/)
-      .at(-1) ?? ''
-  for (const line of block.split(/\r?\n/).slice(1)) {
+/** Sends `request` to `base` from inside `node`'s namespace. */
+async function send(node: NetworkNode, base: string, request: BatteryRequest): Promise<BatteryAnswer> {
+  const answer = await curlRequest(node, `${base}${request.path}`, request.method, request.headers)
+  const headers = new Map<string, string>()
+  for (const line of answer.headers.split(/\r?\n/).slice(1)) {
     const colon = line.indexOf(':')
-    if (colon > 0) answer.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
   }
-  // With HEAD (curl -I) the file holds the headers again: a HEAD answer has no body to look at.
-  const bytes =
-    request.method === 'HEAD' ? Buffer.alloc(0) : await readFile(file).catch(() => Buffer.alloc(0))
-  return { status: code, headers: answer, body: bytes, seconds }
+  return { ...answer, headers }
 }
 
 /** GETs `url` from inside `node`'s namespace: status, headers and body bytes (for the battery's expected content). */
-export async function fetchFrom(
+export function fetchFrom(
   node: NetworkNode,
   url: string,
   headers: Record<string, string> = {}
 ): Promise<BatteryAnswer> {
-  const dir = await mkdtemp(join(tmpdir(), 'kadmirror-battery-'))
-  try {
-    return await send(node, '', { method: 'GET', path: url, headers }, dir)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+  return send(node, '', { method: 'GET', path: url, headers })
 }
 
 /** The `Accept` header containerd sends for manifests. */
@@ -426,16 +377,11 @@ export async function runBattery(
   t: BatteryTarget
 ): Promise<{ total: number; failed: { name: string; why: string }[] }> {
   const cases = batteryCases(t)
-  const dir = await mkdtemp(join(tmpdir(), 'kadmirror-battery-'))
   const failed: { name: string; why: string }[] = []
-  try {
-    for (const c of cases) {
-      const answer = await send(node, t.base, c.request, dir)
-      const why = answer.status === 0 ? 'no answer (connection failed or timed out)' : c.check(answer)
-      if (why !== undefined) failed.push({ name: c.name, why })
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true })
+  for (const c of cases) {
+    const answer = await send(node, t.base, c.request)
+    const why = answer.status === 0 ? 'no answer (connection failed or timed out)' : c.check(answer)
+    if (why !== undefined) failed.push({ name: c.name, why })
   }
   return { total: cases.length, failed }
 }

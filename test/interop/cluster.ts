@@ -5,7 +5,8 @@
  * Spegel bootstraps from kadmirror's HTTP `/id` and kadmirror from Spegel's.
  */
 import type { ChildProcess } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { renderHostsToml } from '@kadmirror/containerd'
 import { waitFor } from '@kadmirror/test-support'
@@ -45,38 +46,64 @@ export function until(check: () => Promise<boolean>, ms: number, what: string): 
   return waitFor(() => check().catch(() => false), ms, what, 200)
 }
 
-/** An HTTP request made from inside `node`'s namespace with curl: status, headers and body, and seconds taken. */
+/** An HTTP answer seen by curl: status, the last header block as text, the body bytes, and seconds taken. */
+export interface CurlAnswer {
+  status: number
+  headers: string
+  body: Buffer
+  seconds: number
+}
+
+/**
+ * An HTTP request made from inside `node`'s namespace with curl, any method, the path sent as given (`../` kept). The
+ * body of a HEAD answer is empty (curl does not read one). Status 0: no answer (refused, or over 10 s).
+ */
+export async function curlRequest(
+  node: NetworkNode,
+  url: string,
+  method = 'GET',
+  headers: Record<string, string> = {}
+): Promise<CurlAnswer> {
+  const dir = await mkdtemp(join(tmpdir(), 'kadmirror-curl-'))
+  try {
+    const file = join(dir, 'body')
+    const marker = '\n--kadmirror-curl--\n'
+    const sent = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
+    const { stdout } = await node.run(
+      'curl',
+      [
+        ...['-s', '--path-as-is', '-m', '10', '-D', '-', '-o', file],
+        ...(method === 'HEAD' ? ['-I'] : ['-X', method]),
+        ...sent,
+        ...['-w', `${marker}%{http_code} %{time_total}`, url]
+      ],
+      { timeout: 30_000 }
+    )
+    const [response = '', tail = ''] = stdout.split(marker)
+    const [status, seconds] = tail.trim().split(' ').map(Number) as [number, number]
+    // curl prints each response's head (a 100 Continue's too): the last one is the answer's.
+    const block =
+      response
+        .trim()
+        .split(/\r?\n\r?\n/)
+        .at(-1) ?? ''
+    // With HEAD (-I) the file holds the head again, not a body.
+    const body = method === 'HEAD' ? Buffer.alloc(0) : await readFile(file).catch(() => Buffer.alloc(0))
+    return { status, headers: block, body, seconds }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** {@link curlRequest} with the body as text (GET or HEAD). */
 export async function curl(
   node: NetworkNode,
   url: string,
   method: 'GET' | 'HEAD' = 'GET',
   headers: Record<string, string> = {}
 ): Promise<{ status: number; headers: string; body: string; seconds: number }> {
-  const marker = '\n--kadmirror-curl--\n'
-  const sent = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])
-  const { stdout } = await node.run(
-    'curl',
-    [
-      '-s',
-      '-D',
-      '-',
-      ...sent,
-      ...(method === 'HEAD' ? ['-I'] : []),
-      '-w',
-      `${marker}%{http_code} %{time_total}`,
-      url
-    ],
-    { timeout: 30_000 }
-  )
-  const [response = '', tail = ''] = stdout.split(marker)
-  const [status, seconds] = tail.trim().split(' ').map(Number) as [number, number]
-  const split = response.indexOf('\r\n\r\n')
-  return {
-    status,
-    seconds,
-    headers: split < 0 ? response : response.slice(0, split),
-    body: split < 0 ? '' : response.slice(split + 4)
-  }
+  const answer = await curlRequest(node, url, method, headers)
+  return { ...answer, body: answer.body.toString('utf8') }
 }
 
 /** A node of the cluster: its containerd, its mirror process, and a hosts directory naming the mirror first. */
