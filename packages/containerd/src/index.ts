@@ -32,3 +32,4 @@ export {
   parseMirroredRegistries,
   renderHostsToml
 } from './hosts.ts'
+export { type Ingest, IngestDirectory, type IngestDirectoryInit } from './ingests.ts'

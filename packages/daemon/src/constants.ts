@@ -51,3 +51,14 @@ export const STORE_RETRY_MAX_BACKOFF_MS = 30 * second
 export const MEASURE_LOOKUP_PROVIDERS = 10
 /** Largest body of a debug page request (a measure form), in bytes. */
 export const DEBUG_REQUEST_MAX_BYTES = 16 * 1024
+
+// --- flash crowd: downloads served while they arrive ----------------------------------------------------------
+
+/** How long containerd's download of a blob sent upstream is looked for before it is given up, in ms. */
+export const IN_FLIGHT_FIND_TIMEOUT_MS = 5000
+/** How often the content directory's `ingest/` is read while a download is looked for, in ms. */
+export const IN_FLIGHT_FIND_POLL_MS = 25
+/** How often advertised downloads are checked (grown, committed, gone), in ms. */
+export const IN_FLIGHT_CHECK_MS = 1000
+/** An advertised download that has not grown for this long is withdrawn, in ms. */
+export const IN_FLIGHT_STALL_MS = 30_000

@@ -3,9 +3,14 @@
  * mirror handler → metrics server, started in that order and closed in reverse by one `close()`. The daemon's CLI
  * only turns flags into {@link NodeOptions} and calls it; examples, tests and benchmarks call it too.
  */
-import { mkdir } from 'node:fs/promises'
+import { access, constants as fsConstants, mkdir } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { openContainerdStore } from '@kadmirror/containerd'
+import {
+  DEFAULT_CONTAINERD_NAMESPACE,
+  DEFAULT_CONTENT_DIR,
+  IngestDirectory,
+  openContainerdStore
+} from '@kadmirror/containerd'
 import {
   imageFilterOf,
   listenMirror,
@@ -13,6 +18,7 @@ import {
   type MirrorHandlerInit,
   type MirrorListener
 } from '@kadmirror/mirror'
+import type { Digest } from '@kadmirror/oci'
 import {
   type Advertiser,
   createAdvertiser,
@@ -26,6 +32,7 @@ import { type Logger, pino } from 'pino'
 import { Registry } from 'prom-client'
 import { DEFAULT_METRICS_PORT, DEFAULT_REGISTRY_PORT, DRAIN_POLL_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
 import { DebugState } from './debug-state.ts'
+import { InFlightTracker } from './in-flight-tracker.ts'
 import { measure } from './measure.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type DebugWeb, type MetricsServer, startMetricsServer } from './metrics-server.ts'
@@ -69,6 +76,13 @@ export interface NodeOptions {
    * (bench/daemon at 10 daemons: no difference in RSS, idle CPU or request rate beyond run-to-run noise).
    */
   libp2pMetrics?: boolean
+  /**
+   * Flash crowds (many nodes pulling the same new image at once): the nodes missing a blob elect one to fetch it
+   * from upstream, which advertises containerd's download at once and serves it to the others while it arrives;
+   * they wait up to `waitMs` (default 1500) for it. Needs the containerd store with a readable content directory
+   * (else off, with a log line). `false` turns it off. Default on.
+   */
+  flashCrowd?: false | { waitMs?: number }
   /** How long in-flight transfers may take to finish on `close()`, in ms. @default {@link SHUTDOWN_GRACE_MS} (10 s) */
   shutdownGraceMs?: number
   logger?: Logger
@@ -198,13 +212,27 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
   await advertiser.start()
   let closing = false
   const ready = async (): Promise<boolean> => !closing && (await router.ready())
+  const inFlight = await inFlightOf(options, router, store, log)
+  if (inFlight !== undefined) started.add(async () => inFlight.close())
   const mirror = listener.serve({
     ...options.mirror,
     store,
     router,
     ready,
+    ...(inFlight === undefined
+      ? {}
+      : {
+          inFlight,
+          flashCrowd: {
+            selfId: router.peerId,
+            ...(options.flashCrowd === false || options.flashCrowd?.waitMs === undefined
+              ? {}
+              : { waitMs: options.flashCrowd.waitMs })
+          }
+        }),
     logger: log.child({ component: 'mirror' })
   })
+  if (inFlight !== undefined) mirror.events.on('upstream', (event) => inFlight.follow(event.digest as Digest))
   const metrics = createNodeMetrics({ mirror, router, advertiser }, metricsRegistry)
   logRequests(mirror, log)
   listener.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -241,6 +269,36 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
       return closed
     }
   }
+}
+
+/**
+ * The tracker of containerd's downloads that serves them to peers while they arrive (flash crowds), or undefined
+ * when the option is off or the store cannot show them (not containerd, or its content directory is not readable).
+ */
+async function inFlightOf(
+  options: NodeOptions,
+  router: Libp2pRouter,
+  store: ContentStore,
+  log: Logger
+): Promise<InFlightTracker | undefined> {
+  const option = options.store
+  if (options.flashCrowd === false || option.kind !== 'containerd') return undefined
+  const contentDir = option.contentDir ?? DEFAULT_CONTENT_DIR
+  const readable = await access(contentDir, fsConstants.R_OK | fsConstants.X_OK).then(
+    () => true,
+    () => false
+  )
+  if (!readable) {
+    log.warn({ contentDir }, 'flash crowd off: containerd content directory not readable')
+    return undefined
+  }
+  const namespace = option.namespace ?? DEFAULT_CONTAINERD_NAMESPACE
+  return new InFlightTracker({
+    ingests: new IngestDirectory({ contentDir, namespace }),
+    router,
+    store,
+    log: log.child({ component: 'in-flight' })
+  })
 }
 
 /** One log line per mirror request (health probes at debug level). */

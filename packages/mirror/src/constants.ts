@@ -117,3 +117,31 @@ export const BUSY_RETRY_MS = 250
 export const BUSY_WAIT_MS = 5000
 /** Weight of the newest answer time in a peer's running average (an EWMA). */
 export const PEER_RTT_WEIGHT = 0.3
+
+// --- flash crowd ------------------------------------------------------------------------------------------------
+
+/**
+ * Longest a blob request that lost the flash-crowd election waits for the elected node's bytes to be advertised,
+ * in ms; then it is answered 404 and the client goes upstream as without a mirror. The cost when the elected node
+ * dies or cannot fetch (private content): this much per blob, blobs waiting in parallel.
+ */
+export const FLASH_CROWD_WAIT_MS = 1500
+/**
+ * Time between advertising a claim and reading the others' claims, in ms: longer than an advertisement takes to
+ * land on a cluster network (a few ms in one round), so that nodes asking within this time of each other all see
+ * each other and agree on one fetcher.
+ */
+export const CLAIM_SETTLE_MS = 40
+/** A claim is withdrawn this long after it was made, in ms (by then the elected fetch advertised its bytes or failed). */
+export const CLAIM_TTL_MS = 10_000
+/** Longest one lookup of claimers may take, in ms. */
+export const CLAIM_LOOKUP_TIMEOUT_MS = 200
+/** How often a waiting blob request looks up the blob again while it waits for the elected node's bytes, in ms. */
+export const FLASH_CROWD_POLL_MS = 100
+/**
+ * Content still being written (another fetch in flight on this node) that does not grow for this long, in ms, is
+ * given up: the response to the peer is cut (its mirror resumes elsewhere or answers 404).
+ */
+export const GROWING_STALL_MS = 10_000
+/** How often a read that reached the written end of growing content looks again, in ms. */
+export const GROWING_POLL_MS = 20

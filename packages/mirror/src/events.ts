@@ -24,6 +24,8 @@ export type ResponseSource =
   | 'meta'
   /** A peer asked for a blob while this node served its maximum of uploads to peers: 429, the peer asks another. */
   | 'busy'
+  /** Served to a peer from content this node is still receiving (its containerd's download from upstream). */
+  | 'in-flight'
 
 /** One finished request. */
 export interface ResponseEvent {
@@ -88,9 +90,20 @@ export interface DigestMismatchEvent {
   actual: string
 }
 
+/**
+ * A blob GET from the node's own client answered 404 after the peers: the client fetches it from upstream now, so its
+ * download can be served to peers while it arrives (see `MirrorHandlerInit.inFlight`).
+ */
+export interface UpstreamEvent {
+  digest: string
+  /** True when this node was elected among the nodes that missed the blob at once (flash crowd); false: no election. */
+  elected: boolean
+}
+
 /** The events of {@link MirrorHandler.events}. */
 export interface MirrorEventMap {
   response: [ResponseEvent]
+  upstream: [UpstreamEvent]
   'peer-failure': [PeerFailureEvent]
   'digest-mismatch': [DigestMismatchEvent]
 }

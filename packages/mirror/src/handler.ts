@@ -40,11 +40,13 @@ import {
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './blob-transfer.ts'
+import { Claims } from './claims.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
 import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
+import { type InFlightContent, openGrowing, sendGrowing } from './in-flight.ts'
 import {
   type FetchSession,
   fetchManifest,
@@ -182,10 +184,29 @@ export interface MirrorHandlerInit {
    * that many nodes asking at once spread over the providers; `lookup` keeps the lookup's order.
    */
   providerOrder?: 'spread' | 'lookup'
+  /**
+   * Flash crowds (many nodes missing the same new blob at once): the nodes that miss a blob no peer has elect one
+   * to fetch it from upstream (its client gets the 404 at once); the others wait up to `waitMs` for its bytes, which
+   * it serves to them while they arrive (its `inFlight`). Give `inFlight` on every node that enables this: a node
+   * whose client's download cannot be served makes the others wait `waitMs` for nothing. Default off.
+   */
+  flashCrowd?: FlashCrowdOptions
+  /** Content this node is still receiving (its containerd's downloads), served to peers as it grows. Default none. */
+  inFlight?: InFlightContent
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
   logger?: Logger
+}
+
+/** Options of {@link MirrorHandlerInit.flashCrowd}. Times in ms. */
+export interface FlashCrowdOptions {
+  /** This node's id as peers' lookups report it (the libp2p peer id). */
+  selfId: string
+  /** Longest a node that lost the election waits for the elected node's bytes before a 404. Default 1500. */
+  waitMs?: number
+  /** Time between a node's claim and its reading of the others' claims. Default 40. */
+  settleMs?: number
 }
 
 /**
@@ -239,6 +260,10 @@ interface Settings {
   busyWaitMs: number
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
+  /** The flash-crowd election and how long a loser waits; undefined: off. */
+  flashCrowd: { claims: Claims; waitMs: number } | undefined
+  inFlight: InFlightContent | undefined
+  events: EventEmitter<MirrorEventMap>
   log: Logger
 }
 
@@ -333,6 +358,9 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
       Math.floor(nonNegative('hashThreads', init.hashThreads, defaultHashThreads())),
       defaults.HASH_IN_FLIGHT_BUDGET_BYTES
     ),
+    flashCrowd: flashCrowdOf(init),
+    inFlight: init.inFlight,
+    events,
     log: init.logger ?? silent
   }
 
@@ -429,6 +457,20 @@ function pieceSettings(init: MirrorHandlerInit): Settings['pieces'] {
     maxProviders,
     minSplitBytes: Math.max(1, Math.min(defaults.MIN_SPLIT_BYTES, Math.floor(pieceBytes / 4)))
   }
+}
+
+/** The flash-crowd settings, or undefined when it is off. */
+function flashCrowdOf(init: MirrorHandlerInit): Settings['flashCrowd'] {
+  const options = init.flashCrowd
+  if (options === undefined) return undefined
+  const claims = new Claims({
+    router: init.router,
+    selfId: options.selfId,
+    settleMs: nonNegative('flashCrowd.settleMs', options.settleMs, defaults.CLAIM_SETTLE_MS),
+    claimTtlMs: defaults.CLAIM_TTL_MS,
+    lookupTimeoutMs: defaults.CLAIM_LOOKUP_TIMEOUT_MS
+  })
+  return { claims, waitMs: nonNegative('flashCrowd.waitMs', options.waitMs, defaults.FLASH_CROWD_WAIT_MS) }
 }
 
 function defaultHashThreads(): number {
@@ -571,22 +613,15 @@ async function handle(
         req.headers[MIRRORED] === 'true' &&
         !takeUpload(settings, res)
       ) {
-        outcome.source = 'busy'
-        const { max } = settings.uploads
-        sendError(
-          res,
-          429,
-          'TOOMANYREQUESTS',
-          `this node serves its maximum of ${max} blobs to peers; ask another`
-        )
-        return
+        return sendBusy(settings, res, outcome)
       }
       const served = await serveLocal(settings, req, res, path, info, range, outcome)
       if (served) return
     }
   }
   if (req.headers[MIRRORED] === 'true') {
-    // A peer forwarded this request: answer from this node's own store only (no loops).
+    // A peer forwarded this request: answer from this node's own store only (no loops), or from what it is receiving.
+    if (path.kind === 'blob' && (await serveInFlight(settings, req, res, path, range, outcome))) return
     outcome.source = 'miss'
     sendError(res, 404, missCode, 'not held by this node')
     return
@@ -677,6 +712,61 @@ function notModified(req: IncomingMessage, res: ServerResponse, digest: Digest):
 }
 
 /** Serves content from the node's store. Resolves false when it vanished before the read started. */
+/** Answers a peer 429: this node serves its maximum of blobs to peers. */
+function sendBusy(settings: Settings, res: ServerResponse, outcome: Outcome): void {
+  outcome.source = 'busy'
+  const { max } = settings.uploads
+  sendError(res, 429, 'TOOMANYREQUESTS', `this node serves its maximum of ${max} blobs to peers; ask another`)
+}
+
+/**
+ * Serves a peer's blob request from content this node is still receiving ({@link InFlightContent}), as it grows;
+ * false when there is none (or it was committed meanwhile: the caller answers as for content not held). A download
+ * that stops growing cuts the response: the peer's mirror resumes elsewhere or answers 404.
+ */
+async function serveInFlight(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: BlobPath,
+  spec: RangeSpec | undefined,
+  outcome: Outcome
+): Promise<boolean> {
+  const growing = await settings.inFlight?.find(path.digest)
+  if (growing === undefined) return false
+  const file = req.method === 'GET' ? await openGrowing(growing) : undefined
+  if (req.method === 'GET' && file === undefined) return false
+  try {
+    if (req.method === 'GET' && !takeUpload(settings, res)) {
+      sendBusy(settings, res, outcome)
+      return true
+    }
+    outcome.source = 'in-flight'
+    const range = clientRange(res, spec, growing.size)
+    if (range === null) return true
+    const headers = contentHeaders(
+      { digest: path.digest, size: growing.size },
+      'application/octet-stream',
+      range
+    )
+    res.writeHead(range === undefined ? 200 : 206, headers)
+    if (file === undefined) {
+      res.end()
+      return true
+    }
+    const whole = range ?? { start: 0, end: growing.size - 1 }
+    const limits = { stallMs: defaults.GROWING_STALL_MS, pollMs: defaults.GROWING_POLL_MS }
+    outcome.bytes = await sendGrowing(res, file, whole, limits).catch((err: unknown) => {
+      settings.log.warn({ err, digest: path.digest }, 'in-flight content stopped; cutting the peer')
+      res.destroy()
+      return 0
+    })
+    return true
+  } finally {
+    await file?.close().catch(() => {})
+  }
+}
+
 async function serveLocal(
   settings: Settings,
   req: IncomingMessage,
@@ -888,10 +978,19 @@ function clientSignal(res: ServerResponse): AbortSignal {
   return controller.signal
 }
 
-function newSession(settings: Settings, key: string, signal: AbortSignal): FetchSession {
+/** A new lookup of `key` and the attempts made on it; `fresh` asks the network even when a result is cached. */
+function newSession(settings: Settings, key: string, signal: AbortSignal, fresh = false): FetchSession {
   const count = settings.fetch.maxAttempts + defaults.MAX_FREE_REFUSALS + 2
   return {
-    queue: new ProviderQueue(settings.router, key, count, signal, settings.fetch.avoid, settings.choose),
+    queue: new ProviderQueue(
+      settings.router,
+      key,
+      count,
+      signal,
+      settings.fetch.avoid,
+      settings.choose,
+      fresh
+    ),
     attempts: 0,
     freeRefusals: 0,
     busy: 0,
@@ -1038,10 +1137,28 @@ async function blobFromPeers(
       session = newSession(settings, path.digest, signal)
       first = await open(0, undefined)
     }
+    let elected = false
+    if (
+      first.value === undefined &&
+      method === 'GET' &&
+      session.busy === 0 &&
+      settings.flashCrowd !== undefined
+    ) {
+      const crowd = settings.flashCrowd
+      elected = (await crowd.claims.elect(path.digest, signal).catch(() => 'fetch')) === 'fetch'
+      // Another node fetches it from upstream: its bytes are advertised once its download starts.
+      while (!elected && first.value === undefined && performance.now() - started < crowd.waitMs) {
+        if (!(await sleep(defaults.FLASH_CROWD_POLL_MS, true, { signal }).catch(() => false))) break
+        session = newSession(settings, path.digest, signal, true)
+        first = await open(0, undefined)
+      }
+    }
     outcome.resolveMs = performance.now() - started
     if (first.value === undefined) {
       outcome.source = 'miss'
       sendError(res, 404, 'BLOB_UNKNOWN', missMessage(path.digest, first.attempts, session.queue.error))
+      if (method === 'GET' && !client.aborted)
+        settings.events.emit('upstream', { digest: path.digest, elected })
       return
     }
     const size = first.value.size

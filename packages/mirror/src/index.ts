@@ -14,6 +14,8 @@
  * handler.events.on('response', (e) => console.log(e.kind, e.source, e.status, e.durationMs))
  * ```
  */
+
+export { type ClaimClock, type ClaimRole, Claims, type ClaimsInit, claimKey, claimRank } from './claims.ts'
 export * as constants from './constants.ts'
 export {
   ContentTruncatedError,
@@ -33,15 +35,25 @@ export type {
   PeerFailureEvent,
   PeerFailureKind,
   ResponseEvent,
-  ResponseSource
+  ResponseSource,
+  UpstreamEvent
 } from './events.ts'
 export {
   type Credentials,
   createMirrorHandler,
+  type FlashCrowdOptions,
   imageFilterOf,
   type MirrorHandler,
   type MirrorHandlerInit
 } from './handler.ts'
+export {
+  type GrowingContent,
+  type GrowingLimits,
+  GrowingStalledError,
+  type InFlightContent,
+  openGrowing,
+  sendGrowing
+} from './in-flight.ts'
 export {
   answerClientError,
   createMirrorServer,

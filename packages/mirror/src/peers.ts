@@ -129,11 +129,12 @@ export class ProviderQueue {
     count: number,
     signal: AbortSignal,
     avoid: PeerAvoidList,
-    choose: ProviderChoice = lookupOrder
+    choose: ProviderChoice = lookupOrder,
+    fresh = false
   ) {
     this.#avoid = avoid
     this.#choose = choose
-    void this.#pull(router, key, count, signal)
+    void this.#pull(router, key, count, signal, fresh)
   }
 
   /** True once the lookup ended and every provider was taken. */
@@ -215,9 +216,15 @@ export class ProviderQueue {
     return this.#ready.splice(this.#ready.indexOf(chosen), 1)[0]
   }
 
-  async #pull(router: Router, key: string, count: number, signal: AbortSignal): Promise<void> {
+  async #pull(
+    router: Router,
+    key: string,
+    count: number,
+    signal: AbortSignal,
+    fresh: boolean
+  ): Promise<void> {
     try {
-      for await (const provider of router.lookup(key, { count, signal })) {
+      for await (const provider of router.lookup(key, { count, signal, fresh })) {
         if (this.#seen.has(provider.id) || this.#avoid.has(provider.id)) continue
         this.#seen.add(provider.id)
         this.#ready.push(provider)

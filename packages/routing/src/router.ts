@@ -26,6 +26,11 @@ export interface LookupOptions {
   count?: number
   /** Ends the lookup early. */
   signal?: AbortSignal
+  /**
+   * Ask the network even when a recent result of this key is cached (the cache keeps hits a few seconds and misses
+   * 500 ms): for a caller that polls a key it expects to appear. Default false.
+   */
+  fresh?: boolean
 }
 
 /**

@@ -1,0 +1,83 @@
+/**
+ * Content this node is still receiving — containerd downloading a blob from upstream after the mirror answered 404 —
+ * served to peers while it grows: a read that reaches the written end waits for more, until the whole size is sent.
+ * The file may be renamed underneath (containerd's commit keeps the inode): an open descriptor reads on.
+ */
+import { type FileHandle, open } from 'node:fs/promises'
+import type { ServerResponse } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ByteRange, Digest } from '@kadmirror/oci'
+import { drained } from './respond.ts'
+
+/** A file being written that will hold `size` bytes of a blob. */
+export interface GrowingContent {
+  /** The file's path (containerd's `ingest/<id>/data`). */
+  path: string
+  /** The blob's size in bytes, once complete. */
+  size: number
+}
+
+/**
+ * Where the mirror finds content this node is still receiving, to serve it to peers before it is complete. The
+ * peers verify the digest as the bytes arrive, as for any peer content.
+ */
+export interface InFlightContent {
+  /** The content being written for `digest` now, or undefined. */
+  find(digest: Digest): Promise<GrowingContent | undefined>
+}
+
+/** Limits of {@link sendGrowing}, in ms. */
+export interface GrowingLimits {
+  /** Give up when the file has not grown for this long. */
+  stallMs: number
+  /** How often a read at the written end looks again. */
+  pollMs: number
+}
+
+/** Largest read of growing content, in bytes. */
+const READ_BYTES = 256 * 1024
+
+/** The growing content did not grow for the stall time: its download stopped. */
+export class GrowingStalledError extends Error {
+  constructor(position: number) {
+    super(`the content stopped growing at byte ${position}`)
+    this.name = 'GrowingStalledError'
+  }
+}
+
+/** Opens growing content for reading; undefined when the file is gone (committed or removed meanwhile: look again). */
+export async function openGrowing(content: GrowingContent): Promise<FileHandle | undefined> {
+  return open(content.path, 'r').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined
+    throw err
+  })
+}
+
+/**
+ * Writes bytes `range` of `file` (opened by {@link openGrowing}; the caller closes it) to `res` as they are written,
+ * and ends the response. Resolves the bytes sent; stops early (without ending) when the client goes away.
+ * @throws {GrowingStalledError} when the file stops growing for `limits.stallMs`.
+ */
+export async function sendGrowing(
+  res: ServerResponse,
+  file: FileHandle,
+  range: ByteRange,
+  limits: GrowingLimits
+): Promise<number> {
+  let position = range.start
+  let grewAt = performance.now()
+  while (position <= range.end && !res.destroyed) {
+    const want = Math.min(READ_BYTES, range.end + 1 - position)
+    const { bytesRead, buffer } = await file.read(Buffer.allocUnsafe(want), 0, want, position)
+    if (bytesRead === 0) {
+      if (performance.now() - grewAt > limits.stallMs) throw new GrowingStalledError(position)
+      await sleep(limits.pollMs)
+      continue
+    }
+    grewAt = performance.now()
+    position += bytesRead
+    if (!res.write(buffer.subarray(0, bytesRead)) && !(await drained(res))) break
+  }
+  if (position > range.end) res.end()
+  return position - range.start
+}

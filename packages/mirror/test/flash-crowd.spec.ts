@@ -1,0 +1,336 @@
+/**
+ * Flash crowds: nodes that miss the same blob at once elect one to fetch it from upstream; the node serves its
+ * download to the others while it grows, and they verify it as any peer content.
+ */
+import assert from 'node:assert/strict'
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import type { Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type Digest, digestOf } from '@kadmirror/oci'
+import { createMemoryNetwork, type MemoryNetwork, type MemoryRouter } from '@kadmirror/routing'
+import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
+import {
+  type ClaimClock,
+  Claims,
+  claimKey,
+  claimRank,
+  createMirrorHandler,
+  type GrowingContent,
+  type MirrorHandler,
+  type MirrorHandlerInit,
+  type UpstreamEvent
+} from '../src/index.ts'
+import { errorCode, get, listen, randomBytes, stopServer, urlOf } from './fixtures.ts'
+
+/** A clock whose time moves only when the test says so. */
+class FakeClock implements ClaimClock {
+  now = 0
+  private readonly timers: Array<{ at: number; fn: () => void }> = []
+
+  sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true })
+      this.after(ms, resolve)
+    })
+  }
+
+  after(ms: number, fn: () => void): void {
+    this.timers.push({ at: this.now + ms, fn })
+  }
+
+  /** Moves time forward by `ms`, running every timer due, then lets the promises they resolved run. */
+  async advance(ms: number): Promise<void> {
+    this.now += ms
+    for (const timer of this.timers.filter((t) => t.at <= this.now)) {
+      this.timers.splice(this.timers.indexOf(timer), 1)
+      timer.fn()
+    }
+    for (let i = 0; i < 20; i++) await Promise.resolve()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+const digest = (n: number): Digest => digestOf(Buffer.from(`blob ${n}`))
+const never = new AbortController().signal
+
+describe('flash-crowd election', () => {
+  let network: MemoryNetwork
+  let clock: FakeClock
+  const routers: MemoryRouter[] = []
+  beforeEach(() => {
+    network = createMemoryNetwork()
+    clock = new FakeClock()
+  })
+  afterEach(async () => {
+    await Promise.all(routers.splice(0).map((r) => r.close()))
+  })
+
+  function claims(id: string): Claims {
+    const router = network.createRouter({ id, registryUrl: `http://${id}` })
+    routers.push(router)
+    return new Claims({ router, selfId: id, settleMs: 40, claimTtlMs: 10_000, lookupTimeoutMs: 200, clock })
+  }
+
+  /** Runs the elections of `nodes` for `blob` at once and returns each node's role. */
+  async function electAll(nodes: Claims[], blob: Digest): Promise<string[]> {
+    const roles = Promise.all(nodes.map((n) => n.elect(blob, never)))
+    await clock.advance(0)
+    await clock.advance(40)
+    return roles
+  }
+
+  it('elects a node that misses a blob alone to fetch it', async () => {
+    assert.deepEqual(await electAll([claims('a')], digest(1)), ['fetch'])
+  })
+
+  it('elects exactly one fetcher among nodes that miss a blob at once, the one ranked first', async () => {
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f']
+    const roles = await electAll(
+      ids.map((id) => claims(id)),
+      digest(2)
+    )
+    assert.equal(roles.filter((r) => r === 'fetch').length, 1)
+    const first = [...ids].sort((x, y) => (claimRank(digest(2), x) < claimRank(digest(2), y) ? -1 : 1))[0]
+    assert.equal(roles[ids.indexOf(first as string)], 'fetch')
+  })
+
+  it('has a node that finds a claim wait without claiming', async () => {
+    const [a, b] = [claims('a'), claims('b')]
+    assert.deepEqual(await electAll([a], digest(3)), ['fetch'])
+    assert.equal(await b.elect(digest(3), never), 'wait')
+    assert.equal(b.size(), 0)
+  })
+
+  it('answers fetch again to the elected node while its claim lasts', async () => {
+    const a = claims('a')
+    await electAll([a], digest(4))
+    assert.equal(await a.elect(digest(4), never), 'fetch')
+  })
+
+  it('withdraws a claim after its time to live, so that a later miss elects again', async () => {
+    const [a, b] = [claims('a'), claims('b')]
+    await electAll([a], digest(5))
+    assert.equal(a.size(), 1)
+    await clock.advance(10_000)
+    assert.equal(a.size(), 0)
+    const providers = []
+    for await (const p of routers[1]?.lookup(claimKey(digest(5))) ?? []) providers.push(p)
+    assert.deepEqual(providers, [])
+    assert.deepEqual(await electAll([b], digest(5)), ['fetch'])
+  })
+
+  it('spreads the blobs of one image over several fetchers', async () => {
+    const nodes = ['a', 'b', 'c', 'd'].map((id) => claims(id))
+    const winners = new Set<number>()
+    for (let n = 10; n < 20; n++) {
+      const roles = await electAll(nodes, digest(n))
+      winners.add(roles.indexOf('fetch'))
+    }
+    assert.ok(winners.size >= 2, `one node fetched all ten blobs (${[...winners]})`)
+  })
+})
+
+describe('content in flight', function () {
+  this.timeout(20_000)
+  let dir: string
+  let network: MemoryNetwork
+  const stops: Array<() => Promise<void>> = []
+  const blob = randomBytes(3 * 1024 * 1024 + 17, 9)
+  const blobDigest = digestOf(blob)
+  const path = `/v2/team/app/blobs/${blobDigest}?ns=example.com`
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kadmirror-in-flight-'))
+    network = createMemoryNetwork()
+  })
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  interface Node {
+    url: string
+    router: MemoryRouter
+    handler: MirrorHandler
+    store: MemoryStore
+    upstream: UpstreamEvent[]
+  }
+
+  async function node(
+    id: string,
+    options: Omit<MirrorHandlerInit, 'store' | 'router'> = {},
+    inFlight?: Map<Digest, GrowingContent>
+  ): Promise<Node> {
+    const server: Server = await listen()
+    const router = network.createRouter({ id, registryUrl: urlOf(server) })
+    const store = createMemoryStore()
+    const handler = createMirrorHandler({
+      store,
+      router,
+      flashCrowd: { selfId: id, waitMs: 1500 },
+      ...(inFlight === undefined ? {} : { inFlight: { find: async (d) => inFlight.get(d) } }),
+      ...options
+    })
+    server.on('request', handler)
+    const upstream: UpstreamEvent[] = []
+    handler.events.on('upstream', (e) => upstream.push(e))
+    stops.push(async () => {
+      await stopServer(server)
+      await handler.close()
+      await router.close()
+      await store.close()
+    })
+    return { url: urlOf(server), router, handler, store, upstream }
+  }
+
+  /** Appends `content` to `file` in steps of `stepBytes` every `everyMs` (as containerd's download grows). */
+  function grow(
+    file: string,
+    content: Buffer,
+    stepBytes: number,
+    everyMs: number,
+    upTo = content.byteLength
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let written = 0
+      let writing = false
+      const timer = setInterval(() => {
+        if (writing) return
+        writing = true
+        const end = Math.min(upTo, written + stepBytes)
+        appendFile(file, content.subarray(written, end)).then(() => {
+          writing = false
+          written = end
+          if (written >= upTo) {
+            clearInterval(timer)
+            resolve()
+          }
+        }, reject)
+      }, everyMs)
+      stops.push(async () => clearInterval(timer))
+    })
+  }
+
+  it('serves a peer a blob while it is still being written, every byte', async () => {
+    const file = join(dir, 'data')
+    await writeFile(file, '')
+    const a = await node('a', {}, new Map([[blobDigest, { path: file, size: blob.byteLength }]]))
+    const growing = grow(file, blob, 256 * 1024, 10)
+    const response = await get(a.url, path, { 'x-spegel-mirrored': 'true' })
+    await growing
+    assert.equal(response.status, 200)
+    assert.equal(response.headers['content-length'], String(blob.byteLength))
+    assert.ok(response.body.equals(blob))
+  })
+
+  it('serves a range of a blob still being written', async () => {
+    const file = join(dir, 'data')
+    await writeFile(file, '')
+    const a = await node('a', {}, new Map([[blobDigest, { path: file, size: blob.byteLength }]]))
+    const growing = grow(file, blob, 512 * 1024, 10)
+    const response = await get(a.url, path, { 'x-spegel-mirrored': 'true', range: 'bytes=1000000-2000000' })
+    await growing
+    assert.equal(response.status, 206)
+    assert.ok(response.body.equals(blob.subarray(1_000_000, 2_000_001)))
+  })
+
+  it('answers a peer 404 when the download is gone before it is opened (committed or removed)', async () => {
+    const a = await node('a', {}, new Map([[blobDigest, { path: join(dir, 'gone'), size: blob.byteLength }]]))
+    const response = await get(a.url, path, { 'x-spegel-mirrored': 'true' })
+    assert.equal(response.status, 404)
+    assert.equal(errorCode(response), 'BLOB_UNKNOWN')
+  })
+
+  it('answers a peer 429 over the upload cap', async () => {
+    const file = join(dir, 'data')
+    await writeFile(file, blob.subarray(0, 1000))
+    const a = await node(
+      'a',
+      { maxPeerUploads: 1 },
+      new Map([[blobDigest, { path: file, size: blob.byteLength }]])
+    )
+    const first = get(a.url, path, { 'x-spegel-mirrored': 'true' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const second = await get(a.url, path, { 'x-spegel-mirrored': 'true' })
+    assert.equal(second.status, 429)
+    await appendFile(file, blob.subarray(1000))
+    assert.ok((await first).body.equals(blob))
+  })
+
+  it('does not serve in-flight content to the node’s own client (only to peers)', async () => {
+    const file = join(dir, 'data')
+    await writeFile(file, blob)
+    const a = await node(
+      'a',
+      { flashCrowd: undefined },
+      new Map([[blobDigest, { path: file, size: blob.byteLength }]])
+    )
+    const response = await get(a.url, path)
+    assert.equal(response.status, 404)
+  })
+
+  /** Two nodes; whichever is elected "downloads" `content` into a file growing as containerd's would, and advertises it. */
+  async function crowd(
+    content: Buffer,
+    options: Omit<MirrorHandlerInit, 'store' | 'router'> = {},
+    stopAt = content.byteLength
+  ): Promise<Node[]> {
+    const file = join(dir, 'data')
+    const nodes: Node[] = []
+    for (const id of ['a', 'b']) {
+      const inFlight = new Map<Digest, GrowingContent>()
+      const n = await node(id, options, inFlight)
+      n.handler.events.on('upstream', (event) => {
+        if (!event.elected) return
+        inFlight.set(blobDigest, { path: file, size: content.byteLength })
+        void writeFile(file, '')
+          .then(() => n.router.advertise([blobDigest]))
+          .then(() => grow(file, content, 256 * 1024, 10, stopAt))
+      })
+      nodes.push(n)
+    }
+    return nodes
+  }
+
+  it('has the node that lost the election receive the elected node’s download as it arrives, verified', async () => {
+    const [a, b] = (await crowd(blob)) as [Node, Node]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 404])
+    assert.ok(answers.find((r) => r.status === 200)?.body.equals(blob))
+    assert.equal([...a.upstream, ...b.upstream].filter((e) => e.elected).length, 1)
+  })
+
+  it('answers 404 after the wait when the elected node never advertises a download', async () => {
+    const [a, b] = [
+      await node('a', { flashCrowd: { selfId: 'a', waitMs: 300 } }),
+      await node('b', { flashCrowd: { selfId: 'b', waitMs: 300 } })
+    ]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [404, 404]
+    )
+    assert.deepEqual([...a.upstream, ...b.upstream].map((e) => e.elected).sort(), [false, true])
+  })
+
+  it('answers 404 when the elected node’s download is not the blob (wrong bytes never reach the client)', async () => {
+    const wrong = Buffer.from(blob)
+    wrong.writeUInt8(wrong.readUInt8(12345) ^ 1, 12345)
+    const [a, b] = (await crowd(wrong)) as [Node, Node]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [404, 404]
+    )
+  })
+
+  it('answers 404 when the elected node’s download stops growing', async () => {
+    const [a, b] = (await crowd(blob, { stallTimeoutMs: 500 }, 1024 * 1024)) as [Node, Node]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [404, 404]
+    )
+  })
+})
