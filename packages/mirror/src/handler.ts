@@ -1147,10 +1147,20 @@ async function blobFromPeers(
       const crowd = settings.flashCrowd
       elected = (await crowd.claims.elect(path.digest, signal).catch(() => 'fetch')) === 'fetch'
       // Another node fetches it from upstream: its bytes are advertised once its download starts.
-      while (!elected && first.value === undefined && performance.now() - started < crowd.waitMs) {
-        if (!(await sleep(defaults.FLASH_CROWD_POLL_MS, true, { signal }).catch(() => false))) break
-        session = newSession(settings, path.digest, signal, true)
+      const deadline = started + crowd.waitMs
+      while (
+        !elected &&
+        first.value === undefined &&
+        (await providerAppears(settings, path.digest, deadline, signal))
+      ) {
+        session = newSession(settings, path.digest, signal)
         first = await open(0, undefined)
+        // A provider that is not serving it yet (or a stale record): look again shortly, not at once.
+        if (
+          first.value === undefined &&
+          !(await sleep(defaults.FLASH_CROWD_POLL_MS, true, { signal }).catch(() => false))
+        )
+          break
       }
     }
     outcome.resolveMs = performance.now() - started
@@ -1192,6 +1202,31 @@ async function blobFromPeers(
     else await forward(settings, res, transfer, outcome)
   } finally {
     lookupController.abort()
+  }
+}
+
+/**
+ * Polls the router for a provider of `digest` (a lookup that asks the network each time, as long as it takes) until
+ * one answers or `deadline` (ms, `performance.now()`) passes; true when one did (the router caches it for the fetch).
+ */
+async function providerAppears(
+  settings: Settings,
+  digest: Digest,
+  deadline: number,
+  signal: AbortSignal
+): Promise<boolean> {
+  for (;;) {
+    const remaining = deadline - performance.now()
+    if (remaining <= 0 || signal.aborted) return false
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(Math.ceil(remaining))])
+    try {
+      for await (const _ of settings.router.lookup(digest, { count: 1, fresh: true, signal: bounded }))
+        return true
+    } catch {
+      if (signal.aborted) return false
+    }
+    const pause = Math.min(defaults.FLASH_CROWD_POLL_MS, deadline - performance.now())
+    if (pause > 0 && !(await sleep(pause, true, { signal }).catch(() => false))) return false
   }
 }
 

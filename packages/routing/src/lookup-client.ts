@@ -65,7 +65,7 @@ export class LookupClient {
     const count = options.count ?? DEFAULT_LOOKUP_COUNT
     const started = Date.now()
     let entry = this.cache.get(key)
-    if (entry === undefined || entry.expires <= started || (options.fresh === true && entry.lookup.done)) {
+    if (entry === undefined || entry.expires <= started || options.fresh === true) {
       entry = this.start(key, started)
     } else if (this.init.events.listenerCount('lookup') > 0) {
       this.report(key, entry.lookup, entry.lookup.done ? 'cache' : 'shared', started, 0)

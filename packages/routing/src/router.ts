@@ -27,8 +27,8 @@ export interface LookupOptions {
   /** Ends the lookup early. */
   signal?: AbortSignal
   /**
-   * Ask the network even when a recent result of this key is cached (the cache keeps hits a few seconds and misses
-   * 500 ms): for a caller that polls a key it expects to appear. Default false.
+   * Ask the network anew, even when a recent result of this key is cached or a lookup of it is under way (the cache
+   * keeps hits a few seconds and misses 500 ms): for a caller that polls a key it expects to appear. Default false.
    */
   fresh?: boolean
 }
