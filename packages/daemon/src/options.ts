@@ -341,6 +341,24 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: duration
   },
   {
+    flag: 'flash-crowd',
+    env: 'FLASH_CROWD',
+    since: 'kadmirror',
+    boolean: true,
+    default: 'true',
+    description:
+      'When several nodes miss the same blob at once, elect one to fetch it from upstream and serve its containerd download to the others while it arrives (needs a readable containerd content directory).'
+  },
+  {
+    flag: 'flash-crowd-wait',
+    env: 'FLASH_CROWD_WAIT',
+    since: 'kadmirror',
+    default: '1500ms',
+    description:
+      'How long a node that lost the flash-crowd election waits for the elected node to advertise its download before answering 404 (the client then pulls from upstream).',
+    check: duration
+  },
+  {
     flag: 'tag-quorum',
     env: 'TAG_QUORUM',
     since: 'kadmirror',

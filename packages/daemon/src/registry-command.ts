@@ -164,6 +164,9 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       ...(registries.length === 0 ? {} : { registries }),
       ...(credentials === undefined ? {} : { credentials })
     },
+    flashCrowd: values.flag('flash-crowd')
+      ? { waitMs: parseDuration(values.text('flash-crowd-wait') ?? '1500ms') }
+      : false,
     metrics: { host: metrics.host, port: metrics.port },
     debugWeb: values.flag('debug-web-enabled'),
     libp2pMetrics: values.flag('libp2p-metrics'),
