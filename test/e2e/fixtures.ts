@@ -14,6 +14,7 @@ import { buildImage, buildIndex } from '@kadmirror/oci'
 import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
+import { buildContainerd2 } from '@kadmirror/test-support/go-builds'
 import { startRogueRegistry } from '@kadmirror/test-support/rogue-registry'
 import {
   type ContainerdBinaries,
@@ -282,6 +283,29 @@ export async function startNode(
   }
 }
 
+/** The containerd each run uses: Debian's 1.6, and 2.x built from the Go module proxy (as Spegel tests several). */
+export const CONTAINERD_VERSIONS: {
+  name: string
+  binaries: () => Promise<(ContainerdBinaries & { local: boolean }) | undefined>
+}[] = [
+  { name: '1.6', binaries: async () => undefined },
+  { name: '2.x', binaries: async () => ({ ...(await buildContainerd2()), local: true }) }
+]
+
+/** The sizes of an image's blobs (config and layers) by digest, read from the upstream registry's manifest. */
+export async function blobSizes(
+  registryHost: string,
+  repository: string,
+  tag: string
+): Promise<Map<string, number>> {
+  const accept =
+    'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+  const manifest = (await (
+    await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, { headers: { accept } })
+  ).json()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] }
+  return new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]))
+}
+
 /** A containerd plus its hosts.toml directory. */
 export interface Host {
   containerd: ContainerdProcess
@@ -357,12 +381,7 @@ export async function startLiar(
   tag: string,
   bootstrap: string
 ): Promise<Liar> {
-  const accept =
-    'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
-  const manifest = (await (
-    await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, { headers: { accept } })
-  ).json()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] }
-  const sizes = new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]))
+  const sizes = await blobSizes(registryHost, repository, tag)
   const registry = await startRogueRegistry(sizes)
   const router = await createLibp2pRouter({
     listen: ['/ip4/127.0.0.1/tcp/0'],

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { configureMirrors } from '@kadmirror/containerd'
-import { buildContainerd2, goUnavailable } from '@kadmirror/test-support/go-builds'
+import { goUnavailable } from '@kadmirror/test-support/go-builds'
 import { startThrottleProxy, type ThrottleProxy } from '@kadmirror/test-support/throttle-proxy'
-import type { ContainerdBinaries } from '../../packages/containerd/test/containerd-process.ts'
 import {
+  blobSizes,
   buildAndPush,
+  CONTAINERD_VERSIONS,
   e2eUnavailable,
   type Host,
   type KadmirrorNode,
@@ -27,15 +28,7 @@ const LAYERS = [8 * MiB, 6 * MiB, 4 * MiB]
 /** The upstream's uplink: the image alone takes about 4 s. */
 const UPSTREAM_BYTES_PER_SECOND = 5 * MiB
 
-const VERSIONS: {
-  name: string
-  binaries: () => Promise<(ContainerdBinaries & { local: boolean }) | undefined>
-}[] = [
-  { name: '1.6', binaries: async () => undefined },
-  { name: '2.x', binaries: async () => ({ ...(await buildContainerd2()), local: true }) }
-]
-
-for (const version of VERSIONS) {
+for (const version of CONTAINERD_VERSIONS) {
   describe(`flash crowd through containerd ${version.name}`, function () {
     this.timeout(600_000)
     let work = ''
@@ -56,11 +49,7 @@ for (const version of VERSIONS) {
       registry = await startRegistry(work)
       await buildAndPush(work, registry.host, 'e2e/crowd', '1', LAYERS)
       proxy = await startThrottleProxy(registry.host, UPSTREAM_BYTES_PER_SECOND)
-      const accept = 'application/vnd.oci.image.manifest.v1+json'
-      const manifest = (await (
-        await fetch(`http://${registry.host}/v2/e2e/crowd/manifests/1`, { headers: { accept } })
-      ).json()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] }
-      sizes = new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]))
+      sizes = await blobSizes(registry.host, 'e2e/crowd', '1')
       for (const name of ['a', 'b', 'c']) {
         const host = await startHost(work, name, binaries)
         hosts.push(host)

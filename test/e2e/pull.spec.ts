@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { configureMirrors } from '@kadmirror/containerd'
 import { waitFor } from '@kadmirror/test-support'
-import { buildContainerd2, goUnavailable } from '@kadmirror/test-support/go-builds'
-import type { ContainerdBinaries } from '../../packages/containerd/test/containerd-process.ts'
+import { goUnavailable } from '@kadmirror/test-support/go-builds'
 import {
   buildAndPush,
+  CONTAINERD_VERSIONS,
   e2eUnavailable,
   type Host,
   type KadmirrorNode,
@@ -24,16 +24,7 @@ import {
 
 const MiB = 1024 * 1024
 
-/** The containerd each run uses: Debian's 1.6, and 2.x built from the Go module proxy (as Spegel tests several). */
-const VERSIONS: {
-  name: string
-  binaries: () => Promise<(ContainerdBinaries & { local: boolean }) | undefined>
-}[] = [
-  { name: '1.6', binaries: async () => undefined },
-  { name: '2.x', binaries: async () => ({ ...(await buildContainerd2()), local: true }) }
-]
-
-for (const version of VERSIONS) {
+for (const version of CONTAINERD_VERSIONS) {
   const why = e2eUnavailable()
   describe(`end to end through containerd ${version.name}`, function () {
     this.timeout(900_000)
