@@ -60,7 +60,7 @@ export class InFlightTracker implements InFlightContent {
 
   /**
    * Looks for containerd's download of `digest` (the mirror just sent its client upstream for it) for a few seconds,
-   * and advertises it once found. Never rejects.
+   * and advertises it once found, or once the blob is in the store (the download ended first). Never rejects.
    */
   follow(digest: Digest): void {
     if (this.tracked.has(digest) || this.following.has(digest) || this.shutdown.signal.aborted) return
@@ -90,6 +90,12 @@ export class InFlightTracker implements InFlightContent {
         this.timer ??= setInterval(() => void this.check(), IN_FLIGHT_CHECK_MS).unref()
         await this.init.router.advertise([digest])
         this.init.log.debug({ digest, bytes: ingest.totalBytes }, 'advertised a download in flight')
+        return
+      }
+      // A small blob is often committed before the first look: advertised as held (peers are waiting for it).
+      if ((await this.init.store.stat(digest).catch(() => undefined)) !== undefined) {
+        await this.init.router.advertise([digest])
+        this.init.log.debug({ digest }, 'advertised a download that ended before it was found')
         return
       }
       await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_FIND_POLL_MS))

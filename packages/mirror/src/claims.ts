@@ -9,10 +9,20 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Digest } from '@kadmirror/oci'
-import type { Router } from '@kadmirror/routing'
+import type { Provider, Router } from '@kadmirror/routing'
 
 /** What this node does about a blob nobody holds: fetch it from upstream (answer 404), or wait for another node's. */
 export type ClaimRole = 'fetch' | 'wait'
+
+/**
+ * The outcome of an election: this node fetches, or waits — for one of `fetchers`, the claimers it saw, first-ranked
+ * first (at most {@link MAX_FETCHERS}; asked directly: a download is served before its provider record has spread). A
+ * claimer that lost may not have withdrawn its claim yet, hence more than one.
+ */
+export type Election = { role: 'fetch' } | { role: 'wait'; fetchers: Provider[] }
+
+/** The most claimers an {@link Election} names to a node that waits. */
+export const MAX_FETCHERS = 3
 
 /** Timers of {@link Claims}, replaceable in tests (a fake clock). */
 export interface ClaimClock {
@@ -57,8 +67,8 @@ export class Claims {
   private readonly clock: ClaimClock
   /** Digests this node was elected to fetch, until their claim expires. */
   private readonly won = new Set<Digest>()
-  /** Claim keys advertised now. */
-  private readonly held = new Set<string>()
+  /** Claim keys advertised now, each with the claim that holds it. */
+  private readonly held = new Map<string, symbol>()
 
   constructor(init: ClaimsInit) {
     this.init = init
@@ -69,17 +79,28 @@ export class Claims {
    * Decides whether this node fetches `digest` from upstream or waits for another node that does.
    * Rejects when `signal` aborts.
    */
-  async elect(digest: Digest, signal: AbortSignal): Promise<ClaimRole> {
-    if (this.won.has(digest)) return 'fetch'
+  async elect(digest: Digest, signal: AbortSignal): Promise<Election> {
+    if (this.won.has(digest)) return { role: 'fetch' }
     const key = claimKey(digest)
-    if ((await this.claimers(key, signal)).length > 0) return 'wait'
+    const early = ranked(digest, await this.claimers(key, signal))
+    if (early.length > 0) return { role: 'wait', fetchers: early }
     await this.claim(digest, key)
     await this.clock.sleep(this.init.settleMs, signal)
-    const claimers = [...(await this.claimers(key, signal)), this.init.selfId]
-    const first = claimers.reduce((a, b) => (claimRank(digest, b) < claimRank(digest, a) ? b : a))
-    if (first !== this.init.selfId) return 'wait'
+    const others = ranked(digest, await this.claimers(key, signal))
+    const first = others[0]
+    if (first !== undefined && claimRank(digest, first.id) < claimRank(digest, this.init.selfId)) {
+      // Lost: the claim goes at once, so that nodes asking later are not sent to a node that does not fetch.
+      this.held.delete(key)
+      this.init.router.withdraw([key]).catch(() => {})
+      return { role: 'wait', fetchers: others }
+    }
     this.won.add(digest)
-    return 'fetch'
+    return { role: 'fetch' }
+  }
+
+  /** True while this node is the elected fetcher of `digest` (its claim has not expired). */
+  fetching(digest: Digest): boolean {
+    return this.won.has(digest)
   }
 
   /** Claims this node holds now (for tests and the debug page). */
@@ -89,8 +110,10 @@ export class Claims {
 
   private async claim(digest: Digest, key: string): Promise<void> {
     if (this.held.has(key)) return
-    this.held.add(key)
+    const claim = Symbol(key)
+    this.held.set(key, claim)
     this.clock.after(this.init.claimTtlMs, () => {
+      if (this.held.get(key) !== claim) return // withdrawn when it lost; maybe claimed again since
       this.held.delete(key)
       this.won.delete(digest)
       this.init.router.withdraw([key]).catch(() => {})
@@ -98,16 +121,25 @@ export class Claims {
     await this.init.router.advertise([key])
   }
 
-  /** The other nodes' ids that claim `key` now. */
-  private async claimers(key: string, signal: AbortSignal): Promise<string[]> {
-    const ids: string[] = []
+  /** The other nodes that claim `key` now. */
+  private async claimers(key: string, signal: AbortSignal): Promise<Provider[]> {
+    const found: Provider[] = []
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(this.init.lookupTimeoutMs)])
     try {
       for await (const provider of this.init.router.lookup(key, { count: 64, signal: bounded, fresh: true }))
-        ids.push(provider.id)
+        if (provider.id !== this.init.selfId) found.push(provider)
     } catch (err) {
       if (signal.aborted) throw err
     }
-    return ids
+    return found
   }
+}
+
+/** The first {@link MAX_FETCHERS} of `claimers` in their rank for `digest`, first-ranked first. */
+function ranked(digest: Digest, claimers: Provider[]): Provider[] {
+  return claimers
+    .map((claimer) => ({ claimer, rank: claimRank(digest, claimer.id) }))
+    .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0))
+    .slice(0, MAX_FETCHERS)
+    .map((r) => r.claimer)
 }

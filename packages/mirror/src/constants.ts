@@ -121,11 +121,16 @@ export const PEER_RTT_WEIGHT = 0.3
 // --- flash crowd ------------------------------------------------------------------------------------------------
 
 /**
- * Longest a blob request that lost the flash-crowd election waits for the elected node's bytes to be advertised,
+ * Longest a blob request that lost the flash-crowd election waits for the elected node's bytes after the election,
  * in ms; then it is answered 404 and the client goes upstream as without a mirror. The cost when the elected node
- * dies or cannot fetch (private content): this much per blob, blobs waiting in parallel.
+ * dies or cannot fetch (private content): this much (plus the election, ~2 lookups) per blob, blobs in parallel.
  */
 export const FLASH_CROWD_WAIT_MS = 1500
+/**
+ * Longest the elected node holds a peer's request for a blob whose download it has not found yet (containerd is
+ * starting it), in ms, before answering 404 (the peer asks again until its own wait ends).
+ */
+export const FETCHER_HOLD_MS = 1000
 /**
  * Time between advertising a claim and reading the others' claims, in ms: longer than an advertisement takes to
  * land on a cluster network (a few ms in one round), so that nodes asking within this time of each other all see
@@ -134,10 +139,15 @@ export const FLASH_CROWD_WAIT_MS = 1500
 export const CLAIM_SETTLE_MS = 40
 /** A claim is withdrawn this long after it was made, in ms (by then the elected fetch advertised its bytes or failed). */
 export const CLAIM_TTL_MS = 10_000
-/** Longest one lookup of claimers may take, in ms. */
+/** Longest one lookup of claimers (or, while waiting for the elected node, of the blob) may take, in ms. */
 export const CLAIM_LOOKUP_TIMEOUT_MS = 200
-/** How often a waiting blob request looks up the blob again while it waits for the elected node's bytes, in ms. */
-export const FLASH_CROWD_POLL_MS = 100
+/** How often a waiting blob request asks the elected node for its download while it waits, in ms. */
+export const FLASH_CROWD_POLL_MS = 50
+/**
+ * Every this many polls, a waiting request also looks the blob up (another node may hold or fetch it: the elected one
+ * died, or two were elected).
+ */
+export const FLASH_CROWD_LOOKUP_ROUNDS = 4
 /**
  * Content still being written (another fetch in flight on this node) that does not grow for this long, in ms, is
  * given up: the response to the peer is cut (its mirror resumes elsewhere or answers 404).

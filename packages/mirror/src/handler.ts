@@ -40,13 +40,13 @@ import {
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './blob-transfer.ts'
-import { Claims } from './claims.ts'
+import { Claims, type Election } from './claims.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
 import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
-import { type InFlightContent, openGrowing, sendGrowing } from './in-flight.ts'
+import { type GrowingContent, type InFlightContent, openGrowing, sendGrowing } from './in-flight.ts'
 import {
   type FetchSession,
   fetchManifest,
@@ -732,8 +732,17 @@ async function serveInFlight(
   spec: RangeSpec | undefined,
   outcome: Outcome
 ): Promise<boolean> {
-  const growing = await settings.inFlight?.find(path.digest)
-  if (growing === undefined) return false
+  const found = await inFlightSoon(settings, path.digest, clientSignal(res))
+  if (found === undefined) return false
+  if ('stored' in found) {
+    // Committed while the request was held: the store's content now.
+    if (req.method === 'GET' && !takeUpload(settings, res)) {
+      sendBusy(settings, res, outcome)
+      return true
+    }
+    return serveLocal(settings, req, res, path, found.stored, spec, outcome)
+  }
+  const growing = found
   const file = req.method === 'GET' ? await openGrowing(growing) : undefined
   if (req.method === 'GET' && file === undefined) return false
   try {
@@ -754,6 +763,8 @@ async function serveInFlight(
       res.end()
       return true
     }
+    // The answer goes at once, before the first bytes: a peer waiting for this download stops looking elsewhere.
+    res.flushHeaders()
     const whole = range ?? { start: 0, end: growing.size - 1 }
     const limits = { stallMs: defaults.GROWING_STALL_MS, pollMs: defaults.GROWING_POLL_MS }
     outcome.bytes = await sendGrowing(res, file, whole, limits).catch((err: unknown) => {
@@ -764,6 +775,29 @@ async function serveInFlight(
     return true
   } finally {
     await file?.close().catch(() => {})
+  }
+}
+
+/**
+ * The download of `digest` in flight on this node. When this node was elected to fetch it and its download has not
+ * been found yet (containerd is starting it), the peer's request is held until it is, or until the blob is in the
+ * store (a small one is committed before it is found), for at most FETCHER_HOLD_MS.
+ */
+async function inFlightSoon(
+  settings: Settings,
+  digest: Digest,
+  signal: AbortSignal
+): Promise<GrowingContent | { stored: ContentInfo } | undefined> {
+  const inFlight = settings.inFlight
+  if (inFlight === undefined) return undefined
+  const until = performance.now() + defaults.FETCHER_HOLD_MS
+  for (let first = true; ; first = false) {
+    const growing = await inFlight.find(digest)
+    if (growing !== undefined || settings.flashCrowd?.claims.fetching(digest) !== true) return growing
+    const stored = first ? undefined : await settings.store.stat(digest).catch(() => undefined)
+    if (stored !== undefined) return { stored }
+    if (performance.now() >= until || signal.aborted) return undefined
+    if (!(await sleep(defaults.GROWING_POLL_MS, true, { signal }).catch(() => false))) return undefined
   }
 }
 
@@ -1145,23 +1179,20 @@ async function blobFromPeers(
       settings.flashCrowd !== undefined
     ) {
       const crowd = settings.flashCrowd
-      elected = (await crowd.claims.elect(path.digest, signal).catch(() => 'fetch')) === 'fetch'
-      // Another node fetches it from upstream: its bytes are advertised once its download starts.
-      const deadline = started + crowd.waitMs
-      while (
-        !elected &&
-        first.value === undefined &&
-        (await providerAppears(settings, path.digest, deadline, signal))
-      ) {
-        session = newSession(settings, path.digest, signal)
-        first = await open(0, undefined)
-        // A provider that is not serving it yet (or a stale record): look again shortly, not at once.
-        if (
-          first.value === undefined &&
-          !(await sleep(defaults.FLASH_CROWD_POLL_MS, true, { signal }).catch(() => false))
-        )
-          break
-      }
+      const fetch: Election = { role: 'fetch' }
+      const election = await crowd.claims.elect(path.digest, signal).catch(() => fetch)
+      elected = election.role === 'fetch'
+      // Another node fetches it from upstream: its download is served to peers as soon as it starts.
+      const deadline = performance.now() + crowd.waitMs
+      const waited =
+        election.role === 'wait'
+          ? await awaitFetcher(settings, path, election.fetchers, deadline, signal)
+          : undefined
+      if (waited !== undefined) ({ first, session } = waited)
+      const ms = Math.round(performance.now() - started)
+      const fetchers = election.role === 'wait' ? election.fetchers.map((f) => f.registryUrl) : []
+      const found = waited !== undefined
+      settings.log.debug({ digest: path.digest, elected, fetchers, found, ms }, 'flash crowd')
     }
     outcome.resolveMs = performance.now() - started
     if (first.value === undefined) {
@@ -1206,28 +1237,89 @@ async function blobFromPeers(
 }
 
 /**
- * Polls the router for a provider of `digest` (a lookup that asks the network each time, as long as it takes) until
- * one answers or `deadline` (ms, `performance.now()`) passes; true when one did (the router caches it for the fetch).
+ * A loser's wait for the elected node's download: asks the `fetchers` directly, in turn, every FLASH_CROWD_POLL_MS
+ * (the elected one serves its download as soon as it starts, before its provider record has spread) and, every few
+ * polls, looks the blob up (another node may hold or fetch it). Resolves the first peer answer, or undefined once
+ * `deadline` (ms, `performance.now()`) passed.
  */
-async function providerAppears(
+async function awaitFetcher(
+  settings: Settings,
+  path: BlobPath,
+  fetchers: Provider[],
+  deadline: number,
+  signal: AbortSignal
+): Promise<{ first: RaceResult<PeerBlob>; session: FetchSession } | undefined> {
+  for (let round = 1; performance.now() < deadline && !signal.aborted; round++) {
+    for (const fetcher of fetchers) {
+      const direct = await openBefore(settings, fetcher, path, deadline, signal)
+      if (direct !== undefined)
+        return { first: { value: direct, attempts: 1 }, session: newSession(settings, path.digest, signal) }
+    }
+    const lookupUntil = Math.min(deadline, performance.now() + defaults.CLAIM_LOOKUP_TIMEOUT_MS)
+    if (
+      round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 0 &&
+      (await providerFound(settings, path.digest, lookupUntil, signal))
+    ) {
+      const session = newSession(settings, path.digest, signal)
+      const first = await raceProviders(settings.fetch, session, (provider, attemptSignal) =>
+        openBlob(settings.fetch, provider, path, 'GET', 0, undefined, attemptSignal)
+      )
+      if (first.value !== undefined) return { first, session }
+    }
+    const pause = Math.min(defaults.FLASH_CROWD_POLL_MS, deadline - performance.now())
+    if (pause > 0 && !(await sleep(pause, true, { signal }).catch(() => false))) return undefined
+  }
+  return undefined
+}
+
+/** `provider`'s answer to a GET of `path` if it comes before `deadline`; undefined when refused or late. */
+async function openBefore(
+  settings: Settings,
+  provider: Provider,
+  path: BlobPath,
+  deadline: number,
+  signal: AbortSignal
+): Promise<PeerBlob | undefined> {
+  const remaining = Math.ceil(deadline - performance.now())
+  if (remaining <= 0) return undefined
+  // Only the wait for the answer is bounded by the deadline; the body then runs under the request's signal.
+  const late = new AbortController()
+  const timer = setTimeout(() => late.abort(), remaining)
+  try {
+    return await openBlob(
+      settings.fetch,
+      provider,
+      path,
+      'GET',
+      0,
+      undefined,
+      AbortSignal.any([signal, late.signal])
+    )
+  } catch {
+    return undefined
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * One lookup of `digest` that asks the network (up to `deadline`, ms `performance.now()`); true when a provider
+ * answered (the router caches it for the fetch that follows).
+ */
+async function providerFound(
   settings: Settings,
   digest: Digest,
   deadline: number,
   signal: AbortSignal
 ): Promise<boolean> {
-  for (;;) {
-    const remaining = deadline - performance.now()
-    if (remaining <= 0 || signal.aborted) return false
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(Math.ceil(remaining))])
-    try {
-      for await (const _ of settings.router.lookup(digest, { count: 1, fresh: true, signal: bounded }))
-        return true
-    } catch {
-      if (signal.aborted) return false
-    }
-    const pause = Math.min(defaults.FLASH_CROWD_POLL_MS, deadline - performance.now())
-    if (pause > 0 && !(await sleep(pause, true, { signal }).catch(() => false))) return false
-  }
+  const remaining = Math.ceil(deadline - performance.now())
+  if (remaining <= 0 || signal.aborted) return false
+  const bounded = AbortSignal.any([signal, AbortSignal.timeout(remaining)])
+  try {
+    for await (const _ of settings.router.lookup(digest, { count: 1, fresh: true, signal: bounded }))
+      return true
+  } catch {}
+  return false
 }
 
 /** A blob transfer from peers, once the first peer answered. */

@@ -15,7 +15,15 @@
  * ```
  */
 
-export { type ClaimClock, type ClaimRole, Claims, type ClaimsInit, claimKey, claimRank } from './claims.ts'
+export {
+  type ClaimClock,
+  type ClaimRole,
+  Claims,
+  type ClaimsInit,
+  claimKey,
+  claimRank,
+  type Election
+} from './claims.ts'
 export * as constants from './constants.ts'
 export {
   ContentTruncatedError,

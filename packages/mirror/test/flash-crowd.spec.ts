@@ -74,10 +74,10 @@ describe('flash-crowd election', () => {
 
   /** Runs the elections of `nodes` for `blob` at once and returns each node's role. */
   async function electAll(nodes: Claims[], blob: Digest): Promise<string[]> {
-    const roles = Promise.all(nodes.map((n) => n.elect(blob, never)))
+    const elections = Promise.all(nodes.map((n) => n.elect(blob, never)))
     await clock.advance(0)
     await clock.advance(40)
-    return roles
+    return (await elections).map((e) => e.role)
   }
 
   it('elects a node that misses a blob alone to fetch it', async () => {
@@ -98,14 +98,29 @@ describe('flash-crowd election', () => {
   it('has a node that finds a claim wait without claiming', async () => {
     const [a, b] = [claims('a'), claims('b')]
     assert.deepEqual(await electAll([a], digest(3)), ['fetch'])
-    assert.equal(await b.elect(digest(3), never), 'wait')
+    assert.equal((await b.elect(digest(3), never)).role, 'wait')
     assert.equal(b.size(), 0)
+  })
+
+  it('names the elected node to the nodes that wait (the others withdraw their claims), so they can ask it directly', async () => {
+    const ids = ['a', 'b', 'c', 'd']
+    const nodes = ids.map((id) => claims(id))
+    const elections = Promise.all(nodes.map((n) => n.elect(digest(6), never)))
+    await clock.advance(0)
+    await clock.advance(40)
+    const outcome = await elections
+    const fetcher = ids[outcome.findIndex((e) => e.role === 'fetch')]
+    for (const election of outcome)
+      if (election.role === 'wait') assert.equal(election.fetchers[0]?.id, fetcher)
+    await clock.advance(0)
+    const late = await claims('e').elect(digest(6), never)
+    assert.deepEqual(late.role === 'wait' && late.fetchers.map((f) => f.id), [fetcher])
   })
 
   it('answers fetch again to the elected node while its claim lasts', async () => {
     const a = claims('a')
     await electAll([a], digest(4))
-    assert.equal(await a.elect(digest(4), never), 'fetch')
+    assert.equal((await a.elect(digest(4), never)).role, 'fetch')
   })
 
   it('withdraws a claim after its time to live, so that a later miss elects again', async () => {
@@ -274,7 +289,8 @@ describe('content in flight', function () {
   async function crowd(
     content: Buffer,
     options: Omit<MirrorHandlerInit, 'store' | 'router'> = {},
-    stopAt = content.byteLength
+    stopAt = content.byteLength,
+    advertise = true
   ): Promise<Node[]> {
     const file = join(dir, 'data')
     const nodes: Node[] = []
@@ -285,7 +301,7 @@ describe('content in flight', function () {
         if (!event.elected) return
         inFlight.set(blobDigest, { path: file, size: content.byteLength })
         void writeFile(file, '')
-          .then(() => n.router.advertise([blobDigest]))
+          .then(() => (advertise ? n.router.advertise([blobDigest]) : undefined))
           .then(() => grow(file, content, 256 * 1024, 10, stopAt))
       })
       nodes.push(n)
@@ -301,7 +317,14 @@ describe('content in flight', function () {
     assert.equal([...a.upstream, ...b.upstream].filter((e) => e.elected).length, 1)
   })
 
-  it('answers 404 after the wait when the elected node never advertises a download', async () => {
+  it('has the node that lost the election ask the elected node directly, before its download is advertised', async () => {
+    const [a, b] = (await crowd(blob, {}, blob.byteLength, false)) as [Node, Node]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 404])
+    assert.ok(answers.find((r) => r.status === 200)?.body.equals(blob))
+  })
+
+  it('answers 404 after the wait when the elected node never serves a download', async () => {
     const [a, b] = [
       await node('a', { flashCrowd: { selfId: 'a', waitMs: 300 } }),
       await node('b', { flashCrowd: { selfId: 'b', waitMs: 300 } })

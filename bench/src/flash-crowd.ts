@@ -1,0 +1,431 @@
+/**
+ * bench/flash-crowd: N nodes pull the same new image at once. Every node is a real containerd (Debian's 1.6, or 2.x
+ * built from the Go module proxy with `--containerd 2`) with the bundled kadmirror daemon beside it, in a network
+ * namespace of its own; the upstream registry (docker-registry) is in one more. All are joined by a bridge; `tc`
+ * limits the upstream's uplink (200 Mbit/s by default) and each node's (1 Gbit/s). The pulls (`ctr content fetch`
+ * through a hosts.toml naming the node's mirror first, as kubelet's pulls go: distribution only, no unpacking, so the
+ * 2 cores are not spent on gunzip) start within a few ms of each other.
+ *
+ * Modes, each on fresh containerds and daemons, in one run: `alone` (one node, no mirror: the baseline), `flash
+ * crowd` (kadmirror as shipped), `advertise only` (kadmirror with `--flash-crowd=false`: what every mirror that
+ * advertises only what it holds does), `no mirror` (containerd straight to upstream). Measured: bytes the upstream
+ * sent for blobs (its access log) ÷ the image, and the time until the last node has the image ÷ the baseline.
+ * Targets (issue 18): ≤ 2 and ≤ 1.5.
+ *
+ * Needs root, iproute2, containerd, docker-registry, umoci and skopeo; prints why and returns otherwise.
+ * Usage: node bench/src/run.ts flash-crowd -- [--nodes 10,20] [--sizes 100,500] [--upstream-mbit 200]
+ *   [--uplink-mbit 1000] [--containerd 1.6|2] [--modes alone,flash-crowd,advertise-only,no-mirror]
+ */
+import type { ChildProcess } from 'node:child_process'
+import { openSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { renderHostsToml } from '@kadmirror/containerd'
+import { bundledCli, stopProcess } from '@kadmirror/test-support/daemons'
+import { buildContainerd2, goUnavailable } from '@kadmirror/test-support/go-builds'
+import { createNetwork, type NetworkNode, netnsUnavailable } from '@kadmirror/test-support/netns'
+import {
+  CONTAINERD,
+  type ContainerdBinaries,
+  type ContainerdProcess,
+  CTR,
+  startContainerd
+} from '../../packages/containerd/test/containerd-process.ts'
+import {
+  blobSizes,
+  buildAndPush,
+  e2eUnavailable,
+  mkdtemp,
+  rm,
+  startRegistry,
+  writeRegistryConfig
+} from '../../test/e2e/fixtures.ts'
+import { startUpstream, type UpstreamLog } from './flash-crowd-upstream.ts'
+import { printTable, type Row, writeResults } from './report.ts'
+
+const MiB = 1024 * 1024
+const TARGETS = { upstreamPerImage: 2, lastNodeVsAlone: 1.5 }
+const MODES = ['alone', 'seeded', 'flash-crowd', 'advertise-only', 'no-mirror'] as const
+type Mode = (typeof MODES)[number]
+const NAMESPACE = 'k8s.io'
+
+interface Options {
+  nodes: number[]
+  sizesMib: number[]
+  upstreamMbit: number
+  uplinkMbit: number
+  containerd: '1.6' | '2'
+  modes: Mode[]
+  /** Where daemons write their logs (DEBUG level), one file per node and mode; undefined: ERROR level, to stderr. */
+  logDir: string | undefined
+}
+
+function parseOptions(args: string[]): Options {
+  const { values } = parseArgs({
+    args,
+    options: {
+      nodes: { type: 'string', default: '10,20' },
+      sizes: { type: 'string', default: '100,500' },
+      'upstream-mbit': { type: 'string', default: '200' },
+      'uplink-mbit': { type: 'string', default: '1000' },
+      containerd: { type: 'string', default: '1.6' },
+      modes: { type: 'string', default: MODES.join(',') },
+      'log-dir': { type: 'string' }
+    }
+  })
+  const positive = (name: string, text: string): number => {
+    const n = Number(text)
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} takes positive integers, not "${text}"`)
+    return n
+  }
+  const list = (name: string, text: string) => text.split(',').map((t) => positive(name, t))
+  if (values.containerd !== '1.6' && values.containerd !== '2') throw new Error('--containerd takes 1.6 or 2')
+  const modes = values.modes.split(',')
+  const unknown = modes.find((m) => !(MODES as readonly string[]).includes(m))
+  if (unknown !== undefined) throw new Error(`--modes: unknown mode ${unknown}; known: ${MODES.join(', ')}`)
+  return {
+    nodes: list('nodes', values.nodes),
+    sizesMib: list('sizes', values.sizes),
+    upstreamMbit: positive('upstream-mbit', values['upstream-mbit']),
+    uplinkMbit: positive('uplink-mbit', values['uplink-mbit']),
+    containerd: values.containerd,
+    modes: modes as Mode[],
+    logDir: values['log-dir']
+  }
+}
+
+/** Layer sizes of an image of `mib` MiB: 4 layers up to 200 MiB, 5 above (the largest 40 % of it). */
+function layersOf(mib: number): number[] {
+  const shares = mib <= 200 ? [0.4, 0.3, 0.2, 0.1] : [0.4, 0.3, 0.16, 0.1, 0.04]
+  return shares.map((s) => Math.round(s * mib * MiB))
+}
+
+/** Limits `node`'s uplink (its eth0's egress) to `mbit`. */
+async function limitUplink(node: NetworkNode, mbit: number): Promise<void> {
+  await node.run('tc', [
+    ...['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', `${mbit}mbit`],
+    ...['burst', '256kb', 'latency', '100ms']
+  ])
+}
+
+/** One node of a run: its containerd, its hosts directory and, with a mirror, its daemon. */
+interface RunNode {
+  network: NetworkNode
+  containerd: ContainerdProcess
+  hostsDir: string
+  daemon?: ChildProcess
+}
+
+/** Starts the bundled daemon beside `node`'s containerd, the other nodes as its static peers. */
+function startDaemon(
+  cli: string,
+  node: RunNode,
+  dataDir: string,
+  peers: string[],
+  extra: string[],
+  logFile: string | undefined
+) {
+  const address = node.network.address
+  const log = logFile === undefined ? 'ignore' : openSync(logFile, 'w')
+  return node.network.spawn(
+    process.execPath,
+    [
+      cli,
+      'registry',
+      ...['--containerd-sock', node.containerd.socket, '--containerd-namespace', NAMESPACE],
+      ...['--containerd-content-path', node.containerd.contentDir, '--data-dir', dataDir],
+      ...[
+        `--registry-addr=${address}:5000`,
+        `--router-addr=${address}:5001`,
+        `--metrics-addr=${address}:9090`
+      ],
+      ...['--bootstrap-kind=static', '--static-bootstrap-peers', ...peers.map((p) => `/ip4/${p}/tcp/5001`)],
+      `--log-level=${logFile === undefined ? 'ERROR' : 'DEBUG'}`,
+      ...extra
+    ],
+    { stdio: ['ignore', log, logFile === undefined ? 'inherit' : log] }
+  )
+}
+
+/** Waits until `node`'s mirror answers /readyz 200 (it has peers), asked from inside its namespace. */
+async function mirrorReady(node: RunNode): Promise<void> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const ok = await node.network
+      .run('curl', ['-sf', '-o', '/dev/null', `http://${node.network.address}:5000/readyz`])
+      .then(
+        () => true,
+        () => false
+      )
+    if (ok) return
+    if (node.daemon?.exitCode !== null) throw new Error(`the daemon on ${node.network.name} exited`)
+    if (Date.now() > deadline) throw new Error(`the daemon on ${node.network.name} was not ready in 60 s`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+/** What a run needs from the benchmark's setup. */
+interface Setup {
+  cli: string
+  work: string
+  upstream: { address: string; log: UpstreamLog }
+  binaries: ContainerdBinaries
+  reference: (mib: number) => string
+  sizes: Map<number, Map<string, number>>
+  logDir: string | undefined
+}
+
+/** Starts containerd (and the daemon, with a mirror) on each of `nodes` for one mode. */
+async function startNodes(setup: Setup, nodes: NetworkNode[], mode: Mode, tag: string): Promise<RunNode[]> {
+  const started: RunNode[] = []
+  const mirror = mode !== 'alone' && mode !== 'no-mirror'
+  try {
+    for (const network of nodes) {
+      const containerd = await startContainerd({ ...setup.binaries, prefix: network.prefix })
+      const hostsDir = join(setup.work, tag, network.name, 'hosts')
+      const upstream = `http://${setup.upstream.address}:5000`
+      await mkdir(join(hostsDir, `${setup.upstream.address}:5000`), { recursive: true })
+      const mirrors = [mirror ? `http://${network.address}:5000` : upstream]
+      await writeFile(
+        join(hostsDir, `${setup.upstream.address}:5000`, 'hosts.toml'),
+        renderHostsToml(upstream, mirrors)
+      )
+      started.push({ network, containerd, hostsDir })
+    }
+    if (!mirror) return started
+    const extra = mode === 'advertise-only' ? ['--flash-crowd=false'] : []
+    for (const node of started) {
+      const peers = started.filter((n) => n !== node).map((n) => n.network.address)
+      const dataDir = join(setup.work, tag, node.network.name, 'data')
+      const logFile =
+        setup.logDir === undefined ? undefined : join(setup.logDir, `${tag}-${node.network.name}.log`)
+      node.daemon = startDaemon(setup.cli, node, dataDir, peers, extra, logFile)
+    }
+    await Promise.all(started.map(mirrorReady))
+    // Let every routing table fill (each node dialled all others) before the crowd arrives.
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    return started
+  } catch (err) {
+    await stopNodes(started)
+    throw err
+  }
+}
+
+async function stopNodes(nodes: RunNode[]): Promise<void> {
+  await Promise.all(nodes.map((n) => stopProcess(n.daemon)))
+  await Promise.all(nodes.map((n) => n.containerd.stop()))
+}
+
+/** One node's pull: `ctr content fetch` of `reference`; resolves when it ended, in ms from `origin`. */
+async function fetchImage(
+  node: RunNode,
+  reference: string,
+  origin: number
+): Promise<{ startMs: number; endMs: number }> {
+  const startMs = performance.now() - origin
+  await node.containerd.ctr(NAMESPACE, 'content', 'fetch', '--hosts-dir', node.hostsDir, reference)
+  return { startMs, endMs: performance.now() - origin }
+}
+
+/** The machine's CPU time so far (/proc/stat): busy and total jiffies. */
+async function cpuTimes(): Promise<{ busy: number; total: number }> {
+  const fields = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number)
+  const total = fields.reduce((sum, v) => sum + v, 0)
+  return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total }
+}
+
+/**
+ * Pulls the image on `holder` alone, then waits until `asker`'s mirror finds every blob of it at a peer (the records
+ * arrived). Its tag is not waited for: one holder is below the default tag quorum, so the tag comes from upstream.
+ */
+async function seed(setup: Setup, holder: RunNode, asker: RunNode, mib: number): Promise<void> {
+  await fetchImage(holder, setup.reference(mib), performance.now())
+  for (const digest of (setup.sizes.get(mib) as Map<string, number>).keys())
+    await untilFound(asker, `/v2/bench/crowd/blobs/${digest}?ns=${setup.upstream.address}:5000`)
+}
+
+/** Waits until `node`'s mirror answers HEAD `path` with 200. */
+async function untilFound(node: RunNode, path: string): Promise<void> {
+  const url = `http://${node.network.address}:5000${path}`
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const ok = await node.network.run('curl', ['-sfI', '-o', '/dev/null', url]).then(
+      () => true,
+      () => false
+    )
+    if (ok) return
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new Error(`${node.network.name}'s mirror never found ${path}`)
+}
+
+/** What one mode measured. */
+interface Measured {
+  mode: Mode
+  nodes: number
+  imageMib: number
+  upstreamPerImage: number
+  upstreamBlobGets: number
+  /** Blob GETs the upstream answered per blob, by digest. */
+  getsPerBlob: Record<string, number>
+  lastNodeSeconds: number
+  firstNodeSeconds: number
+  medianSeconds: number
+  startSpreadMs: number
+  /** Share of both cores busy during the pulls, in %. */
+  cpuBusyPercent: number
+}
+
+/** Runs one mode on `nodes` pulling the image of `mib` MiB. */
+async function runMode(setup: Setup, nodes: NetworkNode[], mib: number, mode: Mode): Promise<Measured> {
+  const tag = `${mode}-${nodes.length}-${mib}`
+  const running = await startNodes(setup, mode === 'alone' ? nodes.slice(0, 1) : nodes, mode, tag)
+  try {
+    const [first, ...rest] = running as [RunNode, ...RunNode[]]
+    if (mode === 'seeded') await seed(setup, first, rest[0] as RunNode, mib)
+    const pulling = mode === 'seeded' ? rest : running
+    const fromLog = setup.upstream.log.entries.length
+    const cpuBefore = await cpuTimes()
+    const origin = performance.now()
+    const pulls = await Promise.all(pulling.map((n) => fetchImage(n, setup.reference(mib), origin)))
+    const cpuAfter = await cpuTimes()
+    const sizes = setup.sizes.get(mib) as Map<string, number>
+    const blobGets = setup.upstream.log.entries.slice(fromLog).filter((e) => e.method === 'GET' && e.blob)
+    const getsPerBlob: Record<string, number> = {}
+    for (const get of blobGets) getsPerBlob[get.digest] = (getsPerBlob[get.digest] ?? 0) + 1
+    const imageBytes = [...sizes.values()].reduce((a, b) => a + b, 0)
+    const ends = pulls.map((p) => p.endMs).sort((a, b) => a - b)
+    const starts = pulls.map((p) => p.startMs)
+    return {
+      mode,
+      nodes: pulling.length,
+      imageMib: mib,
+      upstreamPerImage: blobGets.reduce((sum, e) => sum + e.bytes, 0) / imageBytes,
+      upstreamBlobGets: blobGets.length,
+      getsPerBlob,
+      lastNodeSeconds: (ends.at(-1) as number) / 1000,
+      firstNodeSeconds: (ends[0] as number) / 1000,
+      medianSeconds: (ends[ends.length >> 1] as number) / 1000,
+      startSpreadMs: Math.max(...starts) - Math.min(...starts),
+      cpuBusyPercent: (100 * (cpuAfter.busy - cpuBefore.busy)) / Math.max(1, cpuAfter.total - cpuBefore.total)
+    }
+  } finally {
+    await stopNodes(running)
+  }
+}
+
+/** Builds the images (one per size) in a registry on loopback; its storage is then served from the namespace. */
+async function buildImages(work: string, sizesMib: number[]): Promise<Map<number, Map<string, number>>> {
+  const registry = await startRegistry(work)
+  try {
+    const sizes = new Map<number, Map<string, number>>()
+    for (const mib of sizesMib) {
+      await buildAndPush(work, registry.host, 'bench/crowd', `${mib}mib`, layersOf(mib))
+      sizes.set(mib, await blobSizes(registry.host, 'bench/crowd', `${mib}mib`))
+    }
+    return sizes
+  } finally {
+    await registry.stop()
+  }
+}
+
+function rowOf(m: Measured, alone: number | undefined): Row {
+  return {
+    nodes: m.nodes,
+    'image MiB': m.imageMib,
+    mode: m.mode,
+    'upstream ÷ image': m.upstreamPerImage,
+    'blob GETs upstream': m.upstreamBlobGets,
+    'first s': m.firstNodeSeconds,
+    'median s': m.medianSeconds,
+    'last s': m.lastNodeSeconds,
+    'last ÷ alone': alone === undefined ? '' : m.lastNodeSeconds / alone,
+    'start spread ms': m.startSpreadMs,
+    'CPU busy %': m.cpuBusyPercent
+  }
+}
+
+/** Why the benchmark cannot run here, or undefined. */
+async function unavailable(options: Options): Promise<string | undefined> {
+  return (
+    (await netnsUnavailable()) ??
+    e2eUnavailable() ??
+    (options.containerd === '2' ? await goUnavailable() : undefined)
+  )
+}
+
+/** Runs bench/flash-crowd; resolves false when a mode failed. */
+export async function benchFlashCrowd(args: string[]): Promise<boolean> {
+  const options = parseOptions(args)
+  const reason = await unavailable(options)
+  if (reason !== undefined) {
+    console.log(`bench/flash-crowd skipped: ${reason}`)
+    return true
+  }
+  const work = await mkdtemp(join(tmpdir(), 'kadmirror-crowd-bench-'))
+  const results: Measured[] = []
+  try {
+    const cli = await bundledCli()
+    const binaries =
+      options.containerd === '2' ? await buildContainerd2() : { containerd: CONTAINERD, ctr: CTR }
+    const sizes = await buildImages(work, options.sizesMib)
+    if (options.logDir !== undefined) await mkdir(options.logDir, { recursive: true })
+    for (const count of options.nodes) {
+      const names = [...Array.from({ length: count }, (_, i) => `n${i}`), 'upstream']
+      const network = await createNetwork(names)
+      try {
+        const upstreamNode = network.nodes.upstream as NetworkNode
+        const config = join(work, `registry-${count}.yml`)
+        await writeRegistryConfig(config, join(work, 'storage'), `${upstreamNode.address}:5000`)
+        const upstream = await startUpstream(upstreamNode, config)
+        try {
+          await limitUplink(upstreamNode, options.upstreamMbit)
+          const nodes = names.slice(0, count).map((n) => network.nodes[n] as NetworkNode)
+          for (const node of nodes) await limitUplink(node, options.uplinkMbit)
+          const setup: Setup = {
+            cli,
+            work,
+            upstream: { address: upstreamNode.address, log: upstream.log },
+            binaries,
+            reference: (mib) => `${upstreamNode.address}:5000/bench/crowd:${mib}mib`,
+            sizes,
+            logDir: options.logDir
+          }
+          for (const mib of options.sizesMib) {
+            const measured: Measured[] = []
+            for (const mode of options.modes) {
+              const m = await runMode(setup, nodes, mib, mode)
+              measured.push(m)
+              console.log(
+                `  ${count} nodes, ${mib} MiB, ${mode}: last ${m.lastNodeSeconds.toFixed(1)} s, upstream ${m.upstreamPerImage.toFixed(2)} × image`
+              )
+            }
+            results.push(...measured)
+            const alone = measured.find((m) => m.mode === 'alone')?.lastNodeSeconds
+            printTable(
+              `bench/flash-crowd: ${count} nodes, ${mib} MiB image (targets: upstream ÷ image ≤ ${TARGETS.upstreamPerImage}, last ÷ alone ≤ ${TARGETS.lastNodeVsAlone})`,
+              measured.map((m) => rowOf(m, alone))
+            )
+          }
+        } finally {
+          await upstream.stop()
+        }
+      } finally {
+        await network.close()
+      }
+    }
+    const images = Object.fromEntries([...sizes].map(([mib, blobs]) => [mib, Object.fromEntries(blobs)]))
+    console.log(
+      `results: ${await writeResults('flash-crowd', { options, targets: TARGETS, images, results })}`
+    )
+    return true
+  } finally {
+    await rm(work, { recursive: true, force: true })
+  }
+}
