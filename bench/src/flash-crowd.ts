@@ -16,9 +16,10 @@
  * Usage: node bench/src/run.ts flash-crowd -- [--nodes 10,20] [--sizes 100,500] [--upstream-mbit 200]
  *   [--uplink-mbit 1000] [--containerd 1.6|2] [--modes alone,flash-crowd,advertise-only,no-mirror]
  */
-import type { ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { openSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -218,14 +219,28 @@ async function stopNodes(nodes: RunNode[]): Promise<void> {
   await Promise.all(nodes.map((n) => n.containerd.stop()))
 }
 
-/** One node's pull: `ctr content fetch` of `reference`; resolves when it ended, in ms from `origin`. */
+/**
+ * One node's pull: `ctr content fetch` of `reference` in the node's namespace (its progress output discarded);
+ * resolves when it ended, in ms from `origin`. Rejects with the end of its error output when it fails.
+ */
 async function fetchImage(
+  setup: Setup,
   node: RunNode,
   reference: string,
   origin: number
 ): Promise<{ startMs: number; endMs: number }> {
   const startMs = performance.now() - origin
-  await node.containerd.ctr(NAMESPACE, 'content', 'fetch', '--hosts-dir', node.hostsDir, reference)
+  const [file, ...prefix] = [...node.network.prefix, setup.binaries.ctr]
+  const args = [...prefix, '-a', node.containerd.socket, '-n', NAMESPACE, 'content', 'fetch']
+  const child = spawn(file as string, [...args, '--hosts-dir', node.hostsDir, reference], {
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let errors = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    errors = (errors + chunk.toString()).slice(-2000)
+  })
+  const [code] = (await once(child, 'exit')) as [number | null]
+  if (code !== 0) throw new Error(`${node.network.name}: ctr content fetch exited ${code}: ${errors}`)
   return { startMs, endMs: performance.now() - origin }
 }
 
@@ -240,12 +255,47 @@ async function cpuTimes(): Promise<{ busy: number; total: number }> {
   return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total }
 }
 
+/** CPU seconds used so far by every process on the machine, by command (`node` without this benchmark's own). */
+async function cpuByCommand(): Promise<Record<string, number>> {
+  const seconds: Record<string, number> = {}
+  for (const pid of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(pid) || Number(pid) === process.pid) continue
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+    const command = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const used = (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100
+    if (command !== '' && used > 0) seconds[command] = (seconds[command] ?? 0) + used
+  }
+  return seconds
+}
+
+/** CPU seconds of this process's children that ended and were waited for (the `ctr` pulls). */
+async function endedChildrenCpu(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[13] ?? 0) + Number(fields[14] ?? 0)) / 100
+}
+
+/** CPU seconds each command used between two readings; `ctr` from the ended children's account. */
+function cpuSpent(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  ctrSeconds: number
+): Record<string, number> {
+  const spent: Record<string, number> = { ctr: ctrSeconds }
+  const delta = (command: string): number => Math.max(0, (after[command] ?? 0) - (before[command] ?? 0))
+  // Node names its main thread MainThread once a process re-executes itself (the daemon does, for its runtime).
+  spent.node = delta('node') + delta('MainThread')
+  for (const command of ['containerd', 'docker-registry']) spent[command] = delta(command)
+  return spent
+}
+
 /**
  * Pulls the image on `holder` alone, then waits until `asker`'s mirror finds every blob of it at a peer (the records
  * arrived). Its tag is not waited for: one holder is below the default tag quorum, so the tag comes from upstream.
  */
 async function seed(setup: Setup, holder: RunNode, asker: RunNode, mib: number): Promise<void> {
-  await fetchImage(holder, setup.reference(mib), performance.now())
+  await fetchImage(setup, holder, setup.reference(mib), performance.now())
   for (const digest of (setup.sizes.get(mib) as Map<string, number>).keys())
     await untilFound(asker, `/v2/bench/crowd/blobs/${digest}?ns=${setup.upstream.address}:5000`)
 }
@@ -280,6 +330,11 @@ interface Measured {
   startSpreadMs: number
   /** Share of both cores busy during the pulls, in %. */
   cpuBusyPercent: number
+  /**
+   * CPU seconds spent during the pulls by the mirrors (`node`), containerd, ctr (the pulling clients) and the
+   * upstream (`docker-registry`).
+   */
+  cpuSeconds: Record<string, number>
 }
 
 /** Runs one mode on `nodes` pulling the image of `mib` MiB. */
@@ -292,9 +347,13 @@ async function runMode(setup: Setup, nodes: NetworkNode[], mib: number, mode: Mo
     const pulling = mode === 'seeded' ? rest : running
     const fromLog = setup.upstream.log.entries.length
     const cpuBefore = await cpuTimes()
+    const commandsBefore = await cpuByCommand()
+    const childrenBefore = await endedChildrenCpu()
     const origin = performance.now()
-    const pulls = await Promise.all(pulling.map((n) => fetchImage(n, setup.reference(mib), origin)))
+    const pulls = await Promise.all(pulling.map((n) => fetchImage(setup, n, setup.reference(mib), origin)))
     const cpuAfter = await cpuTimes()
+    const ctrSeconds = (await endedChildrenCpu()) - childrenBefore
+    const cpuSeconds = cpuSpent(commandsBefore, await cpuByCommand(), ctrSeconds)
     const sizes = setup.sizes.get(mib) as Map<string, number>
     const blobGets = setup.upstream.log.entries.slice(fromLog).filter((e) => e.method === 'GET' && e.blob)
     const getsPerBlob: Record<string, number> = {}
@@ -313,7 +372,9 @@ async function runMode(setup: Setup, nodes: NetworkNode[], mib: number, mode: Mo
       firstNodeSeconds: (ends[0] as number) / 1000,
       medianSeconds: (ends[ends.length >> 1] as number) / 1000,
       startSpreadMs: Math.max(...starts) - Math.min(...starts),
-      cpuBusyPercent: (100 * (cpuAfter.busy - cpuBefore.busy)) / Math.max(1, cpuAfter.total - cpuBefore.total)
+      cpuBusyPercent:
+        (100 * (cpuAfter.busy - cpuBefore.busy)) / Math.max(1, cpuAfter.total - cpuBefore.total),
+      cpuSeconds
     }
   } finally {
     await stopNodes(running)
@@ -347,7 +408,10 @@ function rowOf(m: Measured, alone: number | undefined): Row {
     'last s': m.lastNodeSeconds,
     'last ÷ alone': alone === undefined ? '' : m.lastNodeSeconds / alone,
     'start spread ms': m.startSpreadMs,
-    'CPU busy %': m.cpuBusyPercent
+    'CPU busy %': m.cpuBusyPercent,
+    'CPU s: mirrors': m.cpuSeconds.node ?? 0,
+    'CPU s: containerd': m.cpuSeconds.containerd ?? 0,
+    'CPU s: ctr': m.cpuSeconds.ctr ?? 0
   }
 }
 

@@ -9,8 +9,8 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import type { PeerFailureEvent, ResponseEvent } from '@kadmirror/mirror'
-import { buildImage, buildIndex } from '@kadmirror/oci'
+import { claimKey, type PeerFailureEvent, type ResponseEvent, type UpstreamEvent } from '@kadmirror/mirror'
+import { buildImage, buildIndex, type Digest } from '@kadmirror/oci'
 import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
@@ -223,6 +223,8 @@ export interface KadmirrorNode {
   responses: ResponseEvent[]
   /** Peer failures the node's mirror reported. */
   failures: PeerFailureEvent[]
+  /** Blobs the node's mirror sent its client upstream for (`elected`: it won a flash-crowd election). */
+  upstreams: UpstreamEvent[]
   child: ChildProcess
   stop(): Promise<void>
 }
@@ -249,19 +251,27 @@ export async function startNode(
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const responses: ResponseEvent[] = []
   const failures: PeerFailureEvent[] = []
+  const upstreams: UpstreamEvent[] = []
   const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> })
-  const ready = new Promise<Omit<KadmirrorNode, 'responses' | 'failures' | 'child' | 'stop'>>(
+  const ready = new Promise<Omit<KadmirrorNode, 'responses' | 'failures' | 'upstreams' | 'child' | 'stop'>>(
     (resolve, reject) => {
       lines.on('line', (line) => {
         const message = JSON.parse(line) as {
           ready?: boolean
           response?: ResponseEvent
           failure?: PeerFailureEvent
+          upstream?: UpstreamEvent
         }
         if (message.ready === true)
-          resolve(message as unknown as Omit<KadmirrorNode, 'responses' | 'failures' | 'child' | 'stop'>)
+          resolve(
+            message as unknown as Omit<
+              KadmirrorNode,
+              'responses' | 'failures' | 'upstreams' | 'child' | 'stop'
+            >
+          )
         else if (message.response !== undefined) responses.push(message.response)
         else if (message.failure !== undefined) failures.push(message.failure)
+        else if (message.upstream !== undefined) upstreams.push(message.upstream)
       })
       child.once('exit', (code) =>
         reject(new Error(`kadmirror node exited with ${code} before it was ready`))
@@ -273,6 +283,7 @@ export async function startNode(
     ...info,
     responses,
     failures,
+    upstreams,
     child,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return
@@ -374,12 +385,17 @@ export interface Liar {
   stop(): Promise<void>
 }
 
-/** Starts a lying peer for `repository:tag` of the upstream `registryHost`, joining the DHT through `bootstrap`. */
+/**
+ * Starts a lying peer for `repository:tag` of the upstream `registryHost`, joining the DHT through `bootstrap`. It
+ * advertises the blobs (`as: 'holder'`, default) or flash-crowd claims on them (`as: 'claimer'`: it says it is
+ * fetching each one, so that nodes missing them wait for it and ask it directly).
+ */
 export async function startLiar(
   registryHost: string,
   repository: string,
   tag: string,
-  bootstrap: string
+  bootstrap: string,
+  as: 'holder' | 'claimer' = 'holder'
 ): Promise<Liar> {
   const sizes = await blobSizes(registryHost, repository, tag)
   const registry = await startRogueRegistry(sizes)
@@ -390,7 +406,8 @@ export async function startLiar(
     bootstrapper: staticBootstrapper([bootstrap])
   })
   await waitFor(() => router.peers().length > 0, 10_000, 'the liar to join')
-  await router.advertise([...sizes.keys()])
+  const keys = [...sizes.keys()].map((d) => (as === 'holder' ? d : claimKey(d as Digest)))
+  await router.advertise(keys)
   return {
     digests: [...sizes.keys()],
     served: registry.served,

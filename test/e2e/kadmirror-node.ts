@@ -2,8 +2,8 @@
  * One kadmirror node for the end-to-end suite and bench/e2e, in its own process, built by the daemon's
  * `createNode()`: a ContainerdStore on a containerd socket, a libp2p router on 127.0.0.1, the advertiser and the
  * mirror (no metrics port). Prints JSON lines: first `{ ready: true, url, peerId, addresses, readMode }` once the
- * containerd store is open, then one `{ response: … }` per mirror request and one `{ failure: … }` per peer
- * failure. Stops on SIGTERM.
+ * containerd store is open, then one `{ response: … }` per mirror request, one `{ failure: … }` per peer
+ * failure and one `{ upstream: … }` per blob its client was sent upstream for. Stops on SIGTERM.
  *
  * Usage: node test/e2e/kadmirror-node.ts --socket S --content-dir D --data-dir D [--bootstrap ADDR] [--forward]
  */
@@ -47,6 +47,7 @@ const node = await createNode({
 const store = (node.store instanceof PendingStore ? await node.store.opened : node.store) as ContainerdStore
 node.mirror.events.on('response', (response) => console.log(JSON.stringify({ response })))
 node.mirror.events.on('peer-failure', (failure) => console.log(JSON.stringify({ failure })))
+node.mirror.events.on('upstream', (upstream) => console.log(JSON.stringify({ upstream })))
 console.log(
   JSON.stringify({
     ready: true,

@@ -79,8 +79,9 @@ export interface NodeOptions {
   /**
    * Flash crowds (many nodes pulling the same new image at once): the nodes missing a blob elect one to fetch it
    * from upstream, which advertises containerd's download at once and serves it to the others while it arrives;
-   * they wait up to `waitMs` (default 1500) for it. Needs the containerd store with a readable content directory
-   * (else off, with a log line). `false` turns it off. Default on.
+   * they wait up to `waitMs` (default 1500) for it; every node receiving a blob from a peer relays it to others
+   * while it arrives (a tree, not a queue at the first holder's upload cap). Needs the containerd store with a
+   * readable content directory (else off, with a log line). `false` turns it off. Default on.
    */
   flashCrowd?: false | { waitMs?: number }
   /** How long in-flight transfers may take to finish on `close()`, in ms. @default {@link SHUTDOWN_GRACE_MS} (10 s) */
@@ -223,6 +224,7 @@ async function startNode(options: NodeOptions, log: Logger, started: Started): P
       ? {}
       : {
           inFlight,
+          relay: true,
           flashCrowd: {
             selfId: router.peerId,
             ...(options.flashCrowd === false || options.flashCrowd?.waitMs === undefined

@@ -347,7 +347,7 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     boolean: true,
     default: 'true',
     description:
-      'When several nodes miss the same blob at once, elect one to fetch it from upstream and serve its containerd download to the others while it arrives (needs a readable containerd content directory).'
+      'When several nodes miss the same blob at once, elect one to fetch it from upstream and serve its containerd download to the others while it arrives; nodes receiving a blob from a peer relay it while it arrives (needs a readable containerd content directory).'
   },
   {
     flag: 'flash-crowd-wait',

@@ -16,6 +16,7 @@ import { PeerAnswerError, PeerTooSlowError } from './errors.ts'
 import type { HashPool, StreamHasher } from './hash-pool.ts'
 import type { PeerBody } from './peer-body.ts'
 import { type PeerBlob, type PeerFetchConfig, reportFailure } from './peer-fetch.ts'
+import { LandedBytes } from './piece-plan.ts'
 import { ProgressMeter } from './progress.ts'
 import { drained } from './respond.ts'
 
@@ -245,6 +246,11 @@ export class SpoolSink implements BlobSink {
   #waiting: { resolve(ok: boolean): void; reject(err: unknown): void }[] = []
   #failure: unknown
   #writes: Promise<unknown> = Promise.resolve()
+  readonly #landed = new LandedBytes()
+  /** Readers sharing the file ({@link SpoolSink.share}); the file closes when the last one is done. */
+  #readers = 0
+  #closing: Promise<void> | undefined
+  #lastReaderGone: (() => void) | undefined
 
   private constructor(handle: FileHandle, res: ServerResponse) {
     this.#handle = handle
@@ -275,6 +281,7 @@ export class SpoolSink implements BlobSink {
     this.#queued += chunk.byteLength
     const written = this.#handle.write(chunk, 0, chunk.byteLength, position).then(
       () => {
+        this.#landed.add(position, position + chunk.byteLength)
         release()
         this.#queued -= chunk.byteLength
         if (this.#waiting.length > 0 && this.#queued <= SPOOL_WRITE_AHEAD_BYTES / 2)
@@ -321,10 +328,42 @@ export class SpoolSink implements BlobSink {
     })
   }
 
-  /** Closes the file (its space is freed: it has no name). Idempotent. */
-  async close(): Promise<void> {
-    await this.#writes.catch(() => {})
-    await this.#handle.close().catch(() => {})
+  /** One past the last byte of the written prefix from byte 0. */
+  get prefixEnd(): number {
+    return this.#landed.prefixEnd
+  }
+
+  /**
+   * A reader of the file for another party (a relay to peers), which keeps it open until `release` is called;
+   * undefined once the spool is closing.
+   */
+  share():
+    | {
+        read(target: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>
+        release(): void
+      }
+    | undefined {
+    if (this.#closing !== undefined) return undefined
+    this.#readers++
+    let released = false
+    return {
+      read: (target, offset, length, position) => this.#handle.read(target, offset, length, position),
+      release: () => {
+        if (released) return
+        released = true
+        if (--this.#readers === 0) this.#lastReaderGone?.()
+      }
+    }
+  }
+
+  /** Closes the file (its space is freed: it has no name) once every shared reader is done. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#writes.catch(() => {})
+      if (this.#readers > 0) await new Promise<void>((resolve) => (this.#lastReaderGone = resolve))
+      await this.#handle.close().catch(() => {})
+    })()
+    return this.#closing
   }
 }
 

@@ -98,6 +98,15 @@ export class Claims {
     return { role: 'fetch' }
   }
 
+  /**
+   * The claimers of `digest` now, first-ranked first (at most {@link MAX_FETCHERS}), from a lookup of at most
+   * `timeoutMs`: a node that waits reads them again, as a claimer that lost withdraws its claim. Rejects when
+   * `signal` aborts.
+   */
+  async fetchers(digest: Digest, timeoutMs: number, signal: AbortSignal): Promise<Provider[]> {
+    return ranked(digest, await this.claimers(claimKey(digest), signal, timeoutMs))
+  }
+
   /** True while this node is the elected fetcher of `digest` (its claim has not expired). */
   fetching(digest: Digest): boolean {
     return this.won.has(digest)
@@ -122,9 +131,13 @@ export class Claims {
   }
 
   /** The other nodes that claim `key` now. */
-  private async claimers(key: string, signal: AbortSignal): Promise<Provider[]> {
+  private async claimers(
+    key: string,
+    signal: AbortSignal,
+    timeoutMs = this.init.lookupTimeoutMs
+  ): Promise<Provider[]> {
     const found: Provider[] = []
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(this.init.lookupTimeoutMs)])
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
     try {
       for await (const provider of this.init.router.lookup(key, { count: 64, signal: bounded, fresh: true }))
         if (provider.id !== this.init.selfId) found.push(provider)

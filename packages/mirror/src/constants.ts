@@ -126,6 +126,8 @@ export const PEER_RTT_WEIGHT = 0.3
  * dies or cannot fetch (private content): this much (plus the election, ~2 lookups) per blob, blobs in parallel.
  */
 export const FLASH_CROWD_WAIT_MS = 1500
+/** Blobs smaller than this (bytes) are not relayed while they arrive: they arrive before a record would spread. */
+export const RELAY_MIN_BYTES = 1024 * 1024
 /**
  * Longest the elected node holds a peer's request for a blob whose download it has not found yet (containerd is
  * starting it), in ms, before answering 404 (the peer asks again until its own wait ends).
@@ -139,8 +141,14 @@ export const FETCHER_HOLD_MS = 1000
 export const CLAIM_SETTLE_MS = 40
 /** A claim is withdrawn this long after it was made, in ms (by then the elected fetch advertised its bytes or failed). */
 export const CLAIM_TTL_MS = 10_000
-/** Longest one lookup of claimers (or, while waiting for the elected node, of the blob) may take, in ms. */
-export const CLAIM_LOOKUP_TIMEOUT_MS = 200
+/**
+ * Longest one lookup of claimers may take, in ms. A lookup that finds nobody ends when the closest nodes answered
+ * (milliseconds on a cluster network); this bound only matters on overloaded nodes, where cutting it short would
+ * read as "nobody claims" and elect several fetchers.
+ */
+export const CLAIM_LOOKUP_TIMEOUT_MS = 1000
+/** Longest one lookup of the blob may take while waiting for the elected node (it is asked directly meanwhile), in ms. */
+export const FLASH_CROWD_LOOKUP_TIMEOUT_MS = 200
 /** How often a waiting blob request asks the elected node for its download while it waits, in ms. */
 export const FLASH_CROWD_POLL_MS = 50
 /**

@@ -43,10 +43,17 @@ import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './bl
 import { Claims, type Election } from './claims.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
-import { DigestMismatchError, InvalidMirrorOptionError } from './errors.ts'
+import { DigestMismatchError, InvalidMirrorOptionError, PeerBusyError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
-import { type GrowingContent, type InFlightContent, openGrowing, sendGrowing } from './in-flight.ts'
+import {
+  type GrowingContent,
+  type GrowingLimits,
+  type GrowingReader,
+  type InFlightContent,
+  openGrowing,
+  sendGrowing
+} from './in-flight.ts'
 import {
   type FetchSession,
   fetchManifest,
@@ -69,6 +76,7 @@ import {
   spreadOrder
 } from './peers.ts'
 import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
+import { Relays } from './relay.ts'
 import { API_VERSION_HEADER, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
@@ -193,6 +201,12 @@ export interface MirrorHandlerInit {
   flashCrowd?: FlashCrowdOptions
   /** Content this node is still receiving (its containerd's downloads), served to peers as it grows. Default none. */
   inFlight?: InFlightContent
+  /**
+   * Relay blobs while they arrive from peers: a blob being spooled is advertised and served to other peers from the
+   * spool as it grows (they verify it), so that many nodes fetching one blob form a tree instead of queueing at its
+   * first holder's upload cap. Needs the spool (`verifyBeforeForwarding` true). Default false.
+   */
+  relay?: boolean
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -260,6 +274,8 @@ interface Settings {
   busyWaitMs: number
   /** Local content found not to match its digest: not served from the store again. */
   damaged: Set<Digest>
+  /** Blobs being spooled from peers, offered to other peers while they arrive; undefined: no relaying. */
+  relays: Relays | undefined
   /** The flash-crowd election and how long a loser waits; undefined: off. */
   flashCrowd: { claims: Claims; waitMs: number } | undefined
   inFlight: InFlightContent | undefined
@@ -360,6 +376,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     ),
     flashCrowd: flashCrowdOf(init),
     inFlight: init.inFlight,
+    relays: init.relay === true && init.verifyBeforeForwarding !== false ? new Relays() : undefined,
     events,
     log: init.logger ?? silent
   }
@@ -732,6 +749,15 @@ async function serveInFlight(
   spec: RangeSpec | undefined,
   outcome: Outcome
 ): Promise<boolean> {
+  const relay = settings.relays?.find(path.digest)
+  if (relay !== undefined) {
+    const limits = { ...growingLimits(), writtenEnd: relay.writtenEnd, abandoned: relay.abandoned }
+    try {
+      return await sendInFlight(settings, req, res, { path, spec, outcome }, relay.size, relay.reader, limits)
+    } finally {
+      relay.reader.release()
+    }
+  }
   const found = await inFlightSoon(settings, path.digest, clientSignal(res))
   if (found === undefined) return false
   if ('stored' in found) {
@@ -742,40 +768,54 @@ async function serveInFlight(
     }
     return serveLocal(settings, req, res, path, found.stored, spec, outcome)
   }
-  const growing = found
-  const file = req.method === 'GET' ? await openGrowing(growing) : undefined
+  const file = req.method === 'GET' ? await openGrowing(found) : undefined
   if (req.method === 'GET' && file === undefined) return false
   try {
-    if (req.method === 'GET' && !takeUpload(settings, res)) {
-      sendBusy(settings, res, outcome)
-      return true
-    }
-    outcome.source = 'in-flight'
-    const range = clientRange(res, spec, growing.size)
-    if (range === null) return true
-    const headers = contentHeaders(
-      { digest: path.digest, size: growing.size },
-      'application/octet-stream',
-      range
-    )
-    res.writeHead(range === undefined ? 200 : 206, headers)
-    if (file === undefined) {
-      res.end()
-      return true
-    }
-    // The answer goes at once, before the first bytes: a peer waiting for this download stops looking elsewhere.
-    res.flushHeaders()
-    const whole = range ?? { start: 0, end: growing.size - 1 }
-    const limits = { stallMs: defaults.GROWING_STALL_MS, pollMs: defaults.GROWING_POLL_MS }
-    outcome.bytes = await sendGrowing(res, file, whole, limits).catch((err: unknown) => {
-      settings.log.warn({ err, digest: path.digest }, 'in-flight content stopped; cutting the peer')
-      res.destroy()
-      return 0
-    })
-    return true
+    return await sendInFlight(settings, req, res, { path, spec, outcome }, found.size, file, growingLimits())
   } finally {
     await file?.close().catch(() => {})
   }
+}
+
+function growingLimits(): GrowingLimits {
+  return { stallMs: defaults.GROWING_STALL_MS, pollMs: defaults.GROWING_POLL_MS }
+}
+
+/** Answers a peer with content still arriving (`reader`, undefined for HEAD): headers at once, bytes as they come. */
+async function sendInFlight(
+  settings: Settings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  asked: { path: BlobPath; spec: RangeSpec | undefined; outcome: Outcome },
+  size: number,
+  reader: GrowingReader | undefined,
+  limits: GrowingLimits
+): Promise<true> {
+  const { path, outcome } = asked
+  if (req.method === 'GET' && !takeUpload(settings, res)) {
+    sendBusy(settings, res, outcome)
+    return true
+  }
+  outcome.source = 'in-flight'
+  const range = clientRange(res, asked.spec, size)
+  if (range === null) return true
+  res.writeHead(
+    range === undefined ? 200 : 206,
+    contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
+  )
+  if (req.method !== 'GET' || reader === undefined) {
+    res.end()
+    return true
+  }
+  // The answer goes at once, before the first bytes: a peer waiting for this download stops looking elsewhere.
+  res.flushHeaders()
+  const whole = range ?? { start: 0, end: size - 1 }
+  outcome.bytes = await sendGrowing(res, reader, whole, limits).catch((err: unknown) => {
+    settings.log.warn({ err, digest: path.digest }, 'in-flight content stopped; cutting the peer')
+    res.destroy()
+    return 0
+  })
+  return true
 }
 
 /**
@@ -1186,7 +1226,13 @@ async function blobFromPeers(
       const deadline = performance.now() + crowd.waitMs
       const waited =
         election.role === 'wait'
-          ? await awaitFetcher(settings, path, election.fetchers, deadline, signal)
+          ? await awaitFetcher(
+              settings,
+              path,
+              election.fetchers,
+              { deadline, busy: started + settings.busyWaitMs },
+              signal
+            )
           : undefined
       if (waited !== undefined) ({ first, session } = waited)
       const ms = Math.round(performance.now() - started)
@@ -1240,24 +1286,34 @@ async function blobFromPeers(
  * A loser's wait for the elected node's download: asks the `fetchers` directly, in turn, every FLASH_CROWD_POLL_MS
  * (the elected one serves its download as soon as it starts, before its provider record has spread) and, every few
  * polls, looks the blob up (another node may hold or fetch it). Resolves the first peer answer, or undefined once
- * `deadline` (ms, `performance.now()`) passed.
+ * `until.deadline` (ms, `performance.now()`) passed — or `until.busy` when a fetcher answered that it is at its upload
+ * cap (the bytes exist: the nodes receiving them relay them, as for any blob whose providers are busy).
  */
 async function awaitFetcher(
   settings: Settings,
   path: BlobPath,
-  fetchers: Provider[],
-  deadline: number,
+  initialFetchers: Provider[],
+  until: { deadline: number; busy: number },
   signal: AbortSignal
 ): Promise<{ first: RaceResult<PeerBlob>; session: FetchSession } | undefined> {
+  let deadline = until.deadline
+  let fetchers = initialFetchers
   for (let round = 1; performance.now() < deadline && !signal.aborted; round++) {
+    // The claims again now and then: the claimer seen first may have lost and withdrawn since.
+    if (round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 2)
+      fetchers = await currentFetchers(settings, path, fetchers, signal)
+    let busy = false
     for (const fetcher of fetchers) {
       const direct = await openBefore(settings, fetcher, path, deadline, signal)
-      if (direct !== undefined)
+      if (direct === 'busy') busy = true
+      else if (direct !== undefined)
         return { first: { value: direct, attempts: 1 }, session: newSession(settings, path.digest, signal) }
     }
-    const lookupUntil = Math.min(deadline, performance.now() + defaults.CLAIM_LOOKUP_TIMEOUT_MS)
+    if (busy) deadline = Math.max(deadline, until.busy)
+    // A fetcher at its upload cap: the nodes receiving from it relay the blob; look them up now.
+    const lookupUntil = Math.min(deadline, performance.now() + defaults.FLASH_CROWD_LOOKUP_TIMEOUT_MS)
     if (
-      round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 0 &&
+      (busy || round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 0) &&
       (await providerFound(settings, path.digest, lookupUntil, signal))
     ) {
       const session = newSession(settings, path.digest, signal)
@@ -1266,20 +1322,38 @@ async function awaitFetcher(
       )
       if (first.value !== undefined) return { first, session }
     }
-    const pause = Math.min(defaults.FLASH_CROWD_POLL_MS, deadline - performance.now())
+    const pause = Math.min(defaults.FLASH_CROWD_POLL_MS * (busy ? 4 : 1), deadline - performance.now())
     if (pause > 0 && !(await sleep(pause, true, { signal }).catch(() => false))) return undefined
   }
   return undefined
 }
 
-/** `provider`'s answer to a GET of `path` if it comes before `deadline`; undefined when refused or late. */
+/** The claimers of the blob now (a short lookup), or `known` when none answered in time. */
+async function currentFetchers(
+  settings: Settings,
+  path: BlobPath,
+  known: Provider[],
+  signal: AbortSignal
+): Promise<Provider[]> {
+  const claims = settings.flashCrowd?.claims
+  if (claims === undefined) return known
+  const found = await claims
+    .fetchers(path.digest, defaults.FLASH_CROWD_LOOKUP_TIMEOUT_MS, signal)
+    .catch(() => [] as Provider[])
+  return found.length > 0 ? found : known
+}
+
+/**
+ * `provider`'s answer to a GET of `path` if it comes before `deadline`; `busy` when it is at its upload cap (429),
+ * undefined when it refused otherwise or was late.
+ */
 async function openBefore(
   settings: Settings,
   provider: Provider,
   path: BlobPath,
   deadline: number,
   signal: AbortSignal
-): Promise<PeerBlob | undefined> {
+): Promise<PeerBlob | 'busy' | undefined> {
   const remaining = Math.ceil(deadline - performance.now())
   if (remaining <= 0) return undefined
   // Only the wait for the answer is bounded by the deadline; the body then runs under the request's signal.
@@ -1295,8 +1369,8 @@ async function openBefore(
       undefined,
       AbortSignal.any([signal, late.signal])
     )
-  } catch {
-    return undefined
+  } catch (err) {
+    return err instanceof PeerBusyError ? 'busy' : undefined
   } finally {
     clearTimeout(timer)
   }
@@ -1455,11 +1529,15 @@ async function spoolThenServe(
   // Nothing goes to the client until the blob is verified, which can take longer than the server's idle timeout
   // (a large blob from slow peers); the transfer itself is bounded by the peers' stall and progress limits.
   const restoreIdleTimeout = suspendIdleTimeout(res)
+  let relayed = relayWhileReceiving(settings, transfer.path.digest, spool, transfer.size)
+  let verified = false
   try {
     const { path, size } = transfer
     const received = await receiveSpooled(settings, res, transfer, spool)
     restoreIdleTimeout()
     if (received.spool !== spool) {
+      relayed?.(true) // its relay read the copy that failed
+      relayed = undefined
       await spool.close()
       spool = received.spool
     }
@@ -1480,6 +1558,7 @@ async function spoolThenServe(
       sendError(res, 404, 'BLOB_UNKNOWN', `${path.digest}: ${why}`)
       return
     }
+    verified = true
     for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)
     res.writeHead(transfer.status, transfer.headers)
     // An empty blob (a range can only be of bytes that exist): nothing to read back.
@@ -1487,8 +1566,35 @@ async function spoolThenServe(
     await sendSpooled(settings, res, spool, size, transfer.range, outcome)
   } finally {
     restoreIdleTimeout()
+    relayed?.(!verified)
     await spool.close()
   }
+}
+
+/**
+ * Offers the blob being received into `spool` to other peers (advertised at once) when relaying is on and the blob
+ * is worth it; resolves the function that ends the offer (`failed`: its readers are cut and, unless the store holds
+ * the blob, its record withdrawn), or undefined when nothing was offered.
+ */
+function relayWhileReceiving(
+  settings: Settings,
+  digest: Digest,
+  spool: SpoolSink,
+  size: number
+): ((failed: boolean) => void) | undefined {
+  if (settings.relays === undefined || size < defaults.RELAY_MIN_BYTES) return undefined
+  const offer = settings.relays.offer(digest, spool, size)
+  if (!offer.first) return undefined
+  settings.router.advertise([digest]).catch(() => {})
+  return (failed) => {
+    offer.end(failed)
+    if (failed) void withdrawUnlessHeld(settings, digest)
+  }
+}
+
+async function withdrawUnlessHeld(settings: Settings, digest: Digest): Promise<void> {
+  if ((await settings.store.stat(digest).catch(() => undefined)) !== undefined) return
+  await settings.router.withdraw([digest]).catch(() => {})
 }
 
 /**

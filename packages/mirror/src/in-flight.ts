@@ -26,12 +26,24 @@ export interface InFlightContent {
   find(digest: Digest): Promise<GrowingContent | undefined>
 }
 
-/** Limits of {@link sendGrowing}, in ms. */
+/** Limits of {@link sendGrowing}, in ms, and how it learns what was written. */
 export interface GrowingLimits {
   /** Give up when the file has not grown for this long. */
   stallMs: number
   /** How often a read at the written end looks again. */
   pollMs: number
+  /**
+   * One past the last byte written in order from byte 0 (a spool whose pieces land out of order has holes past it);
+   * default: the file's end (a read returning 0 bytes is the written end).
+   */
+  writtenEnd?: () => number
+  /** True once the content will never be complete (its transfer failed): the response is cut. */
+  abandoned?: () => boolean
+}
+
+/** What {@link sendGrowing} reads: an open file, or a spool shared by a relay. */
+export interface GrowingReader {
+  read(target: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>
 }
 
 /** Largest read of growing content, in bytes. */
@@ -54,21 +66,25 @@ export async function openGrowing(content: GrowingContent): Promise<FileHandle |
 }
 
 /**
- * Writes bytes `range` of `file` (opened by {@link openGrowing}; the caller closes it) to `res` as they are written,
- * and ends the response. Resolves the bytes sent; stops early (without ending) when the client goes away.
- * @throws {GrowingStalledError} when the file stops growing for `limits.stallMs`.
+ * Writes bytes `range` of `file` (opened by {@link openGrowing}, or a shared spool; the caller closes it) to `res` as
+ * they are written, and ends the response. Resolves the bytes sent; stops early (without ending) when the client
+ * goes away.
+ * @throws {GrowingStalledError} when the file stops growing for `limits.stallMs`, or is abandoned.
  */
 export async function sendGrowing(
   res: ServerResponse,
-  file: FileHandle,
+  file: GrowingReader,
   range: ByteRange,
   limits: GrowingLimits
 ): Promise<number> {
   let position = range.start
   let grewAt = performance.now()
   while (position <= range.end && !res.destroyed) {
-    const want = Math.min(READ_BYTES, range.end + 1 - position)
-    const { bytesRead, buffer } = await file.read(Buffer.allocUnsafe(want), 0, want, position)
+    if (limits.abandoned?.() === true) throw new GrowingStalledError(position)
+    const written = limits.writtenEnd?.() ?? Number.POSITIVE_INFINITY
+    const want = Math.min(READ_BYTES, range.end + 1 - position, Math.max(0, written - position))
+    const buffer = Buffer.allocUnsafe(want)
+    const { bytesRead } = want === 0 ? { bytesRead: 0 } : await file.read(buffer, 0, want, position)
     if (bytesRead === 0) {
       if (performance.now() - grewAt > limits.stallMs) throw new GrowingStalledError(position)
       await sleep(limits.pollMs)

@@ -324,6 +324,22 @@ describe('content in flight', function () {
     assert.ok(answers.find((r) => r.status === 200)?.body.equals(blob))
   })
 
+  it('never elects a fetcher for a blob of a filtered registry (its content is never involved)', async () => {
+    const [a, b] = [
+      await node('a', { filters: [/^example\.com\//] }),
+      await node('b', { filters: [/^example\.com\//] })
+    ]
+    const answers = await Promise.all([get(a.url, path), get(b.url, path)])
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [404, 404]
+    )
+    assert.deepEqual([...a.upstream, ...b.upstream], [])
+    const claimers = []
+    for await (const p of a.router.lookup(claimKey(blobDigest))) claimers.push(p)
+    assert.deepEqual(claimers, [])
+  })
+
   it('answers 404 after the wait when the elected node never serves a download', async () => {
     const [a, b] = [
       await node('a', { flashCrowd: { selfId: 'a', waitMs: 300 } }),

@@ -1,0 +1,110 @@
+/**
+ * Relaying: a node receiving a blob from a peer offers it to other peers while it arrives (a tree, not a star on the
+ * first holder); its readers verify what they get, and a relay whose own transfer fails is cut and withdrawn.
+ */
+import assert from 'node:assert/strict'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { type Digest, digestOf } from '@kadmirror/oci'
+import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import {
+  type FakePeer,
+  get,
+  type MirrorNode,
+  randomBytes,
+  startFakePeer,
+  startMemoryNode,
+  throttled,
+  waitFor
+} from './fixtures.ts'
+
+const blob = randomBytes(3 * 1024 * 1024 + 5, 21)
+const blobDigest = digestOf(blob)
+const path = `/v2/team/app/blobs/${blobDigest}?ns=example.com`
+
+/** A holder with an upload cap of one: its first GET is served slowly with `body`, the others get 429. */
+function oneUploadAtATime(body: Buffer, digest: Digest) {
+  let busy = false
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method !== 'GET' || busy) return void res.writeHead(429).end()
+    busy = true
+    res.writeHead(200, { 'content-length': body.byteLength, 'docker-content-digest': digest })
+    throttled(128 * 1024, 15)(res, body)
+  }
+}
+
+async function providers(node: MirrorNode, digest: Digest): Promise<string[]> {
+  const found: string[] = []
+  for await (const p of node.router.lookup(digest, { fresh: true })) found.push(p.registryUrl)
+  return found
+}
+
+describe('relaying blobs while they arrive', function () {
+  this.timeout(20_000)
+  let network: MemoryNetwork
+  const closers: Array<{ close(): Promise<void> }> = []
+  beforeEach(() => {
+    network = createMemoryNetwork()
+  })
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c.close()
+  })
+
+  async function cluster(body: Buffer): Promise<{ holder: FakePeer; relay: MirrorNode; asker: MirrorNode }> {
+    const holder = await startFakePeer(network, [blobDigest], oneUploadAtATime(body, blobDigest))
+    const relay = await startMemoryNode(network, { relay: true })
+    const asker = await startMemoryNode(network, { busyWaitMs: 3000 })
+    closers.push(holder, relay, asker)
+    return { holder, relay, asker }
+  }
+
+  it('serves a blob it is receiving to another peer before it has all of it, every byte right', async () => {
+    const { holder, relay, asker } = await cluster(blob)
+    const sources: string[] = []
+    relay.handler.events.on('response', (e) => sources.push(e.source))
+    const first = get(relay.url, path)
+    await waitFor(
+      async () => (await providers(asker, blobDigest)).includes(relay.url),
+      5000,
+      'the relay record'
+    )
+    const second = await get(asker.url, path)
+    assert.equal(second.status, 200)
+    assert.ok(second.body.equals(blob))
+    assert.ok((await first).body.equals(blob))
+    assert.ok(sources.includes('in-flight'), 'the asker was not served from the relay’s spool')
+    assert.equal(holder.requests.filter((r) => r.method === 'GET').length, 2) // the relay's, and the 429 to the asker
+  })
+
+  it('cuts its readers and withdraws its record when what it received is not the blob', async () => {
+    const wrong = Buffer.from(blob)
+    wrong.writeUInt8(wrong.readUInt8(blob.byteLength - 1) ^ 1, blob.byteLength - 1)
+    const { relay, asker } = await cluster(wrong)
+    const first = get(relay.url, path)
+    await waitFor(
+      async () => (await providers(asker, blobDigest)).includes(relay.url),
+      5000,
+      'the relay record'
+    )
+    const second = await get(asker.url, path)
+    assert.equal(second.status, 404)
+    assert.equal((await first).status, 404)
+    await waitFor(
+      async () => !(await providers(asker, blobDigest)).includes(relay.url),
+      5000,
+      'the withdrawal'
+    )
+  })
+
+  it('does not relay when relaying is off (the default)', async () => {
+    const holder = await startFakePeer(network, [blobDigest], oneUploadAtATime(blob, blobDigest))
+    const node = await startMemoryNode(network)
+    closers.push(holder, node)
+    assert.equal((await get(node.url, path)).status, 200)
+    assert.deepEqual(await providers(node, blobDigest), [urlOfPeer(holder)])
+  })
+})
+
+function urlOfPeer(peer: FakePeer): string {
+  const address = peer.server.address()
+  return typeof address === 'object' && address !== null ? `http://127.0.0.1:${address.port}` : ''
+}
