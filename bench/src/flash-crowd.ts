@@ -6,15 +6,17 @@
  * through a hosts.toml naming the node's mirror first, as kubelet's pulls go: distribution only, no unpacking, so the
  * 2 cores are not spent on gunzip) start within a few ms of each other.
  *
- * Modes, each on fresh containerds and daemons, in one run: `alone` (one node, no mirror: the baseline), `flash
- * crowd` (kadmirror as shipped), `advertise only` (kadmirror with `--flash-crowd=false`: what every mirror that
- * advertises only what it holds does), `no mirror` (containerd straight to upstream). Measured: bytes the upstream
- * sent for blobs (its access log) ÷ the image, and the time until the last node has the image ÷ the baseline.
- * Targets (issue 18): ≤ 2 and ≤ 1.5.
+ * Modes, each on fresh containerds and daemons, in one run: `alone` (one node, no mirror: the baseline), `seeded`
+ * (one node pulled the image before; the other N − 1 pull it at once from peers: what this machine can move through
+ * mirrors at all, the floor of the crowd's time here), `flash-crowd` (kadmirror as shipped), `advertise-only`
+ * (kadmirror with `--flash-crowd=false`: what every mirror that advertises only what it holds does), `no-mirror`
+ * (containerd straight to upstream). Measured: bytes the upstream sent for blobs (its access log) ÷ the image, the
+ * time until the last node has the image ÷ the baseline, the share of the cores busy and the CPU seconds of the
+ * mirrors, containerd and ctr. Targets (issue 18): ≤ 2 and ≤ 1.5. `--log-dir D` keeps every daemon's DEBUG log.
  *
  * Needs root, iproute2, containerd, docker-registry, umoci and skopeo; prints why and returns otherwise.
  * Usage: node bench/src/run.ts flash-crowd -- [--nodes 10,20] [--sizes 100,500] [--upstream-mbit 200]
- *   [--uplink-mbit 1000] [--containerd 1.6|2] [--modes alone,flash-crowd,advertise-only,no-mirror]
+ *   [--uplink-mbit 1000] [--containerd 1.6|2] [--modes alone,seeded,flash-crowd,advertise-only,no-mirror] [--log-dir D]
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'

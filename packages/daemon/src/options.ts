@@ -355,7 +355,7 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     since: 'kadmirror',
     default: '1500ms',
     description:
-      'How long a node that lost the flash-crowd election waits for the elected node to advertise its download before answering 404 (the client then pulls from upstream).',
+      'How long a node that lost the flash-crowd election waits, after the election, for the elected node’s download before answering 404 (the client then pulls from upstream).',
     check: duration
   },
   {

@@ -126,6 +126,11 @@ export const PEER_RTT_WEIGHT = 0.3
  * dies or cannot fetch (private content): this much (plus the election, ~2 lookups) per blob, blobs in parallel.
  */
 export const FLASH_CROWD_WAIT_MS = 1500
+/**
+ * Most peers one blob still arriving is served to at once (see `inFlightFanOut`): a node's uplink over one
+ * download's rate, so that every hop of the tree runs at the upstream's speed.
+ */
+export const IN_FLIGHT_FAN_OUT = 4
 /** Blobs smaller than this (bytes) are not relayed while they arrive: they arrive before a record would spread. */
 export const RELAY_MIN_BYTES = 1024 * 1024
 /**

@@ -207,6 +207,13 @@ export interface MirrorHandlerInit {
    * first holder's upload cap. Needs the spool (`verifyBeforeForwarding` true). Default false.
    */
   relay?: boolean
+  /**
+   * Most peers one blob still arriving (in flight or relayed) is served to at once; more are answered 429 and look
+   * for the nodes relaying it. Small, so that a crowd forms a deep tree whose every hop runs at the upstream's speed
+   * (a node's uplink ÷ one download's rate: 1 Gbit/s ÷ 200 Mbit/s ≈ 5), not a wide star that splits one uplink
+   * many ways. 0: only the upload cap. Default 4.
+   */
+  inFlightFanOut?: number
   /** HTTP client for peer requests. Default: an undici Agent with keep-alive and the connect timeout. */
   dispatcher?: Dispatcher
   /** Structured logger. Default silent. */
@@ -276,6 +283,8 @@ interface Settings {
   damaged: Set<Digest>
   /** Blobs being spooled from peers, offered to other peers while they arrive; undefined: no relaying. */
   relays: Relays | undefined
+  /** Peers reading each blob still arriving now, and the most allowed per blob (0: no cap). */
+  inFlightReaders: { active: Map<Digest, number>; max: number }
   /** The flash-crowd election and how long a loser waits; undefined: off. */
   flashCrowd: { claims: Claims; waitMs: number } | undefined
   inFlight: InFlightContent | undefined
@@ -377,6 +386,10 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
     flashCrowd: flashCrowdOf(init),
     inFlight: init.inFlight,
     relays: init.relay === true && init.verifyBeforeForwarding !== false ? new Relays() : undefined,
+    inFlightReaders: {
+      active: new Map(),
+      max: Math.floor(nonNegative('inFlightFanOut', init.inFlightFanOut, defaults.IN_FLIGHT_FAN_OUT))
+    },
     events,
     log: init.logger ?? silent
   }
@@ -447,6 +460,20 @@ export function imageFilterOf(
 }
 
 /** Counts a blob upload to a peer until its response closes; false when the node serves its maximum already. */
+/** Takes one of the reader slots of `digest` still arriving until `res` closes; false when all are taken. */
+function takeInFlightReader(settings: Settings, digest: Digest, res: ServerResponse): boolean {
+  const { active, max } = settings.inFlightReaders
+  const readers = active.get(digest) ?? 0
+  if (max > 0 && readers >= max) return false
+  active.set(digest, readers + 1)
+  res.once('close', () => {
+    const left = (active.get(digest) ?? 1) - 1
+    if (left > 0) active.set(digest, left)
+    else active.delete(digest)
+  })
+  return true
+}
+
 function takeUpload(settings: Settings, res: ServerResponse): boolean {
   const uploads = settings.uploads
   if (uploads.max > 0 && uploads.active >= uploads.max) return false
@@ -792,7 +819,10 @@ async function sendInFlight(
   limits: GrowingLimits
 ): Promise<true> {
   const { path, outcome } = asked
-  if (req.method === 'GET' && !takeUpload(settings, res)) {
+  if (
+    req.method === 'GET' &&
+    (!takeInFlightReader(settings, path.digest, res) || !takeUpload(settings, res))
+  ) {
     sendBusy(settings, res, outcome)
     return true
   }
@@ -1226,13 +1256,7 @@ async function blobFromPeers(
       const deadline = performance.now() + crowd.waitMs
       const waited =
         election.role === 'wait'
-          ? await awaitFetcher(
-              settings,
-              path,
-              election.fetchers,
-              { deadline, busy: started + settings.busyWaitMs },
-              signal
-            )
+          ? await awaitFetcher(settings, path, election.fetchers, deadline, signal)
           : undefined
       if (waited !== undefined) ({ first, session } = waited)
       const ms = Math.round(performance.now() - started)
@@ -1284,19 +1308,18 @@ async function blobFromPeers(
 
 /**
  * A loser's wait for the elected node's download: asks the `fetchers` directly, in turn, every FLASH_CROWD_POLL_MS
- * (the elected one serves its download as soon as it starts, before its provider record has spread) and, every few
- * polls, looks the blob up (another node may hold or fetch it). Resolves the first peer answer, or undefined once
- * `until.deadline` (ms, `performance.now()`) passed — or `until.busy` when a fetcher answered that it is at its upload
- * cap (the bytes exist: the nodes receiving them relay them, as for any blob whose providers are busy).
+ * (the elected one serves its download as soon as it starts, before its provider record has spread), re-reads the
+ * claims now and then, and looks the blob up every few polls — at once when a fetcher is at its upload cap or its
+ * fan-out (the nodes receiving from it relay the blob). Resolves the first peer answer, or undefined once `deadline`
+ * (ms, `performance.now()`) passed: the worst case stays the normal pull plus the wait.
  */
 async function awaitFetcher(
   settings: Settings,
   path: BlobPath,
   initialFetchers: Provider[],
-  until: { deadline: number; busy: number },
+  deadline: number,
   signal: AbortSignal
 ): Promise<{ first: RaceResult<PeerBlob>; session: FetchSession } | undefined> {
-  let deadline = until.deadline
   let fetchers = initialFetchers
   for (let round = 1; performance.now() < deadline && !signal.aborted; round++) {
     // The claims again now and then: the claimer seen first may have lost and withdrawn since.
@@ -1309,9 +1332,9 @@ async function awaitFetcher(
       else if (direct !== undefined)
         return { first: { value: direct, attempts: 1 }, session: newSession(settings, path.digest, signal) }
     }
-    if (busy) deadline = Math.max(deadline, until.busy)
     // A fetcher at its upload cap: the nodes receiving from it relay the blob; look them up now.
-    const lookupUntil = Math.min(deadline, performance.now() + defaults.FLASH_CROWD_LOOKUP_TIMEOUT_MS)
+    const lookupMs = busy ? defaults.CLAIM_LOOKUP_TIMEOUT_MS : defaults.FLASH_CROWD_LOOKUP_TIMEOUT_MS
+    const lookupUntil = Math.min(deadline, performance.now() + lookupMs)
     if (
       (busy || round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 0) &&
       (await providerFound(settings, path.digest, lookupUntil, signal))

@@ -273,6 +273,28 @@ describe('content in flight', function () {
     assert.ok((await first).body.equals(blob))
   })
 
+  it('answers 429 to more peers at once than its fan-out for one blob in flight, not to another blob', async () => {
+    const file = join(dir, 'data')
+    await writeFile(file, blob.subarray(0, 1000))
+    const other = randomBytes(2000, 3)
+    await writeFile(join(dir, 'other'), other)
+    const a = await node(
+      'a',
+      { inFlightFanOut: 2 },
+      new Map([
+        [blobDigest, { path: file, size: blob.byteLength }],
+        [digestOf(other), { path: join(dir, 'other'), size: other.byteLength }]
+      ])
+    )
+    const peer = { 'x-spegel-mirrored': 'true' }
+    const readers = [get(a.url, path, peer), get(a.url, path, peer)]
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.equal((await get(a.url, path, peer)).status, 429)
+    assert.equal((await get(a.url, `/v2/team/app/blobs/${digestOf(other)}?ns=example.com`, peer)).status, 200)
+    await appendFile(file, blob.subarray(1000))
+    for (const reader of await Promise.all(readers)) assert.ok(reader.body.equals(blob))
+  })
+
   it('does not serve in-flight content to the node’s own client (only to peers)', async () => {
     const file = join(dir, 'data')
     await writeFile(file, blob)
