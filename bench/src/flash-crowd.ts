@@ -45,6 +45,7 @@ import {
   startRegistry,
   writeRegistryConfig
 } from '../../test/e2e/fixtures.ts'
+import { busyPercent, cpuTimes } from './cpu.ts'
 import { startUpstream, type UpstreamLog } from './flash-crowd-upstream.ts'
 import { printTable, type Row, writeResults } from './report.ts'
 
@@ -246,17 +247,6 @@ async function fetchImage(
   return { startMs, endMs: performance.now() - origin }
 }
 
-/** The machine's CPU time so far (/proc/stat): busy and total jiffies. */
-async function cpuTimes(): Promise<{ busy: number; total: number }> {
-  const fields = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '')
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number)
-  const total = fields.reduce((sum, v) => sum + v, 0)
-  return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total }
-}
-
 /** CPU seconds used so far by every process on the machine, by command (`node` without this benchmark's own). */
 async function cpuByCommand(): Promise<Record<string, number>> {
   const seconds: Record<string, number> = {}
@@ -374,8 +364,7 @@ async function runMode(setup: Setup, nodes: NetworkNode[], mib: number, mode: Mo
       firstNodeSeconds: (ends[0] as number) / 1000,
       medianSeconds: (ends[ends.length >> 1] as number) / 1000,
       startSpreadMs: Math.max(...starts) - Math.min(...starts),
-      cpuBusyPercent:
-        (100 * (cpuAfter.busy - cpuBefore.busy)) / Math.max(1, cpuAfter.total - cpuBefore.total),
+      cpuBusyPercent: busyPercent(cpuBefore, cpuAfter),
       cpuSeconds
     }
   } finally {

@@ -22,6 +22,7 @@ import {
   netnsUnavailable,
   type TestNetwork
 } from '@kadmirror/test-support/netns'
+import { busyPercent, cpuTimes } from './cpu.ts'
 import { printTable, type Row, writeResults } from './report.ts'
 
 const MIB = 1024 * 1024
@@ -188,26 +189,6 @@ function startDaemon(
   ]
   const child = node.spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] })
   return child
-}
-
-/** The machine's CPU time so far (/proc/stat): busy and total jiffies. */
-async function cpuTimes(): Promise<{ busy: number; total: number }> {
-  const fields = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '')
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number)
-  const total = fields.reduce((sum, v) => sum + v, 0)
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
-  return { busy: total - idle, total }
-}
-
-/** The share of all cores busy between two readings, in %. */
-function busyPercent(
-  before: { busy: number; total: number },
-  after: { busy: number; total: number }
-): number {
-  return (100 * (after.busy - before.busy)) / Math.max(1, after.total - before.total)
 }
 
 /** Daemons on `nodes` (the others as static peers, `argsOf` each), and the client, once every mirror is ready. */

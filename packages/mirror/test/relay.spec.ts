@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
 import {
+  type ClientResponse,
   type FakePeer,
   get,
   type MirrorNode,
@@ -57,16 +58,22 @@ describe('relaying blobs while they arrive', function () {
     return { holder, relay, asker }
   }
 
-  it('serves a blob it is receiving to another peer before it has all of it, every byte right', async () => {
-    const { holder, relay, asker } = await cluster(blob)
-    const sources: string[] = []
-    relay.handler.events.on('response', (e) => sources.push(e.source))
+  /** The relay's client asks for the blob; resolves that answer's promise once the asker finds the relay's record. */
+  async function relaying(relay: MirrorNode, asker: MirrorNode): Promise<{ first: Promise<ClientResponse> }> {
     const first = get(relay.url, path)
     await waitFor(
       async () => (await providers(asker, blobDigest)).includes(relay.url),
       5000,
       'the relay record'
     )
+    return { first }
+  }
+
+  it('serves a blob it is receiving to another peer before it has all of it, every byte right', async () => {
+    const { holder, relay, asker } = await cluster(blob)
+    const sources: string[] = []
+    relay.handler.events.on('response', (e) => sources.push(e.source))
+    const { first } = await relaying(relay, asker)
     const second = await get(asker.url, path)
     assert.equal(second.status, 200)
     assert.ok(second.body.equals(blob))
@@ -79,12 +86,7 @@ describe('relaying blobs while they arrive', function () {
     const wrong = Buffer.from(blob)
     wrong.writeUInt8(wrong.readUInt8(blob.byteLength - 1) ^ 1, blob.byteLength - 1)
     const { relay, asker } = await cluster(wrong)
-    const first = get(relay.url, path)
-    await waitFor(
-      async () => (await providers(asker, blobDigest)).includes(relay.url),
-      5000,
-      'the relay record'
-    )
+    const { first } = await relaying(relay, asker)
     const second = await get(asker.url, path)
     assert.equal(second.status, 404)
     assert.equal((await first).status, 404)
