@@ -58,6 +58,8 @@ export const DEBUG_REQUEST_MAX_BYTES = 16 * 1024
 export const IN_FLIGHT_FIND_TIMEOUT_MS = 5000
 /** How often the content directory's `ingest/` is read while a download is looked for, in ms. */
 export const IN_FLIGHT_FIND_POLL_MS = 25
+/** While a download is looked for, the store is asked whether it was committed already every this many polls. */
+export const IN_FLIGHT_STORE_CHECK_POLLS = 8
 /** How often advertised downloads are checked (grown, committed, gone), in ms. */
 export const IN_FLIGHT_CHECK_MS = 1000
 /** An advertised download that has not grown for this long is withdrawn, in ms. */

@@ -16,7 +16,8 @@ import {
   IN_FLIGHT_CHECK_MS,
   IN_FLIGHT_FIND_POLL_MS,
   IN_FLIGHT_FIND_TIMEOUT_MS,
-  IN_FLIGHT_STALL_MS
+  IN_FLIGHT_STALL_MS,
+  IN_FLIGHT_STORE_CHECK_POLLS
 } from './constants.ts'
 
 /** Options of {@link InFlightTracker}. */
@@ -78,7 +79,7 @@ export class InFlightTracker implements InFlightContent {
 
   private async findAndAdvertise(digest: Digest): Promise<void> {
     const deadline = Date.now() + IN_FLIGHT_FIND_TIMEOUT_MS
-    while (Date.now() < deadline && !this.shutdown.signal.aborted) {
+    for (let poll = 0; Date.now() < deadline && !this.shutdown.signal.aborted; poll++) {
       const ingest = await this.init.ingests.find(digest)
       if (ingest !== undefined) {
         this.tracked.set(digest, {
@@ -92,14 +93,19 @@ export class InFlightTracker implements InFlightContent {
         this.init.log.debug({ digest, bytes: ingest.totalBytes }, 'advertised a download in flight')
         return
       }
-      // A small blob is often committed before the first look: advertised as held (peers are waiting for it).
-      if ((await this.init.store.stat(digest).catch(() => undefined)) !== undefined) {
+      // A small blob is often committed before the first look: advertised as held (peers are waiting for it). The
+      // store is asked every few polls only (a call to containerd each).
+      if (poll % IN_FLIGHT_STORE_CHECK_POLLS === 1 && (await this.committed(digest))) {
         await this.init.router.advertise([digest])
         this.init.log.debug({ digest }, 'advertised a download that ended before it was found')
         return
       }
       await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_FIND_POLL_MS))
     }
+  }
+
+  private async committed(digest: Digest): Promise<boolean> {
+    return (await this.init.store.stat(digest).catch(() => undefined)) !== undefined
   }
 
   /** Forgets downloads that ended; withdraws those that were abandoned or stalled. */

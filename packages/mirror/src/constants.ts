@@ -138,6 +138,8 @@ export const RELAY_MIN_BYTES = 1024 * 1024
  * starting it), in ms, before answering 404 (the peer asks again until its own wait ends).
  */
 export const FETCHER_HOLD_MS = 1000
+/** A held request looks in the store (a blob committed before its download was found) every this many polls. */
+export const HOLD_STORE_CHECK_POLLS = 10
 /**
  * Time between advertising a claim and reading the others' claims, in ms: longer than an advertisement takes to
  * land on a cluster network (a few ms in one round), so that nodes asking within this time of each other all see
@@ -155,7 +157,7 @@ export const CLAIM_LOOKUP_TIMEOUT_MS = 1000
 /** Longest one lookup of the blob may take while waiting for the elected node (it is asked directly meanwhile), in ms. */
 export const FLASH_CROWD_LOOKUP_TIMEOUT_MS = 200
 /** How often a waiting blob request asks the elected node for its download while it waits, in ms. */
-export const FLASH_CROWD_POLL_MS = 50
+export const FLASH_CROWD_POLL_MS = 100
 /**
  * Every this many polls, a waiting request also looks the blob up (another node may hold or fetch it: the elected one
  * died, or two were elected).

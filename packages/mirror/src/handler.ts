@@ -861,10 +861,12 @@ async function inFlightSoon(
   const inFlight = settings.inFlight
   if (inFlight === undefined) return undefined
   const until = performance.now() + defaults.FETCHER_HOLD_MS
-  for (let first = true; ; first = false) {
+  for (let poll = 0; ; poll++) {
     const growing = await inFlight.find(digest)
     if (growing !== undefined || settings.flashCrowd?.claims.fetching(digest) !== true) return growing
-    const stored = first ? undefined : await settings.store.stat(digest).catch(() => undefined)
+    // The store now and then only: many peers are held at once, and asking the store can cost a call to containerd.
+    const look = poll % defaults.HOLD_STORE_CHECK_POLLS === defaults.HOLD_STORE_CHECK_POLLS - 1
+    const stored = look ? await settings.store.stat(digest).catch(() => undefined) : undefined
     if (stored !== undefined) return { stored }
     if (performance.now() >= until || signal.aborted) return undefined
     if (!(await sleep(defaults.GROWING_POLL_MS, true, { signal }).catch(() => false))) return undefined
