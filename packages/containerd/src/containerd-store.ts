@@ -38,6 +38,7 @@ import {
 } from '@kadmirror/store'
 import { type Logger, pino } from 'pino'
 import { type ContainerdClient, createContainerdClient, isNotFound, type WireImage } from './client.ts'
+import { sharedInfo } from './info-cache.ts'
 
 /** containerd's default socket. */
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock'
@@ -120,9 +121,10 @@ export async function openContainerdStore(init: ContainerdStoreInit = {}): Promi
   // not in the directory is in no namespace (containerd commits the file before its metadata and collects the
   // metadata before the file), so a miss — the mirror's common case — is answered without a round trip to
   // containerd, and even while containerd is slow or stopped.
+  const info = sharedInfo((digest) => client.info(digest))
   const size = async (digest: Digest): Promise<number | undefined> => {
     if (readMode === 'file' && !(await inDirectory(blobPath(digest)))) return undefined
-    return client.info(digest)
+    return info(digest)
   }
   const has = async (digest: Digest): Promise<boolean> => (await size(digest)) !== undefined
   const readWhole = async (digest: Digest): Promise<Uint8Array | undefined> => {
