@@ -217,6 +217,40 @@ async function startNodes(setup: Setup, nodes: NetworkNode[], mode: Mode, tag: s
   }
 }
 
+/**
+ * What to stop if the benchmark is interrupted (SIGINT, SIGTERM): the nodes, the upstream and the namespaces it
+ * started, in the reverse order; then the process exits 130.
+ */
+const onInterrupt = new Set<() => Promise<void>>()
+
+/** Runs `work` with `stop` registered for an interrupt meanwhile; `stop` runs at the end either way. */
+async function stoppedAfter<T>(stop: () => Promise<void>, work: () => Promise<T>): Promise<T> {
+  onInterrupt.add(stop)
+  try {
+    return await work()
+  } finally {
+    onInterrupt.delete(stop)
+    await stop()
+  }
+}
+
+function stopOnInterrupt(): () => void {
+  const handler = (): void => {
+    const stops = [...onInterrupt].reverse()
+    onInterrupt.clear()
+    void (async () => {
+      for (const stop of stops) await stop().catch(() => {})
+      process.exit(130)
+    })()
+  }
+  process.once('SIGINT', handler)
+  process.once('SIGTERM', handler)
+  return () => {
+    process.off('SIGINT', handler)
+    process.off('SIGTERM', handler)
+  }
+}
+
 async function stopNodes(nodes: RunNode[]): Promise<void> {
   await Promise.all(nodes.map((n) => stopProcess(n.daemon)))
   await Promise.all(nodes.map((n) => n.containerd.stop()))
@@ -333,42 +367,46 @@ interface Measured {
 async function runMode(setup: Setup, nodes: NetworkNode[], mib: number, mode: Mode): Promise<Measured> {
   const tag = `${mode}-${nodes.length}-${mib}`
   const running = await startNodes(setup, mode === 'alone' ? nodes.slice(0, 1) : nodes, mode, tag)
-  try {
-    const [first, ...rest] = running as [RunNode, ...RunNode[]]
-    if (mode === 'seeded') await seed(setup, first, rest[0] as RunNode, mib)
-    const pulling = mode === 'seeded' ? rest : running
-    const fromLog = setup.upstream.log.entries.length
-    const cpuBefore = await cpuTimes()
-    const commandsBefore = await cpuByCommand()
-    const childrenBefore = await endedChildrenCpu()
-    const origin = performance.now()
-    const pulls = await Promise.all(pulling.map((n) => fetchImage(setup, n, setup.reference(mib), origin)))
-    const cpuAfter = await cpuTimes()
-    const ctrSeconds = (await endedChildrenCpu()) - childrenBefore
-    const cpuSeconds = cpuSpent(commandsBefore, await cpuByCommand(), ctrSeconds)
-    const sizes = setup.sizes.get(mib) as Map<string, number>
-    const blobGets = setup.upstream.log.entries.slice(fromLog).filter((e) => e.method === 'GET' && e.blob)
-    const getsPerBlob: Record<string, number> = {}
-    for (const get of blobGets) getsPerBlob[get.digest] = (getsPerBlob[get.digest] ?? 0) + 1
-    const imageBytes = [...sizes.values()].reduce((a, b) => a + b, 0)
-    const ends = pulls.map((p) => p.endMs).sort((a, b) => a - b)
-    const starts = pulls.map((p) => p.startMs)
-    return {
-      mode,
-      nodes: pulling.length,
-      imageMib: mib,
-      upstreamPerImage: blobGets.reduce((sum, e) => sum + e.bytes, 0) / imageBytes,
-      upstreamBlobGets: blobGets.length,
-      getsPerBlob,
-      lastNodeSeconds: (ends.at(-1) as number) / 1000,
-      firstNodeSeconds: (ends[0] as number) / 1000,
-      medianSeconds: (ends[ends.length >> 1] as number) / 1000,
-      startSpreadMs: Math.max(...starts) - Math.min(...starts),
-      cpuBusyPercent: busyPercent(cpuBefore, cpuAfter),
-      cpuSeconds
-    }
-  } finally {
-    await stopNodes(running)
+  return stoppedAfter(
+    () => stopNodes(running),
+    () => measureMode(setup, running, mib, mode)
+  )
+}
+
+/** Pulls the image of `mib` MiB on the `running` nodes at once (after a seed in `seeded` mode) and measures it. */
+async function measureMode(setup: Setup, running: RunNode[], mib: number, mode: Mode): Promise<Measured> {
+  const [first, ...rest] = running as [RunNode, ...RunNode[]]
+  if (mode === 'seeded') await seed(setup, first, rest[0] as RunNode, mib)
+  const pulling = mode === 'seeded' ? rest : running
+  const fromLog = setup.upstream.log.entries.length
+  const cpuBefore = await cpuTimes()
+  const commandsBefore = await cpuByCommand()
+  const childrenBefore = await endedChildrenCpu()
+  const origin = performance.now()
+  const pulls = await Promise.all(pulling.map((n) => fetchImage(setup, n, setup.reference(mib), origin)))
+  const cpuAfter = await cpuTimes()
+  const ctrSeconds = (await endedChildrenCpu()) - childrenBefore
+  const cpuSeconds = cpuSpent(commandsBefore, await cpuByCommand(), ctrSeconds)
+  const sizes = setup.sizes.get(mib) as Map<string, number>
+  const blobGets = setup.upstream.log.entries.slice(fromLog).filter((e) => e.method === 'GET' && e.blob)
+  const getsPerBlob: Record<string, number> = {}
+  for (const get of blobGets) getsPerBlob[get.digest] = (getsPerBlob[get.digest] ?? 0) + 1
+  const imageBytes = [...sizes.values()].reduce((a, b) => a + b, 0)
+  const ends = pulls.map((p) => p.endMs).sort((a, b) => a - b)
+  const starts = pulls.map((p) => p.startMs)
+  return {
+    mode,
+    nodes: pulling.length,
+    imageMib: mib,
+    upstreamPerImage: blobGets.reduce((sum, e) => sum + e.bytes, 0) / imageBytes,
+    upstreamBlobGets: blobGets.length,
+    getsPerBlob,
+    lastNodeSeconds: (ends.at(-1) as number) / 1000,
+    firstNodeSeconds: (ends[0] as number) / 1000,
+    medianSeconds: (ends[ends.length >> 1] as number) / 1000,
+    startSpreadMs: Math.max(...starts) - Math.min(...starts),
+    cpuBusyPercent: busyPercent(cpuBefore, cpuAfter),
+    cpuSeconds
   }
 }
 
@@ -415,7 +453,65 @@ async function unavailable(options: Options): Promise<string | undefined> {
   )
 }
 
-/** Runs bench/flash-crowd; resolves false when a mode failed. */
+/** Runs every size and mode on `count` nodes (a network of their own, with the upstream); resolves what they measured. */
+async function benchNodes(
+  options: Options,
+  common: Omit<Setup, 'upstream' | 'reference'>,
+  count: number
+): Promise<Measured[]> {
+  const names = [...Array.from({ length: count }, (_, i) => `n${i}`), 'upstream']
+  const network = await createNetwork(names)
+  return stoppedAfter(
+    () => network.close(),
+    async () => {
+      const upstreamNode = network.nodes.upstream as NetworkNode
+      const config = join(common.work, `registry-${count}.yml`)
+      await writeRegistryConfig(config, join(common.work, 'storage'), `${upstreamNode.address}:5000`)
+      const upstream = await startUpstream(upstreamNode, config)
+      return stoppedAfter(
+        () => upstream.stop(),
+        async () => {
+          await limitUplink(upstreamNode, options.upstreamMbit)
+          const nodes = names.slice(0, count).map((n) => network.nodes[n] as NetworkNode)
+          for (const node of nodes) await limitUplink(node, options.uplinkMbit)
+          const setup: Setup = {
+            ...common,
+            upstream: { address: upstreamNode.address, log: upstream.log },
+            reference: (mib) => `${upstreamNode.address}:5000/bench/crowd:${mib}mib`
+          }
+          const results: Measured[] = []
+          for (const mib of options.sizesMib) results.push(...(await benchSize(setup, options, nodes, mib)))
+          return results
+        }
+      )
+    }
+  )
+}
+
+/** Every mode for the image of `mib` MiB on `nodes`; prints their table. */
+async function benchSize(
+  setup: Setup,
+  options: Options,
+  nodes: NetworkNode[],
+  mib: number
+): Promise<Measured[]> {
+  const measured: Measured[] = []
+  for (const mode of options.modes) {
+    const m = await runMode(setup, nodes, mib, mode)
+    measured.push(m)
+    console.log(
+      `  ${nodes.length} nodes, ${mib} MiB, ${mode}: last ${m.lastNodeSeconds.toFixed(1)} s, upstream ${m.upstreamPerImage.toFixed(2)} × image`
+    )
+  }
+  const alone = measured.find((m) => m.mode === 'alone')?.lastNodeSeconds
+  printTable(
+    `bench/flash-crowd: ${nodes.length} nodes, ${mib} MiB image (targets: upstream ÷ image ≤ ${TARGETS.upstreamPerImage}, last ÷ alone ≤ ${TARGETS.lastNodeVsAlone})`,
+    measured.map((m) => rowOf(m, alone))
+  )
+  return measured
+}
+
+/** Runs bench/flash-crowd; resolves false when a mode failed. Stops what it started when interrupted. */
 export async function benchFlashCrowd(args: string[]): Promise<boolean> {
   const options = parseOptions(args)
   const reason = await unavailable(options)
@@ -424,63 +520,26 @@ export async function benchFlashCrowd(args: string[]): Promise<boolean> {
     return true
   }
   const work = await mkdtemp(join(tmpdir(), 'kadmirror-crowd-bench-'))
-  const results: Measured[] = []
+  const release = stopOnInterrupt()
   try {
-    const cli = await bundledCli()
-    const binaries =
-      options.containerd === '2' ? await buildContainerd2() : { containerd: CONTAINERD, ctr: CTR }
-    const sizes = await buildImages(work, options.sizesMib)
-    if (options.logDir !== undefined) await mkdir(options.logDir, { recursive: true })
-    for (const count of options.nodes) {
-      const names = [...Array.from({ length: count }, (_, i) => `n${i}`), 'upstream']
-      const network = await createNetwork(names)
-      try {
-        const upstreamNode = network.nodes.upstream as NetworkNode
-        const config = join(work, `registry-${count}.yml`)
-        await writeRegistryConfig(config, join(work, 'storage'), `${upstreamNode.address}:5000`)
-        const upstream = await startUpstream(upstreamNode, config)
-        try {
-          await limitUplink(upstreamNode, options.upstreamMbit)
-          const nodes = names.slice(0, count).map((n) => network.nodes[n] as NetworkNode)
-          for (const node of nodes) await limitUplink(node, options.uplinkMbit)
-          const setup: Setup = {
-            cli,
-            work,
-            upstream: { address: upstreamNode.address, log: upstream.log },
-            binaries,
-            reference: (mib) => `${upstreamNode.address}:5000/bench/crowd:${mib}mib`,
-            sizes,
-            logDir: options.logDir
-          }
-          for (const mib of options.sizesMib) {
-            const measured: Measured[] = []
-            for (const mode of options.modes) {
-              const m = await runMode(setup, nodes, mib, mode)
-              measured.push(m)
-              console.log(
-                `  ${count} nodes, ${mib} MiB, ${mode}: last ${m.lastNodeSeconds.toFixed(1)} s, upstream ${m.upstreamPerImage.toFixed(2)} × image`
-              )
-            }
-            results.push(...measured)
-            const alone = measured.find((m) => m.mode === 'alone')?.lastNodeSeconds
-            printTable(
-              `bench/flash-crowd: ${count} nodes, ${mib} MiB image (targets: upstream ÷ image ≤ ${TARGETS.upstreamPerImage}, last ÷ alone ≤ ${TARGETS.lastNodeVsAlone})`,
-              measured.map((m) => rowOf(m, alone))
-            )
-          }
-        } finally {
-          await upstream.stop()
-        }
-      } finally {
-        await network.close()
+    return await stoppedAfter(
+      () => rm(work, { recursive: true, force: true }),
+      async () => {
+        const binaries =
+          options.containerd === '2' ? await buildContainerd2() : { containerd: CONTAINERD, ctr: CTR }
+        const cli = await bundledCli()
+        const sizes = await buildImages(work, options.sizesMib)
+        if (options.logDir !== undefined) await mkdir(options.logDir, { recursive: true })
+        const common = { cli, work, binaries, sizes, logDir: options.logDir }
+        const results: Measured[] = []
+        for (const count of options.nodes) results.push(...(await benchNodes(options, common, count)))
+        const images = Object.fromEntries([...sizes].map(([mib, blobs]) => [mib, Object.fromEntries(blobs)]))
+        const data = { options, targets: TARGETS, images, results }
+        console.log(`results: ${await writeResults('flash-crowd', data)}`)
+        return true
       }
-    }
-    const images = Object.fromEntries([...sizes].map(([mib, blobs]) => [mib, Object.fromEntries(blobs)]))
-    console.log(
-      `results: ${await writeResults('flash-crowd', { options, targets: TARGETS, images, results })}`
     )
-    return true
   } finally {
-    await rm(work, { recursive: true, force: true })
+    release()
   }
 }
