@@ -89,6 +89,7 @@ export class InFlightTracker implements InFlightContent {
           grewAt: Date.now()
         })
         this.timer ??= setInterval(() => void this.check(), IN_FLIGHT_CHECK_MS).unref()
+        this.init.log.debug({ digest, polls: poll + 1 }, 'found a download in flight')
         await this.init.router.advertise([digest])
         this.init.log.debug({ digest, bytes: ingest.totalBytes }, 'advertised a download in flight')
         return
