@@ -3,6 +3,7 @@
  * log read as it is written (method, whether a blob, digest, bytes sent) so that the bytes it served can be counted.
  */
 import { createInterface } from 'node:readline'
+import { waitFor } from '@kadmirror/test-support'
 import { stopProcess } from '@kadmirror/test-support/daemons'
 import type { NetworkNode } from '@kadmirror/test-support/netns'
 
@@ -41,6 +42,15 @@ export function parseAccessLine(line: string): UpstreamRequest | undefined {
   }
 }
 
+/** True when `url` answers 2xx to a GET (a HEAD with `head`) sent from `node`'s namespace (curl there). */
+export function answersFrom(node: NetworkNode, url: string, head = false): Promise<boolean> {
+  const args = [head ? '-sfI' : '-sf', '-o', '/dev/null', url]
+  return node.run('curl', args).then(
+    () => true,
+    () => false
+  )
+}
+
 /** Starts docker-registry with `config` in `node`'s namespace; resolves once it answers /v2/ there. */
 export async function startUpstream(
   node: NetworkNode,
@@ -56,19 +66,16 @@ export async function startUpstream(
       if (entry !== undefined) log.entries.push(entry)
     })
   }
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const ok = await node.run('curl', ['-sf', '-o', '/dev/null', `http://${node.address}:5000/v2/`]).then(
-      () => true,
-      () => false
-    )
-    if (ok) break
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stopProcess(child)
-      throw new Error('docker-registry did not start in its namespace')
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
+  const started = async (): Promise<boolean> => {
+    if (child.exitCode !== null) throw new Error('docker-registry exited')
+    return answersFrom(node, `http://${node.address}:5000/v2/`)
   }
+  await waitFor(started, 15_000, 'docker-registry to start in its namespace', 100).catch(
+    async (err: unknown) => {
+      await stopProcess(child)
+      throw err
+    }
+  )
   log.entries.length = 0
   return {
     log,

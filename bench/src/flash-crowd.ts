@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { renderHostsToml } from '@kadmirror/containerd'
+import { waitFor } from '@kadmirror/test-support'
 import { bundledCli, stopProcess } from '@kadmirror/test-support/daemons'
 import { buildContainerd2, goUnavailable } from '@kadmirror/test-support/go-builds'
 import { createNetwork, type NetworkNode, netnsUnavailable } from '@kadmirror/test-support/netns'
@@ -46,7 +47,7 @@ import {
   writeRegistryConfig
 } from '../../test/e2e/fixtures.ts'
 import { busyPercent, cpuTimes } from './cpu.ts'
-import { startUpstream, type UpstreamLog } from './flash-crowd-upstream.ts'
+import { answersFrom, startUpstream, type UpstreamLog } from './flash-crowd-upstream.ts'
 import { printTable, type Row, writeResults } from './report.ts'
 
 const MiB = 1024 * 1024
@@ -155,19 +156,11 @@ function startDaemon(
 
 /** Waits until `node`'s mirror answers /readyz 200 (it has peers), asked from inside its namespace. */
 async function mirrorReady(node: RunNode): Promise<void> {
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    const ok = await node.network
-      .run('curl', ['-sf', '-o', '/dev/null', `http://${node.network.address}:5000/readyz`])
-      .then(
-        () => true,
-        () => false
-      )
-    if (ok) return
+  const ready = async (): Promise<boolean> => {
     if (node.daemon?.exitCode !== null) throw new Error(`the daemon on ${node.network.name} exited`)
-    if (Date.now() > deadline) throw new Error(`the daemon on ${node.network.name} was not ready in 60 s`)
-    await new Promise((resolve) => setTimeout(resolve, 250))
+    return answersFrom(node.network, `http://${node.network.address}:5000/readyz`)
   }
+  await waitFor(ready, 60_000, `the daemon on ${node.network.name} to be ready`, 250)
 }
 
 /** What a run needs from the benchmark's setup. */
@@ -329,16 +322,12 @@ async function seed(setup: Setup, holder: RunNode, asker: RunNode, mib: number):
 /** Waits until `node`'s mirror answers HEAD `path` with 200. */
 async function untilFound(node: RunNode, path: string): Promise<void> {
   const url = `http://${node.network.address}:5000${path}`
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline) {
-    const ok = await node.network.run('curl', ['-sfI', '-o', '/dev/null', url]).then(
-      () => true,
-      () => false
-    )
-    if (ok) return
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
-  throw new Error(`${node.network.name}'s mirror never found ${path}`)
+  await waitFor(
+    () => answersFrom(node.network, url, true),
+    60_000,
+    `${node.network.name}'s mirror to find ${path}`,
+    250
+  )
 }
 
 /** What one mode measured. */

@@ -122,7 +122,7 @@ export class InFlightTracker implements InFlightContent {
         tracked.grewAt = now
       }
       if (bytes !== undefined && now - tracked.grewAt < IN_FLIGHT_STALL_MS) continue
-      if (bytes === undefined && (await this.init.store.stat(digest).catch(() => undefined)) !== undefined) {
+      if (bytes === undefined && (await this.committed(digest))) {
         this.tracked.delete(digest) // committed: the store's content now
         continue
       }
