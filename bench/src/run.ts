@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line (default: all but soak and compare). Each prints a table and writes JSON to
- * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|hop-floor|soak|compare|swarm|flash-crowd] [-- bench options]
+ * bench/results/<name>.json. Usage: node bench/src/run.ts [store|dht|daemon|mirror|containerd|e2e|hop-floor|soak|compare|swarm|flash-crowd|sim] [-- bench options]
  */
 import { benchCompare } from './compare.ts'
 import { benchContainerd } from './containerd.ts'
@@ -10,6 +10,7 @@ import { benchE2e } from './e2e.ts'
 import { benchFlashCrowd } from './flash-crowd.ts'
 import { benchHopFloor } from './hop-floor.ts'
 import { benchMirror } from './mirror.ts'
+import { benchSim } from './sim.ts'
 import { benchSoak } from './soak.ts'
 import { benchStore } from './store.ts'
 import { benchSwarm } from './swarm.ts'
@@ -25,7 +26,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<boolean>> = {
   compare: benchCompare,
   'hop-floor': benchHopFloor,
   swarm: benchSwarm,
-  'flash-crowd': benchFlashCrowd
+  'flash-crowd': benchFlashCrowd,
+  sim: benchSim
 }
 
 const args = process.argv.slice(2)
@@ -38,7 +40,7 @@ if (unknown.length > 0) {
   process.exit(2)
 }
 /** Run only when named: they take long. */
-const ON_REQUEST = new Set(['soak', 'compare', 'swarm', 'flash-crowd'])
+const ON_REQUEST = new Set(['soak', 'compare', 'swarm', 'flash-crowd', 'sim'])
 for (const name of names.length > 0 ? names : Object.keys(BENCHES).filter((n) => !ON_REQUEST.has(n))) {
   await (BENCHES[name] as (args: string[]) => Promise<boolean>)(options)
 }

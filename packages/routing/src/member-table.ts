@@ -36,6 +36,11 @@ export function supersedes(a: MemberRecord, b: MemberRecord): boolean {
   return a.incarnation > b.incarnation || (a.incarnation === b.incarnation && RANK[a.state] > RANK[b.state])
 }
 
+/** Whether two records say the same of a member (the same incarnation and state). */
+export function sameClaim(a: MemberRecord, b: MemberRecord): boolean {
+  return a.id === b.id && a.incarnation === b.incarnation && a.state === b.state
+}
+
 /** Whether a lookup or a provide may use the member: alive, or suspected but not yet declared dead. */
 export function reachable(record: MemberRecord): boolean {
   return record.state === 'alive' || record.state === 'suspect'
@@ -137,7 +142,7 @@ export class MemberTable {
     this.store = init.store ?? new MapMemberStore()
     this.clock = init.clock ?? systemClock
     this.current = init.self
-    this.store.set(init.self)
+    if (this.store.get(init.self.id) !== init.self) this.store.set(init.self)
   }
 
   /** This node's own record. */
@@ -193,6 +198,13 @@ export class MemberTable {
   /** Reachable members other than this node. */
   get reachableCount(): number {
     return this.store.reachableCount - 1
+  }
+
+  /** A dead or left member picked at random (to try again: a partition may have healed), or undefined. */
+  randomTombstone(random: () => number): MemberRecord | undefined {
+    const ids = [...this.tombstones.keys()]
+    const id = ids[Math.floor(random() * ids.length)]
+    return id === undefined ? undefined : this.store.get(id)
   }
 
   /** Drops tombstones older than the tombstone time; returns how many. */

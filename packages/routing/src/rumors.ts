@@ -18,9 +18,11 @@ export function retransmitLimit(members: number, multiplier: number): number {
   return multiplier * Math.max(1, Math.ceil(Math.log10(members + 1)))
 }
 
-/** The rumors one node spreads. */
+/** The rumors one node spreads, in buckets by how often each was sent (taking is linear in what is taken). */
 export class RumorQueue {
   private readonly byId = new Map<string, Rumor>()
+  /** Rumors by times sent: `bySent[n]` holds those sent n times. */
+  private readonly bySent: Array<Set<Rumor>> = []
 
   get size(): number {
     return this.byId.size
@@ -28,7 +30,10 @@ export class RumorQueue {
 
   /** Queues a record to spread (replacing a queued one of the same member). */
   push(record: MemberRecord): void {
-    this.byId.set(record.id, { record, sent: 0 })
+    this.remove(record.id)
+    const rumor = { record, sent: 0 }
+    this.byId.set(record.id, rumor)
+    this.bucket(0).add(rumor)
   }
 
   /**
@@ -36,15 +41,40 @@ export class RumorQueue {
    * it has been sent `limit` times.
    */
   take(count: number, limit: number): MemberRecord[] {
-    const picked = [...this.byId.values()].sort((a, b) => a.sent - b.sent).slice(0, count)
+    const picked: Rumor[] = []
+    for (let sent = 0; sent < this.bySent.length && picked.length < count; sent++) {
+      for (const rumor of this.bySent[sent] ?? []) {
+        picked.push(rumor)
+        if (picked.length === count) break
+      }
+    }
     for (const rumor of picked) {
+      this.bySent[rumor.sent]?.delete(rumor)
       rumor.sent++
       if (rumor.sent >= limit) this.byId.delete(rumor.record.id)
+      else this.bucket(rumor.sent).add(rumor)
     }
     return picked.map((rumor) => rumor.record)
   }
 
   clear(): void {
     this.byId.clear()
+    this.bySent.length = 0
+  }
+
+  private remove(id: string): void {
+    const rumor = this.byId.get(id)
+    if (rumor === undefined) return
+    this.byId.delete(id)
+    this.bySent[rumor.sent]?.delete(rumor)
+  }
+
+  private bucket(sent: number): Set<Rumor> {
+    let bucket = this.bySent[sent]
+    if (bucket === undefined) {
+      for (let i = this.bySent.length; i <= sent; i++) this.bySent[i] = new Set()
+      bucket = this.bySent[sent] as Set<Rumor>
+    }
+    return bucket
   }
 }

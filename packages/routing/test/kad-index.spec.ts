@@ -18,7 +18,9 @@ function indexOf(peers: Peer[]): KadIndex<Peer> {
 }
 
 const peersArb = fc.uniqueArray(
-  fc.uint8Array({ minLength: 4, maxLength: 4 }).map((kad) => ({ key: Buffer.from(kad).toString('hex'), kad })),
+  fc
+    .uint8Array({ minLength: 4, maxLength: 4 })
+    .map((kad) => ({ key: Buffer.from(kad).toString('hex'), kad })),
   { selector: (peer) => peer.key, maxLength: 60 }
 )
 

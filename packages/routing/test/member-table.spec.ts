@@ -81,7 +81,13 @@ describe('MemberTable', () => {
     table.apply(record('b', 1, 'dead'))
     table.apply(record('c', 1, 'left'))
     table.suspect('d')
-    assert.deepEqual(table.closest(sha('x'), 10).map((r) => r.id).sort(), ['a', 'd'])
+    assert.deepEqual(
+      table
+        .closest(sha('x'), 10)
+        .map((r) => r.id)
+        .sort(),
+      ['a', 'd']
+    )
     assert.equal(table.reachableCount, 2)
   })
 
@@ -102,9 +108,21 @@ describe('RumorQueue', () => {
     const rumors = new RumorQueue()
     rumors.push(record('a'))
     rumors.push(record('b'))
-    assert.deepEqual(rumors.take(1, 2).map((r) => r.id), ['a'])
-    assert.deepEqual(rumors.take(1, 2).map((r) => r.id), ['b'])
-    assert.deepEqual(rumors.take(5, 2).map((r) => r.id).sort(), ['a', 'b'])
+    assert.deepEqual(
+      rumors.take(1, 2).map((r) => r.id),
+      ['a']
+    )
+    assert.deepEqual(
+      rumors.take(1, 2).map((r) => r.id),
+      ['b']
+    )
+    assert.deepEqual(
+      rumors
+        .take(5, 2)
+        .map((r) => r.id)
+        .sort(),
+      ['a', 'b']
+    )
     assert.equal(rumors.size, 0)
   })
 
