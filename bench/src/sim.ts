@@ -35,7 +35,8 @@ const DEFAULT_SETTINGS: SimSettings = {
   tombstoneMs: 10 * 60_000,
   recordBytes: 100,
   reconnectIntervalMs: 10_000,
-  dialBackoffMs: 5000
+  dialBackoffMs: 5000,
+  trimGraceMs: 10_000
 }
 
 const DEFAULT_MODEL: NetworkModel = {

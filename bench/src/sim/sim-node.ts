@@ -40,6 +40,8 @@ export interface SimSettings {
   recordBytes: number
   /** How often a node tries one dead member again (a healed partition), in ms. */
   reconnectIntervalMs: number
+  /** Connections used this recently are not closed for being over the bound, in ms. */
+  trimGraceMs: number
   /** How long a member whose dial failed, or that closed our connection, is not dialled by the plan, in ms. */
   dialBackoffMs: number
 }
@@ -116,6 +118,7 @@ export class SimNode implements NetworkNode {
       near: settings.near,
       random: settings.random,
       max: settings.maxConnections,
+      graceMs: settings.trimGraceMs,
       randomSource: net.random
     })
     this.placement = new Placement({
@@ -231,7 +234,7 @@ export class SimNode implements NetworkNode {
 
   /** Closes connections over the bound (unplanned ones, least recently used first). */
   private trim(): void {
-    for (const id of this.plan.excess(this.connections, this.planned)) {
+    for (const id of this.plan.excess(this.connections, this.planned, this.net.clock.now())) {
       this.trims++
       this.net.close(this, id, 'closed')
     }
@@ -379,7 +382,19 @@ export class SimNode implements NetworkNode {
       alpha: this.settings.alpha,
       hedgeMs: this.settings.hedgeMs,
       timers: this.net.clock,
-      ask: (peer) => this.ask(peer.key, key, target, () => dialled++),
+      // As the router in gossip mode: a peer not connected is dialled first (the hedge counts answers only).
+      connect: (peer) => {
+        if (this.connections.has(peer.key)) return undefined
+        dialled++
+        return new Promise<void>((resolve, reject) =>
+          this.connect(peer.key, (ok) => {
+            this.hooks.settled()
+            if (ok) resolve()
+            else reject(new Error('dial failed'))
+          })
+        )
+      },
+      ask: (peer) => this.ask(peer.key, key, target),
       read: async (peer, answer) => {
         const d = depth.get(peer.key) ?? 1
         hops = Math.max(hops, d)
@@ -403,8 +418,8 @@ export class SimNode implements NetworkNode {
     }
   }
 
-  /** One lookup request to `holder`, dialling it first when not connected. */
-  private ask(holder: string, key: string, target: Uint8Array, onDial: () => void): Promise<Answer> {
+  /** One lookup request to `holder` (connected by the strategy's connect step, or reconnected here). */
+  private ask(holder: string, key: string, target: Uint8Array): Promise<Answer> {
     const { clock } = this.net
     return new Promise((resolve, reject) => {
       let settled = false
@@ -419,19 +434,15 @@ export class SimNode implements NetworkNode {
         () => finish(() => reject(new Error('timeout'))),
         this.net.model.timeoutMs
       )
-      const request = (): void =>
+      this.connect(holder, (ok) => {
+        if (!ok) return finish(() => reject(new Error('dial failed')))
         this.net.send(this.id, holder, 120, () => {
           const answer = (this.net.nodes.get(holder) as SimNode).answer(key, target)
           this.net.send(holder, this.id, 60 + 40 * answer.providers.length, () =>
             finish(() => resolve(answer))
           )
         })
-      if (this.connections.has(holder)) {
-        this.plan.used(holder, clock.now())
-        return request()
-      }
-      onDial()
-      this.connect(holder, (ok) => (ok ? request() : finish(() => reject(new Error('dial failed')))))
+      })
     })
   }
 }

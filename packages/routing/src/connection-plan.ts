@@ -16,6 +16,8 @@ export interface ConnectionPlanInit {
   random: number
   /** Most connections kept in all (planned, on demand and inbound). */
   max: number
+  /** Connections used this recently are not closed for being over the bound, in ms. */
+  graceMs: number
   /** Random numbers in [0, 1): Math.random by default (a seeded one in a simulator). */
   randomSource?: () => number
 }
@@ -26,12 +28,14 @@ export class ConnectionPlan {
   /** Every connection's last use, ms; a Map keeps insertion order, so re-inserting on use keeps it LRU-ordered. */
   private readonly lastUse = new Map<string, number>()
   private readonly random: () => number
+  private readonly graceMs: number
 
   private readonly init: ConnectionPlanInit
 
   constructor(init: ConnectionPlanInit) {
     this.init = init
     this.random = init.randomSource ?? Math.random
+    this.graceMs = init.graceMs
   }
 
   /** The members this node dials and keeps: the nearest, and the random picks (refilled as members go). */
@@ -64,16 +68,25 @@ export class ConnectionPlan {
     this.lastUse.delete(id)
   }
 
-  /** The connections to close so that at most `max` stay: unplanned ones, least recently used first. */
-  excess(connected: ReadonlySet<string>, planned: ReadonlySet<string>): string[] {
+  /**
+   * The connections to close so that at most `max` stay: unplanned ones, least recently used first — first those
+   * outside this node's neighbourhood (twice `near` closest: the members that likely planned a connection to this
+   * node), then the others. A connection used within the grace time is kept (a request may be on it).
+   */
+  excess(connected: ReadonlySet<string>, planned: ReadonlySet<string>, now: number): string[] {
     let over = connected.size - this.init.max
     const close: string[] = []
     if (over <= 0) return close
-    for (const id of this.lastUse.keys()) {
-      if (over === 0) break
-      if (planned.has(id) || !connected.has(id)) continue
-      close.push(id)
-      over--
+    const { table } = this.init
+    const neighbourhood = new Set(table.closest(table.self.kad, 2 * this.init.near).map((r) => r.id))
+    for (const spare of [false, true]) {
+      for (const [id, used] of this.lastUse) {
+        if (over === 0 || used > now - this.graceMs) break
+        if (planned.has(id) || !connected.has(id) || neighbourhood.has(id) !== spare || close.includes(id))
+          continue
+        close.push(id)
+        over--
+      }
     }
     return close
   }

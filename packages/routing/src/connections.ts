@@ -39,6 +39,12 @@ export interface ConnectionsInit {
   shutdown: AbortSignal
   events: RouterEvents
   log: Logger
+  /**
+   * Gossip mode: every learnt peer is dialled only after the yield time, and only if membership gossip has not
+   * made it a member meanwhile (a kadmirror node in gossip mode is dialled by the connection plan, not for being
+   * learnt).
+   */
+  membership?: 'mesh' | 'gossip'
 }
 
 /** The router's dials and redials. */
@@ -91,7 +97,7 @@ export class Connections {
     const { libp2p, view } = this.init
     if (this.closed() || key === this.selfId || view.has(key) || this.dialing.has(key)) return
     if (libp2p.getConnections(peer).length > 0) return
-    if (!yielded && key < this.selfId) {
+    if (!yielded && (key < this.selfId || this.init.membership === 'gossip')) {
       this.yieldTo(key, peer)
       return
     }

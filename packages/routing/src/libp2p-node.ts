@@ -45,6 +45,8 @@ export interface RouterLibp2pInit {
   allowLoopback: boolean
   privateKey?: PrivateKey
   protocol: string
+  /** Gossip mode: the stock self-query never runs at start either (it would dial the closest of every node). */
+  membership?: 'mesh' | 'gossip'
   datastore: ProviderDatastore
   providerValidityMs: number
   maxConnections?: number
@@ -147,6 +149,7 @@ function stockDht(init: RouterLibp2pInit) {
     // view is in view.ts. It never stores its own records in the stock provider store, so the stock self-query and
     // reprovider only clean up: run them rarely.
     querySelfInterval: STOCK_QUERY_SELF_INTERVAL_MS,
+    ...(init.membership === 'gossip' ? { initialQuerySelfInterval: STOCK_QUERY_SELF_INTERVAL_MS } : {}),
     reprovide: { validity: init.providerValidityMs, interval: STOCK_PROVIDER_SWEEP_INTERVAL_MS, threshold: 0 }
   })
 }

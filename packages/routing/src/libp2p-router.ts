@@ -18,7 +18,6 @@ import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
-import { createAllowList, parsePrivateNetworkKey } from './access.ts'
 import { AddressBook } from './address-book.ts'
 import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
 import { BootstrapLoop } from './bootstrap-loop.ts'
@@ -33,17 +32,18 @@ import {
   WITHDRAW_ON_CLOSE_TIMEOUT_MS
 } from './constants.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
-import { createRouterLibp2p, type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
+import { type GossipMode, gossipHooks, gossipMode, openConnection } from './gossip-mode.ts'
+import { type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
 import { startConnectionChecks } from './liveness.ts'
 import { LookupClient } from './lookup-client.ts'
 import { handleLookups } from './lookup-server.ts'
 import { Membership } from './membership.ts'
 import { cancelPendingAddressUpdate } from './patches.ts'
-import { loadOrCreatePeerKey } from './peer-key.ts'
 import { PeerRequests } from './peer-requests.ts'
 import { ProviderDatastore } from './provider-datastore.ts'
 import { handleRecordStreams, Records } from './records.ts'
 import { type Router, RouterClosedError } from './router.ts'
+import { createRouterNode } from './router-node.ts'
 import { type Libp2pRouterInit, type Settings, settingsOf } from './router-settings.ts'
 import { ClusterView, registryProtocol } from './view.ts'
 
@@ -69,31 +69,6 @@ export interface Libp2pRouter extends Router {
   providerRecords(): number
 }
 
-/** Creates the libp2p node of a router with its settings. */
-async function createNode(init: Libp2pRouterInit, settings: Settings, datastore: ProviderDatastore) {
-  const privateKey =
-    init.privateKey ?? (init.dataDir === undefined ? undefined : await loadOrCreatePeerKey(init.dataDir))
-  return createRouterLibp2p({
-    ...(init.listen === undefined ? {} : { listen: init.listen }),
-    ...(init.announce === undefined ? {} : { announce: init.announce }),
-    ...(privateKey === undefined ? {} : { privateKey }),
-    ...(init.maxConnections === undefined ? {} : { maxConnections: init.maxConnections }),
-    ...(init.metrics === undefined ? {} : { metrics: init.metrics }),
-    ...(init.inboundConnectionThreshold === undefined
-      ? {}
-      : { inboundConnectionThreshold: init.inboundConnectionThreshold }),
-    ...(init.privateNetworkKey === undefined
-      ? {}
-      : { privateNetworkKey: parsePrivateNetworkKey(init.privateNetworkKey) }),
-    ...(init.allowedNetworks === undefined ? {} : { allowedNetworks: createAllowList(init.allowedNetworks) }),
-    allowLoopback: settings.allowLoopback,
-    protocol: settings.protocol,
-    datastore,
-    providerValidityMs: settings.providerValidityMs,
-    log: settings.log
-  })
-}
-
 /** The parts of a router, built over one libp2p node. */
 interface Parts {
   view: ClusterView
@@ -103,6 +78,8 @@ interface Parts {
   lookups: LookupClient
   membership: Membership
   bootstrap: BootstrapLoop
+  /** Gossip mode only. */
+  gossip?: GossipMode
 }
 
 /** What every part shares. */
@@ -135,6 +112,9 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
     ...base,
     ...{ selfId: libp2p.peerId.toString(), view, addressBook, requests },
     connect: (peer) => connections.connect(peer),
+    ...(settings.membership === 'gossip'
+      ? { open: openConnection(libp2p, view, settings.requestTimeoutMs) }
+      : {}),
     closed: () => shutdown.aborted
   })
   const onJoined = (peers: ReadonlySet<string>): void => {
@@ -142,13 +122,29 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
       .handoff(peers)
       .catch((err: unknown) => log.warn({ err }, 'could not hand records to joining peers'))
   }
-  const membership = new Membership({ ...base, view, connections, requests, addressBook, onJoined })
+  const gossip =
+    settings.membership === 'gossip'
+      ? gossipMode({ ...shared, view, onJoined, selfAddresses: () => shared.selfAddresses().map(String) })
+      : undefined
+  const membership = new Membership({
+    ...{ ...base, view, connections, requests, addressBook, onJoined },
+    ...(gossip === undefined ? {} : { gossip: gossipHooks(gossip) })
+  })
   const bootstrap = new BootstrapLoop({
     ...base,
     ...(bootstrapper === undefined ? {} : { bootstrapper }),
     ...{ view, connections, self: shared.selfPeer }
   })
-  return { view, connections, requests, records, lookups, membership, bootstrap }
+  return {
+    view,
+    connections,
+    requests,
+    records,
+    lookups,
+    membership,
+    bootstrap,
+    ...(gossip === undefined ? {} : { gossip })
+  }
 }
 
 /** Registers the protocols this node answers beyond the stock DHT: registry announcement, records, lookups. */
@@ -257,7 +253,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const settings = settingsOf(init)
   const { log } = settings
   const datastore = new ProviderDatastore({ validityMs: settings.providerValidityMs })
-  const libp2p = await createNode(init, settings, datastore)
+  const libp2p = await createRouterNode(init, settings, datastore)
   await libp2p.start()
   const stopConnectionChecks = startConnectionChecks({
     ...{ libp2p, log },
@@ -268,6 +264,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const parts = buildParts(shared, init.bootstrapper)
   parts.membership.start()
   await handleProtocols(shared, parts.view)
+  await parts.gossip?.members.start()
+  parts.gossip?.plan.start()
   const stopTimers = startTimers(parts, datastore, log)
   const bootstrapper = init.bootstrapper
   if (bootstrapper !== undefined)
@@ -277,7 +275,10 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     if (parts.view.size > 0) await parts.records.withdrawAll(WITHDRAW_ON_CLOSE_TIMEOUT_MS)
+    await parts.gossip?.members.leave()
     shutdown.abort()
+    parts.gossip?.plan.stop()
+    parts.gossip?.members.stop()
     stopTimers()
     stopConnectionChecks()
     parts.requests.closeAll()

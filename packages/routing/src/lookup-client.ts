@@ -17,7 +17,7 @@ import type { PeerRequests } from './peer-requests.ts'
 import type { ProviderDatastore } from './provider-datastore.ts'
 import { type KeyInfo, keyInfoOf } from './records.ts'
 import type { LookupOptions, Provider } from './router.ts'
-import { type LookupPeer, runLookupStrategy } from './strategy.ts'
+import { type LookupPeer, type LookupStrategyInit, runLookupStrategy } from './strategy.ts'
 import type { ClusterView } from './view.ts'
 
 /** Options of {@link LookupClient}. */
@@ -33,6 +33,11 @@ export interface LookupClientInit {
   missCacheTtlMs: number
   /** Dials a peer an answer names that is not in the view. */
   connect(peer: PeerId): void
+  /**
+   * Gossip mode: opens a connection to a member before it is asked, or returns undefined when one is open (see
+   * {@link LookupStrategyInit.connect}).
+   */
+  open?(peer: PeerId): Promise<void> | undefined
   /** Whether the router has closed (lookups then end). */
   closed(): boolean
   events: RouterEvents
@@ -148,6 +153,7 @@ export class LookupClient {
       alpha: init.alpha,
       hedgeMs: LOOKUP_HEDGE_MS,
       ask: (peer) => init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
+      ...(init.open === undefined ? {} : { connect: (peer: Candidate) => init.open?.(peer.id) }),
       read: (_peer, answer) => this.read(answer, emit),
       onFailure: (peer, err) => {
         init.log.debug({ err, peer: peer.key, key }, 'lookup request failed')

@@ -33,9 +33,21 @@ export interface MembershipInit {
   requestTimeoutMs: number
   /** Called, debounced, with the peers that joined (records are handed to them). */
   onJoined(peers: ReadonlySet<string>): void
+  /** Gossip mode: members known by gossip stay in the view when disconnected; their disconnects are checked. */
+  gossip?: MembershipGossip
   shutdown: AbortSignal
   events: RouterEvents
   log: Logger
+}
+
+/** What membership needs of gossip mode. */
+export interface MembershipGossip {
+  /** Whether `peer` is known by gossip. */
+  knows(peer: string): boolean
+  /** A node speaking the members protocol was identified. */
+  identified(peer: PeerId, protocols: readonly string[]): void
+  /** A member known by gossip lost its last connection. */
+  disconnected(peer: string): void
 }
 
 /** Keeps the view in step with connections and identify. */
@@ -97,8 +109,9 @@ export class Membership {
   }
 
   private readonly onIdentify = (event: CustomEvent<IdentifyResult>): void => {
-    if (event.detail.connection.status === 'open')
-      this.admit(event.detail.peerId, event.detail.protocols, event.detail.listenAddrs)
+    if (event.detail.connection.status !== 'open') return
+    this.admit(event.detail.peerId, event.detail.protocols, event.detail.listenAddrs)
+    this.init.gossip?.identified(event.detail.peerId, event.detail.protocols)
   }
 
   private readonly onConnect = (event: CustomEvent<PeerId>): void => {
@@ -108,10 +121,14 @@ export class Membership {
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     const key = event.detail.toString()
     if (this.init.libp2p.getConnections(event.detail).length > 0) return
-    this.init.connections.dropped()
     this.connected.delete(key)
-    this.init.view.remove(key)
     this.init.requests.drop(event.detail)
+    if (this.init.gossip?.knows(key) === true) {
+      this.init.gossip.disconnected(key)
+      return
+    }
+    this.init.connections.dropped()
+    this.init.view.remove(key)
   }
 
   /** Asks the peers that joined for peers, and hands them records. */
@@ -119,7 +136,7 @@ export class Membership {
     const fresh = new Set([...this.joined].filter((key) => this.init.view.has(key)))
     this.joined.clear()
     if (this.init.shutdown.aborted || fresh.size === 0) return
-    for (const key of [...fresh].slice(0, JOIN_EXCHANGE_PEERS)) {
+    for (const key of [...fresh].filter((k) => this.connected.has(k)).slice(0, JOIN_EXCHANGE_PEERS)) {
       const member = this.init.view.get(key)
       if (member !== undefined) this.exchange(member.id)
     }
@@ -164,9 +181,10 @@ export class Membership {
       })
   }
 
-  /** Asks a random member for the nodes it knows. */
+  /** Asks a random connected member for the nodes it knows (in gossip mode most members are not connected). */
   exchangeWithRandomMember(): void {
-    const pick = this.init.view.random()
+    const connected = [...this.connected.keys()].filter((key) => this.init.view.has(key))
+    const pick = this.init.view.get(connected[Math.floor(Math.random() * connected.length)] ?? '')
     if (pick !== undefined) this.exchange(pick.id)
   }
 

@@ -23,9 +23,11 @@ export class PeerRequests {
 
   constructor(libp2p: Libp2p, protocol: string, view: ClusterView) {
     this.view = view
-    this.dht = new Sessions((peer, signal) => libp2p.dialProtocol(peer, protocol, { signal }))
+    this.dht = new Sessions((peer, signal) =>
+      libp2p.dialProtocol(view.dialTarget(peer), protocol, { signal })
+    )
     const openLookupStream = (peer: PeerId, signal: AbortSignal): Promise<Stream> =>
-      libp2p.dialProtocol(peer, LOOKUP_PROTOCOL, { signal })
+      libp2p.dialProtocol(view.dialTarget(peer), LOOKUP_PROTOCOL, { signal })
     this.lookups = new Sessions(openLookupStream, LOOKUP_SESSION_IDLE_MS)
     this.exchanges = new Sessions(openLookupStream, EXCHANGE_SESSION_IDLE_MS)
   }
@@ -40,7 +42,9 @@ export class PeerRequests {
     timeoutMs: number,
     purpose: RequestPurpose
   ): Promise<KadMessage> {
-    const kadmirror = this.view.get(peer.toString())?.lookups === true
+    const key = peer.toString()
+    this.view.use(key)
+    const kadmirror = this.view.get(key)?.lookups === true
     const sessions = !kadmirror ? this.dht : purpose === 'lookup' ? this.lookups : this.exchanges
     return sessions.request(peer, message, timeoutMs)
   }

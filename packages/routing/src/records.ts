@@ -194,7 +194,10 @@ export class Records {
   /** Sends key multihashes to a peer on a record protocol and waits for its acknowledgement. */
   private async sendRecords(recordProtocol: string, peer: PeerId, mhs: readonly Uint8Array[]): Promise<void> {
     const signal = this.streamSignal(mhs.length)
-    const stream = await this.init.libp2p.dialProtocol(peer, recordProtocol, { signal })
+    this.init.view.use(peer.toString())
+    const stream = await this.init.libp2p.dialProtocol(this.init.view.dialTarget(peer), recordProtocol, {
+      signal
+    })
     try {
       const frames = lpStream(stream, { maxDataLength: RECORD_FRAME_MAX_BYTES })
       for (let i = 0; i < mhs.length; i += ADVERTISE_BATCH_SIZE) {

@@ -10,6 +10,7 @@ import {
   DEFAULT_DHT_PROTOCOL,
   DEFAULT_LOOKUP_ALPHA,
   DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_PEER_CONNECTIONS,
   DEFAULT_REGISTRY_PORT,
   DEFAULT_REPLICATION,
   DEFAULT_ROUTER_PORT,
@@ -58,6 +59,16 @@ export interface Libp2pRouterInit {
   /** Most open connections (a connection to every node of the cluster). @default {@link DEFAULT_MAX_CONNECTIONS} (1000) */
   maxConnections?: number
   /**
+   * How the node knows the cluster. `mesh`: it connects to every DHT node it learns of, and its view is the nodes
+   * it is connected to (any cluster Spegel runs in; every node holds N − 1 connections). `gossip`: kadmirror nodes
+   * know every member by gossip (~100 bytes a member) and connect to at most `peerConnections` of them, dialling
+   * others on demand; lookups stay one round (see the README's "Large clusters"). Spegel peers and kadmirror
+   * nodes in mesh mode are members while connected, in either mode. @default 'mesh'
+   */
+  membership?: 'mesh' | 'gossip'
+  /** Most connections to kadmirror members in gossip mode. @default {@link DEFAULT_PEER_CONNECTIONS} (64) */
+  peerConnections?: number
+  /**
    * Inbound connections per second accepted from one host. Production nodes dial from distinct IPs and keep
    * libp2p's default; with `allowLoopback` (every node on 127.0.0.1) the default is lifted to
    * {@link LOOPBACK_INBOUND_CONNECTION_THRESHOLD}.
@@ -101,6 +112,8 @@ export type Settings = Required<
     | 'providerValidityMs'
     | 'lookupCacheTtlMs'
     | 'missCacheTtlMs'
+    | 'membership'
+    | 'peerConnections'
   >
 > & { log: Logger }
 
@@ -116,6 +129,8 @@ export function settingsOf(init: Libp2pRouterInit): Settings {
     providerValidityMs: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
     lookupCacheTtlMs: init.lookupCacheTtlMs ?? LOOKUP_CACHE_TTL_MS,
     missCacheTtlMs: init.missCacheTtlMs ?? MISS_CACHE_TTL_MS,
+    membership: init.membership ?? 'mesh',
+    peerConnections: init.peerConnections ?? DEFAULT_PEER_CONNECTIONS,
     log: init.logger ?? silent
   }
 }

@@ -112,6 +112,12 @@ class Session {
     return promise
   }
 
+  /** Whether its stream can still carry a request. */
+  get writable(): boolean {
+    const { stream } = this.channel
+    return stream.status === 'open' && stream.writeStatus === 'writable'
+  }
+
   private end(): void {
     this.closed = true
     clearTimeout(this.idle)
@@ -175,7 +181,11 @@ export class Sessions {
   async request(peer: PeerId, message: KadMessage, timeoutMs: number): Promise<KadMessage> {
     const deadline = Date.now() + timeoutMs
     let session = await this.get(peer, timeoutMs)
-    if (session.closed) session = await this.get(peer, deadline - Date.now())
+    // A session whose connection closed meanwhile (closed for being over the bound, say) is replaced.
+    if (session.closed || !session.writable) {
+      session.close()
+      session = await this.get(peer, deadline - Date.now())
+    }
     return session.request(message, Math.max(1, deadline - Date.now()))
   }
 

@@ -95,6 +95,15 @@ export interface LookupStrategyInit<P extends LookupPeer, A> {
   /** Asks one peer; rejects when it fails (it is then skipped). */
   ask(peer: P): Promise<A>
   /**
+   * Opens a connection to a peer before it is asked, or returns undefined when one is open. A peer being
+   * connected to counts as slow only after `connectHedgeMs`: the hedge measures answers, not connection set-up
+   * (else a lookup whose closest peers all need a dial would settle on farther, connected peers' empty answers).
+   * Rejects when the peer cannot be reached (it is then skipped).
+   */
+  connect?(peer: P): Promise<void> | undefined
+  /** How long opening a connection may take before the next closest peer is asked too, in ms. @default 250 ms */
+  connectHedgeMs?: number
+  /**
    * Handles an answer (emits its providers) and returns the closer peers it names; the peer counts as answered
    * only once this resolves, so a lookup never settles while an answer is being read.
    */
@@ -116,7 +125,10 @@ export interface LookupOutcome {
   failed: number
 }
 
-type State = 'new' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
+type State = 'new' | 'connecting' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
+
+/** Default of {@link LookupStrategyInit.connectHedgeMs}, in ms. */
+const CONNECT_HEDGE_MS = 250
 
 /** One lookup's frontier and the state of each peer in it. */
 class LookupRun<P extends LookupPeer, A> {
@@ -177,16 +189,24 @@ class LookupRun<P extends LookupPeer, A> {
   }
 
   private ask(peer: P): void {
-    this.states.set(peer.key, 'asking')
     this.inFlight++
     this.outcome.asked++
-    const hedge = this.timers.setTimeout(() => {
-      if (this.states.get(peer.key) !== 'asking') return
-      this.states.set(peer.key, 'slow')
-      this.schedule()
-    }, this.init.hedgeMs)
-    this.init
-      .ask(peer)
+    const connecting = this.init.connect?.(peer)
+    let hedge =
+      connecting === undefined
+        ? this.hedge(peer, 'asking', this.init.hedgeMs)
+        : this.hedge(peer, 'connecting', this.init.connectHedgeMs ?? CONNECT_HEDGE_MS)
+    const asked =
+      connecting === undefined
+        ? this.init.ask(peer)
+        : connecting.then(() => {
+            if (this.states.get(peer.key) === 'connecting') {
+              this.timers.clearTimeout(hedge)
+              hedge = this.hedge(peer, 'asking', this.init.hedgeMs)
+            }
+            return this.init.ask(peer)
+          })
+    asked
       .then((answer) => this.read(peer, answer))
       .catch((err: unknown) => {
         this.states.set(peer.key, 'failed')
@@ -198,6 +218,16 @@ class LookupRun<P extends LookupPeer, A> {
         this.inFlight--
         if (!this.finished) this.schedule()
       })
+  }
+
+  /** Sets the peer's state and, after `ms`, marks it slow (the window grows by one) unless it moved on. */
+  private hedge(peer: P, state: 'connecting' | 'asking', ms: number): unknown {
+    this.states.set(peer.key, state)
+    return this.timers.setTimeout(() => {
+      if (this.states.get(peer.key) !== state) return
+      this.states.set(peer.key, 'slow')
+      this.schedule()
+    }, ms)
   }
 
   /** Reads an answer unless the lookup has settled meanwhile (late answers are dropped). */

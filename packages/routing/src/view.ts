@@ -4,12 +4,14 @@
  * (identify, disconnects) writes it. Emits `peer:join` and `peer:leave`.
  */
 import type { PeerId } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
 import type { RouterEvents } from './events.ts'
 import { peerKadId } from './keys.ts'
 import { isLoopback } from './libp2p-node.ts'
+import type { MemberRecord } from './member-table.ts'
 import type { Provider } from './router.ts'
 import { closest, type LookupPeer } from './strategy.ts'
 
@@ -22,6 +24,8 @@ export interface Member extends LookupPeer {
   lookups: boolean
   /** The addresses it listens on, from identify; empty when unknown (then read from the peer store). */
   addresses: Multiaddr[]
+  /** Known by membership gossip (it stays a member while not connected). */
+  gossiped?: boolean
 }
 
 /** The registry mirror a peer announces. */
@@ -69,6 +73,8 @@ export class ClusterView {
   private readonly invalidRegistry = new Set<string>()
   /** When the view last grew, ms since the epoch. */
   lastGrowth = Date.now()
+  /** Called when a request or records go to a peer (the connection plan keeps used connections). */
+  onUse: ((peer: string) => void) | undefined
 
   private readonly init: ClusterViewInit
 
@@ -127,6 +133,54 @@ export class ClusterView {
     this.lastGrowth = Date.now()
     this.init.events.emit('peer:join', { peer: key, kadmirror: member.lookups })
     return member
+  }
+
+  /**
+   * Takes a member known by gossip into the view (a kadmirror node: it speaks the lookup and provide protocols),
+   * or updates its addresses; returns true when it is new to the view.
+   */
+  learn(record: MemberRecord): boolean {
+    const addresses = record.addresses.map((a) => multiaddr(a))
+    const known = this.byId.get(record.id)
+    if (known !== undefined) {
+      known.gossiped = true
+      if (addresses.length > 0) known.addresses = addresses
+      return false
+    }
+    const id = peerIdFromString(record.id)
+    const member: Member = {
+      id,
+      key: record.id,
+      kad: record.kad,
+      batches: true,
+      lookups: true,
+      addresses,
+      gossiped: true
+    }
+    this.byId.set(record.id, member)
+    this.lastGrowth = Date.now()
+    this.init.events.emit('peer:join', { peer: record.id, kadmirror: true })
+    return true
+  }
+
+  /** Notes that a request or records went to `peer`. */
+  use(peer: string): void {
+    this.onUse?.(peer)
+  }
+
+  /** Drops a member gossip says is dead or gone, connected or not. */
+  forget(peer: string): void {
+    this.remove(peer)
+  }
+
+  /**
+   * What to dial to reach a peer: a member's addresses (with its id), so that a member known only by gossip can be
+   * dialled; else its id (libp2p reads the peer store). An open connection is reused either way.
+   */
+  dialTarget(peer: PeerId): PeerId | Multiaddr[] {
+    const member = this.byId.get(peer.toString())
+    if (member?.gossiped !== true || member.addresses.length === 0) return peer
+    return member.addresses.map((a) => a.encapsulate(`/p2p/${member.key}`))
   }
 
   /** Drops a peer from the view (its last connection closed). */

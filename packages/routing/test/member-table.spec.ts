@@ -150,7 +150,7 @@ describe('ConnectionPlan', () => {
       seed = (seed * 48271) % 2147483647
       return seed / 2147483647
     }
-    return { table, plan: new ConnectionPlan({ table, near, random, max, randomSource }) }
+    return { table, plan: new ConnectionPlan({ table, near, random, max, randomSource, graceMs: 100 }) }
   }
 
   it('plans the nearest members and distinct random others', () => {
@@ -179,12 +179,34 @@ describe('ConnectionPlan', () => {
   })
 
   it('closes unplanned connections over the bound, least recently used first', () => {
-    const { plan } = planOf(10, 1, 0, 3)
+    const { plan } = planOf(10, 0, 0, 3)
     const connected = new Set(['m1', 'm2', 'm3', 'm4', 'm5'])
     for (const [i, id] of ['m1', 'm2', 'm3', 'm4', 'm5'].entries()) plan.used(id, i)
     plan.used('m1', 10)
-    assert.deepEqual(plan.excess(connected, new Set(['m2'])), ['m3', 'm4'])
-    assert.deepEqual(plan.excess(new Set(['m1']), new Set()), [])
+    assert.deepEqual(plan.excess(connected, new Set(['m2']), 1000), ['m3', 'm4'])
+    assert.deepEqual(plan.excess(new Set(['m1']), new Set(), 1000), [])
+  })
+
+  it('closes connections outside its neighbourhood before those inside (peers that likely planned it)', () => {
+    const { table, plan } = planOf(40, 2, 0, 2)
+    const inside = table.closest(table.self.kad, 4).map((r) => r.id)
+    const outside = table
+      .closest(table.self.kad, 40)
+      .slice(4, 6)
+      .map((r) => r.id)
+    for (const [i, id] of [...inside, ...outside].entries()) plan.used(id, i)
+    const planned = new Set(inside.slice(0, 2))
+    assert.deepEqual(plan.excess(new Set([...inside, ...outside]), planned, 1000), [
+      ...outside,
+      ...inside.slice(2)
+    ])
+  })
+
+  it('keeps a connection used within the grace time even over the bound', () => {
+    const { plan } = planOf(10, 0, 0, 1)
+    plan.used('m1', 0)
+    plan.used('m2', 950)
+    assert.deepEqual(plan.excess(new Set(['m1', 'm2', 'm3']), new Set(), 1000), ['m1'])
   })
 })
 

@@ -218,4 +218,31 @@ describe('lookup and placement strategy', () => {
     for (const answer of answers) answer({ providers: [], closer: [] })
     assert.deepEqual(await done, { asked: 2, answered: 2, failed: 0 })
   })
+
+  it('waits for its closest peers to connect before settling on farther, connected peers', async () => {
+    const peers = virtualNetwork(10)
+    const key = 'sha256:connect-first'
+    const holders = place(peers, key, 3)
+    const holderKeys = new Set(holders.map((h) => h.key))
+    // The holders need a 30 ms dial (above the 15 ms hedge); the others are connected and answer at once.
+    const { found, outcome } = await lookUp(peers, key, {
+      connect: (peer) =>
+        holderKeys.has(peer.key) ? new Promise<void>((resolve) => setTimeout(resolve, 30)) : undefined,
+      connectHedgeMs: 250
+    })
+    assert.equal(new Set(found).size, 3)
+    assert.equal(outcome.asked, 3)
+  })
+
+  it('hedges past a peer whose connection takes longer than the connect hedge', async () => {
+    const peers = virtualNetwork(10)
+    const key = 'sha256:connect-stuck'
+    const [stuck] = place(peers, key, 3) as [VirtualPeer]
+    const { outcome } = await lookUp(peers, key, {
+      connect: (peer) => (peer.key === stuck.key ? new Promise<void>(() => {}) : undefined),
+      connectHedgeMs: 20
+    })
+    assert.equal(outcome.asked, 4)
+    assert.equal(outcome.answered, 3)
+  })
 })

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict'
+import type { Libp2pRouter } from '../src/index.ts'
+import { staticBootstrapper } from '../src/index.ts'
+import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
+
+/** Open connections of a node to other routers (one per peer). */
+const connectionsOf = (node: Libp2pRouter): number => node.libp2p.getPeers().length
+
+async function collect(node: Libp2pRouter, key: string): Promise<string[]> {
+  const out: string[] = []
+  for await (const provider of node.lookup(key, { count: 10, fresh: true })) out.push(provider.id)
+  return out
+}
+
+describe('libp2p router in gossip mode', function () {
+  this.timeout(60_000)
+  let nodes: Libp2pRouter[] = []
+
+  afterEach(async () => {
+    await stopAll(nodes)
+    nodes = []
+  })
+
+  it('knows every member while holding at most peerConnections connections', async () => {
+    nodes = await startCluster(16, { membership: 'gossip', peerConnections: 8 })
+    // Formed: every node knows the other 15; the plan then closes what is beyond the bound.
+    await waitFor(() => nodes.every((n) => connectionsOf(n) <= 8), 20_000, 'connections within the bound')
+    for (const node of nodes) assert.equal(node.peers().length, 15)
+  })
+
+  it('finds a provider it is not connected to, in one round', async () => {
+    nodes = await startCluster(16, { membership: 'gossip', peerConnections: 8 })
+    await waitFor(() => nodes.every((n) => connectionsOf(n) <= 8), 20_000, 'connections within the bound')
+    const [provider, ...askers] = nodes as [Libp2pRouter, ...Libp2pRouter[]]
+    await provider.advertise(['sha256:gossip-mode'])
+    const asked: number[] = []
+    for (const asker of askers) {
+      // The first lookup dials the closest members on demand; the second finds them connected.
+      assert.deepEqual(await collect(asker, 'sha256:gossip-mode'), [provider.peerId])
+      asker.events.once('lookup', (e) => asked.push(e.peersAsked))
+      assert.deepEqual(await collect(asker, 'sha256:gossip-mode'), [provider.peerId])
+    }
+    assert.deepEqual(await collect(askers[0] as Libp2pRouter, 'sha256:nobody-has-this'), [])
+    // One round: the alpha (3) closest members, none failing and none naming closer ones (a slow answer on this
+    // shared machine may make a lookup hedge to a fourth).
+    assert.ok(asked.filter((n) => n > 3).length <= 2, `peers asked per lookup: ${asked.join(', ')}`)
+  })
+
+  it('declares dead a member that vanishes without leaving, connected or not', async () => {
+    nodes = await startCluster(10, { membership: 'gossip', peerConnections: 8 })
+    const gone = nodes.pop() as Libp2pRouter
+    await gone.libp2p.stop() // no "left" rumor, no withdrawal: as a crash
+    await waitFor(() => nodes.every((n) => n.peers().length === 8), 20_000, 'the member gone from every view')
+    await gone.close().catch(() => {})
+  })
+
+  it('removes a member that stops from every view, connected or not', async () => {
+    nodes = await startCluster(10, { membership: 'gossip', peerConnections: 8 })
+    const gone = nodes.pop() as Libp2pRouter
+    await gone.close()
+    await waitFor(() => nodes.every((n) => n.peers().length === 8), 20_000, 'the member gone from every view')
+  })
+
+  it('learns the whole membership from one bootstrap peer and is learnt by all', async () => {
+    nodes = await startCluster(8, { membership: 'gossip', peerConnections: 8 })
+    const seed = nodes[3] as Libp2pRouter
+    const late = await startNode({
+      membership: 'gossip',
+      peerConnections: 8,
+      bootstrapper: staticBootstrapper(seed.addresses().map((a) => `${a}/p2p/${seed.peerId}`))
+    })
+    nodes.push(late)
+    await waitFor(() => nodes.every((n) => n.peers().length === 8), 20_000, 'the joiner known by all')
+  })
+})
