@@ -7,6 +7,9 @@
  * and CPU to reprovide 10 000 keys. Stock `@libp2p/kad-dht` lookups (its own multi-hop query, default
  * options) on the same cluster are measured alongside for reference.
  *
+ * `--membership mesh,gossip`: in-process clusters in each mode (the router's `membership` option), with connections
+ * per node in both.
+ *
  * Usage: node --expose-gc bench/src/dht.ts [--sizes 10,50,100,200] [--lookups 200] [--keys 10000] [--processes 8]
  *   [--split 10x10] [--stock-lookups 50] [--buffer-pool-kib 0] [--v8-flags '--heap-growing-percent=20']
  *
@@ -154,6 +157,9 @@ function lookupColumns(hits: number[], found: number, misses: number[], lookups:
 interface ClusterResult extends Row {
   mode: string
   nodes: number
+  /** Open connections per node once formed and settled, and after the advertising and lookups (mean/max). */
+  'conns/node formed mean/max': string
+  'conns/node after mean/max': string
   'form s': number
   'adv 1 key ms': number
   'adv 10k keys ms': number
@@ -188,11 +194,19 @@ const SETTLE_MS = 10_000
  * Starts `count` routers on 127.0.0.1, 25 at a time, that bootstrap from `seed` (multiaddrs with peer ids);
  * without `seed`, the first router starts alone and seeds the others.
  */
-async function startRouters(count: number, seed?: string[]): Promise<Libp2pRouter[]> {
+async function startRouters(
+  count: number,
+  seed?: string[],
+  membership: Membership = 'mesh'
+): Promise<Libp2pRouter[]> {
   const routers: Libp2pRouter[] = []
   let bootstrap = seed
   if (bootstrap === undefined) {
-    const first = await createLibp2pRouter({ listen: ['/ip4/127.0.0.1/tcp/0'], allowLoopback: true })
+    const first = await createLibp2pRouter({
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      allowLoopback: true,
+      membership
+    })
     routers.push(first)
     bootstrap = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
   }
@@ -203,7 +217,8 @@ async function startRouters(count: number, seed?: string[]): Promise<Libp2pRoute
         createLibp2pRouter({
           listen: ['/ip4/127.0.0.1/tcp/0'],
           allowLoopback: true,
-          bootstrapper: staticBootstrapper(peers)
+          bootstrapper: staticBootstrapper(peers),
+          membership
         })
       )
     )
@@ -212,17 +227,27 @@ async function startRouters(count: number, seed?: string[]): Promise<Libp2pRoute
   return routers
 }
 
+/** How the routers know the cluster (the router's `membership` option). */
+type Membership = 'mesh' | 'gossip'
+
+/** Open connections per node: mean and most. */
+function connectionsPerNode(nodes: readonly Libp2pRouter[]): { mean: number; max: number } {
+  const counts = nodes.map((n) => n.libp2p.getConnections().length)
+  return { mean: counts.reduce((a, b) => a + b, 0) / counts.length, max: Math.max(...counts) }
+}
+
 async function inProcess(
   size: number,
   lookups: number,
   keyCount: number,
-  stockLookups: number
+  stockLookups: number,
+  membership: Membership = 'mesh'
 ): Promise<{ ours: ClusterResult; stock: Row }> {
   gc(true)
   const rssBefore = process.memoryUsage().rss
   const liveBefore = liveBytes()
   const formStart = now()
-  const nodes = await startRouters(size)
+  const nodes = await startRouters(size, undefined, membership)
   try {
     await waitFor(
       () => nodes.every((n) => n.peers().length === size - 1),
@@ -231,6 +256,7 @@ async function inProcess(
     )
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const formed = connectionsPerNode(nodes)
     // RSS of the settled cluster after a full GC (which also clears most of the garbage of forming the mesh, so
     // the lookups below do not pay for collecting it). The collection of all available garbage, which reads live
     // memory, comes last: the GCs that follow while V8 regrows a compacted heap would slow whatever is measured next.
@@ -269,9 +295,12 @@ async function inProcess(
     const compactedPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
     const livePerNode = (liveBytes() - liveBefore) / size / 1024 / 1024
 
+    const after = connectionsPerNode(nodes)
     const ours: ClusterResult = {
-      mode: 'in-process',
+      mode: membership === 'mesh' ? 'in-process' : 'in-process gossip',
       nodes: size,
+      'conns/node formed mean/max': `${formed.mean.toFixed(1)}/${formed.max}`,
+      'conns/node after mean/max': `${after.mean.toFixed(1)}/${after.max}`,
       'form s': formSeconds,
       'adv 1 key ms': advertiseOneMs,
       'adv 10k keys ms': advertiseBulkMs,
@@ -305,6 +334,7 @@ interface InProcessJob {
   keyCount: number
   stockLookups: number
   bufferPoolKiB: number
+  membership: Membership
 }
 
 /**
@@ -336,7 +366,7 @@ async function inProcessChild(job: InProcessJob): Promise<void> {
   Buffer.poolSize = job.bufferPoolKiB * 1024
   let message: unknown
   try {
-    message = await inProcess(job.size, job.lookups, job.keyCount, job.stockLookups)
+    message = await inProcess(job.size, job.lookups, job.keyCount, job.stockLookups, job.membership)
   } catch (err) {
     message = { error: String(err) }
   }
@@ -522,6 +552,8 @@ async function multiProcess(
     const compacted = await memoryPerNode(true)
     return {
       mode: perProcess === 1 ? 'process per node' : `${processes} processes × ${perProcess}`,
+      'conns/node formed mean/max': '—',
+      'conns/node after mean/max': '—',
       nodes: size,
       'form s': formSeconds,
       'adv 1 key ms': one.ms,
@@ -551,9 +583,13 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
       split: { type: 'string', default: '10x10' },
       'stock-lookups': { type: 'string', default: '50' },
       'buffer-pool-kib': { type: 'string', default: String(RECOMMENDED_BUFFER_POOL_KIB) },
-      'v8-flags': { type: 'string', default: '' }
+      'v8-flags': { type: 'string', default: '' },
+      membership: { type: 'string', default: 'mesh' }
     }
   })
+  const memberships = (values.membership ?? '').split(',') as Membership[]
+  if (memberships.some((m) => m !== 'mesh' && m !== 'gossip'))
+    throw new Error(`--membership wants mesh, gossip or both (mesh,gossip); got ${values.membership}`)
   const sizes = (values.sizes ?? '')
     .split(',')
     .map(Number)
@@ -575,16 +611,17 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
       )
       continue
     }
-    console.error(`bench/dht: ${size} nodes in one process…`)
-    try {
-      const { ours, stock } = await inFreshProcess(
-        { size, lookups, keyCount, stockLookups: Number(values['stock-lookups']), bufferPoolKiB },
-        v8Flags
-      )
-      rows.push(ours)
-      stockRows.push(stock)
-    } catch (err) {
-      console.error(`bench/dht: ${size} nodes failed: ${(err as Error).message}`)
+    for (const membership of memberships) {
+      console.error(`bench/dht: ${size} nodes in one process, ${membership} membership…`)
+      try {
+        const stockLookups = Number(values['stock-lookups'])
+        const job = { size, lookups, keyCount, stockLookups, bufferPoolKiB, membership }
+        const { ours, stock } = await inFreshProcess(job, v8Flags)
+        rows.push(ours)
+        stockRows.push(stock)
+      } catch (err) {
+        console.error(`bench/dht: ${size} nodes (${membership}) failed: ${(err as Error).message}`)
+      }
     }
   }
   if (processes > 1) {

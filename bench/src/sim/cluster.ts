@@ -280,6 +280,21 @@ export class SimCluster {
     this.clock.setTimeout(() => this.net.groups.clear(), ms)
   }
 
+  /** Sizes of what the simulator keeps, to find where its memory goes. */
+  debugCounts(): Record<string, number> {
+    const nodes = [...this.net.nodes.values()]
+    const sum = (f: (n: SimNode) => number): number => nodes.reduce((a, n) => a + f(n), 0)
+    return {
+      nodes: nodes.length,
+      overlay: sum((n) => (n.table.store as OverlayMemberStore).own.size),
+      rumors: sum((n) => n.rumors.size),
+      held: sum((n) => n.held.size),
+      timers: this.clock.pending,
+      lookups: this.lookups.length,
+      base: this.base.reachableCount
+    }
+  }
+
   /** Whether every live node's view has exactly the live nodes reachable (counts compared). */
   converged(): boolean {
     const live = this.liveNodes()

@@ -89,6 +89,7 @@ export class SimNode implements NetworkNode {
   private nearEdge: Uint8Array | undefined
   private gossiping = false
   private reconcileQueued = false
+  private trimQueued = false
   trims = 0
 
   readonly net: SimNetwork<SimNode>
@@ -139,10 +140,12 @@ export class SimNode implements NetworkNode {
   /** Starts the periodic work: gossip when there are rumors, and trying dead members again. */
   start(): void {
     this.startGossip()
+    // As the router: each node retries every interval × members / 100 (about ten tries a second cluster-wide).
     const retry = (): void => {
       if (!this.alive) return
       this.retryTombstone()
-      this.net.clock.setTimeout(retry, this.settings.reconnectIntervalMs)
+      const scale = Math.max(1, (this.table.reachableCount + 1) / 100) * (0.5 + this.net.random())
+      this.net.clock.setTimeout(retry, this.settings.reconnectIntervalMs * scale)
     }
     this.net.clock.setTimeout(retry, this.net.random() * this.settings.reconnectIntervalMs)
   }
@@ -232,12 +235,21 @@ export class SimNode implements NetworkNode {
     this.trim()
   }
 
-  /** Closes connections over the bound (unplanned ones, least recently used first). */
+  /**
+   * Closes connections over the bound (unplanned ones, least recently used first); while some are left over (in
+   * their grace time), tries again a grace time later (the router checks every second).
+   */
   private trim(): void {
     for (const id of this.plan.excess(this.connections, this.planned, this.net.clock.now())) {
       this.trims++
       this.net.close(this, id, 'closed')
     }
+    if (this.connections.size <= this.settings.maxConnections || this.trimQueued) return
+    this.trimQueued = true
+    this.net.clock.setTimeout(() => {
+      this.trimQueued = false
+      if (this.alive) this.trim()
+    }, this.settings.trimGraceMs)
   }
 
   onOpen(peer: string): void {
@@ -317,10 +329,10 @@ export class SimNode implements NetworkNode {
     this.sendRecords(this.placement.add(records))
   }
 
-  /** Leaves cleanly: says so to a few connected peers, then stops. */
+  /** Leaves cleanly: says so to every connected peer (as the router does), then stops. */
   leave(): void {
     const left = this.table.leave()
-    for (const peer of pick([...this.connections], this.settings.gossipFanout, this.net.random))
+    for (const peer of this.connections)
       this.net.send(this.id, peer, 40 + this.settings.recordBytes, () =>
         this.net.nodes.get(peer)?.receive([left])
       )

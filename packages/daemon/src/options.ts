@@ -261,6 +261,26 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
       'Swarm key file (make one with `kadmirror generate-psk`): only nodes holding the same key can join the DHT. Spegel nodes cannot join a private network.'
   },
   {
+    flag: 'membership',
+    env: 'MEMBERSHIP',
+    since: 'kadmirror',
+    default: 'mesh',
+    description:
+      'How the node knows the cluster: mesh (a connection to every DHT node, as Spegel) or gossip (every kadmirror member known by gossip, at most --peer-connections connections, for clusters of thousands of nodes).',
+    check: (v) => {
+      if (v !== 'mesh' && v !== 'gossip')
+        throw new InvalidValueError(`${JSON.stringify(v)} is not a membership (mesh or gossip)`)
+    }
+  },
+  {
+    flag: 'peer-connections',
+    env: 'PEER_CONNECTIONS',
+    since: 'kadmirror',
+    default: '64',
+    description: 'With --membership=gossip: most connections to other kadmirror nodes.',
+    check: (v) => void parseInteger(v, 8, 10_000)
+  },
+  {
     flag: 'router-allowed-networks',
     env: 'ROUTER_ALLOWED_NETWORKS',
     since: 'kadmirror',

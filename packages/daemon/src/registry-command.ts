@@ -138,6 +138,8 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       listen: routerListen(router),
       bootstrapper: bootstrapperOf(values, router.port, log),
       allowLoopback: values.flag('allow-loopback'),
+      membership: values.text('membership') === 'gossip' ? 'gossip' : 'mesh',
+      peerConnections: parseInteger(values.text('peer-connections') ?? '64', 8, 10_000),
       ...(dataDir === undefined ? {} : { dataDir }),
       ...(privateNetworkKey === undefined ? {} : { privateNetworkKey }),
       ...(routerNetworks.length === 0 ? {} : { allowedNetworks: routerNetworks })

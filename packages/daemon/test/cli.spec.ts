@@ -100,6 +100,8 @@ describe('kadmirror CLI', function () {
         /--registry-filters: "\(unclosed" is not a regular expression/
       ],
       [['--log-level=LOUD', 'version'], /--log-level: "LOUD" is not a log level/],
+      [[...LOCAL, '--membership=star'], /--membership: "star" is not a membership \(mesh or gossip\)/],
+      [[...LOCAL, '--peer-connections=3'], /--peer-connections: "3"/],
       [['cleanup-wait', '--probe-endpoint=x:1', '--period=soon'], /--period: "soon" is not a duration/]
     ]
     for (const [args, pattern] of cases) assertUsageError(await runCli(args), pattern)

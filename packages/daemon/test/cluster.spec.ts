@@ -25,7 +25,8 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return metric === undefined ? undefined : Number(metric.value)
 }
 
-describe('three kadmirror registry daemons on loopback', function () {
+// These three run in gossip membership (mesh, the default, is what the e2e, interop and demo clusters run).
+describe('three kadmirror registry daemons on loopback, in gossip membership', function () {
   this.timeout(90_000)
   let dir: string
   let daemons: Daemon[] = []
@@ -54,6 +55,8 @@ describe('three kadmirror registry daemons on loopback', function () {
         `--store=oci-layout:${join(dir, `node-${i + 1}`)}`,
         `--data-dir=${join(dir, `data-${i + 1}`)}`,
         '--allow-loopback',
+        '--membership=gossip',
+        '--peer-connections=8',
         '--log-level=DEBUG',
         ...(i === 2 ? ['--registry-filters', '^blocked\\.example\\.com/'] : [])
       ])

@@ -250,7 +250,7 @@ export const PLAN_MAX_BACKOFF_MS = 5 * minute
 /** A connection open this long is stable: a close after it counts as the first in a row, in ms. */
 export const PLAN_STABLE_MS = 1 * minute
 /** A connection used this recently is not closed for being over the bound (a request may be on it), in ms. */
-export const TRIM_GRACE_MS = 10 * second
+export const TRIM_GRACE_MS = 1 * second
 /** Member records in one frame of a members stream (a 10 000-member sync is 10 frames). */
 export const MEMBERS_PER_FRAME = 1000
 /** Longest frame of a members stream, in bytes (1000 records of up to 8 addresses). */

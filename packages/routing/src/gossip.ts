@@ -8,6 +8,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import {
   ANTI_ENTROPY_INTERVAL_MS,
@@ -22,7 +23,8 @@ import {
   RETRANSMIT_MULTIPLIER,
   RUMORS_PER_MESSAGE,
   SUSPECT_TIMEOUT_MS,
-  TOMBSTONE_MS
+  TOMBSTONE_MS,
+  TOMBSTONE_RETRY_INTERVAL_MS
 } from './constants.ts'
 import type { RouterEvents } from './events.ts'
 import { peerKadId } from './keys.ts'
@@ -52,6 +54,7 @@ export class Gossip {
   private readonly rumors = new RumorQueue()
   private readonly kads = new Map<string, Uint8Array>()
   private readonly timers: NodeJS.Timeout[] = []
+  private retryTimer: NodeJS.Timeout | undefined
   private gossiping = false
 
   private readonly init: GossipInit
@@ -86,6 +89,7 @@ export class Gossip {
       timer.unref()
       this.timers.push(timer)
     }
+    this.retryTombstone()
     every(ANTI_ENTROPY_INTERVAL_MS, () => {
       const peer = this.randomConnected(1)[0]
       if (peer !== undefined) this.sync(peer)
@@ -95,6 +99,7 @@ export class Gossip {
 
   stop(): void {
     for (const timer of this.timers) clearInterval(timer)
+    clearTimeout(this.retryTimer)
     this.table.stop()
   }
 
@@ -103,19 +108,47 @@ export class Gossip {
     return this.table.get(peer) !== undefined
   }
 
-  /** Tells a few connected members that this node leaves, waiting at most {@link LEAVE_TIMEOUT_MS}. */
+  /**
+   * Tells every connected member that this node leaves (they gossip it on), waiting at most
+   * {@link LEAVE_TIMEOUT_MS}.
+   */
   async leave(): Promise<void> {
     const left = this.table.leave()
-    const sends = this.randomConnected(GOSSIP_FANOUT).map((peer) => this.send(peer, 'push', [left]))
+    const sends = this.randomConnected(Number.POSITIVE_INFINITY).map((peer) =>
+      this.send(peer, 'push', [left])
+    )
     await Promise.race([
       Promise.allSettled(sends),
       new Promise((resolve) => setTimeout(resolve, LEAVE_TIMEOUT_MS))
     ])
   }
 
-  /** A peer was identified: a kadmirror node in gossip mode that this node did not know is synced with. */
+  /**
+   * A peer was identified: a kadmirror node in gossip mode that this node did not know, or believes dead (a
+   * partition healed: a bootstrap round reached across), is synced with.
+   */
   identified(peer: PeerId, protocols: readonly string[]): void {
-    if (protocols.includes(MEMBERS_PROTOCOL) && !this.knows(peer.toString())) this.sync(peer)
+    if (!protocols.includes(MEMBERS_PROTOCOL)) return
+    const record = this.table.get(peer.toString())
+    if (record === undefined || !reachable(record)) this.sync(peer)
+  }
+
+  /**
+   * Tries one dead member again, and syncs with it when it answers (a healed partition). Each node tries every
+   * {@link TOMBSTONE_RETRY_INTERVAL_MS} × members / 100, so that a cluster of any size makes about ten tries a second.
+   */
+  private retryTombstone(): void {
+    const members = this.table.reachableCount + 1
+    const next = TOMBSTONE_RETRY_INTERVAL_MS * Math.max(1, members / 100) * (0.5 + Math.random())
+    this.retryTimer = setTimeout(() => this.retryTombstone(), next).unref()
+    const dead = this.table.randomTombstone(Math.random)
+    if (dead === undefined || dead.state === 'left' || dead.addresses.length === 0) return
+    const addresses = dead.addresses.map((a) => multiaddr(`${a}/p2p/${dead.id}`))
+    const signal = AbortSignal.any([this.init.shutdown, AbortSignal.timeout(MEMBERS_STREAM_TIMEOUT_MS)])
+    this.init.libp2p.dial(addresses, { signal }).then(
+      (connection) => this.sync(connection.remotePeer),
+      (err: unknown) => this.init.log.debug({ err, peer: dead.id }, 'a dead member is still unreachable')
+    )
   }
 
   /** A member this node could not reach: suspected (gossiped unless it refutes). */
