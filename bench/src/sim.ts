@@ -308,7 +308,7 @@ export async function benchSim(args: string[]): Promise<boolean> {
     'bench/sim: partition healing',
     Object.entries(results).map(([size, r]) => ({
       nodes: Number(size),
-      'converged after heal s': r.healSeconds ?? 'no'
+      'converged after heal s': o.partitionMs === 0 ? 'no partition' : (r.healSeconds ?? 'no')
     }))
   )
   const path = await writeResults('sim', {
