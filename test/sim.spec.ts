@@ -2,37 +2,12 @@
 // one-round lookups) holds its properties on the router's own code.
 import assert from 'node:assert/strict'
 import { SimCluster } from '../bench/src/sim/cluster.ts'
-import type { NetworkModel } from '../bench/src/sim/network.ts'
+import { DEFAULT_MODEL, DEFAULT_SETTINGS } from '../bench/src/sim/defaults.ts'
 import type { SimSettings } from '../bench/src/sim/sim-node.ts'
 
-const settings: SimSettings = {
-  replication: 5,
-  alpha: 3,
-  frontier: 20,
-  hedgeMs: 15,
-  near: 8,
-  random: 4,
-  maxConnections: 24,
-  gossipIntervalMs: 200,
-  gossipFanout: 3,
-  rumorsPerMessage: 16,
-  retransmitMultiplier: 4,
-  suspectTimeoutMs: 5000,
-  tombstoneMs: 600_000,
-  recordBytes: 100,
-  reconnectIntervalMs: 10_000,
-  dialBackoffMs: 5000,
-  trimGraceMs: 1000
-}
-const model: NetworkModel = {
-  latencyMs: 0.1,
-  jitterMs: 0.05,
-  dialRoundTrips: 3,
-  dialCpuMs: 4,
-  timeoutMs: 1000,
-  loss: 0,
-  bytesPerMs: 125_000
-}
+/** A smaller neighbourhood and bound than the defaults, so that 300 nodes hold many unconnected members. */
+const settings: SimSettings = { ...DEFAULT_SETTINGS, near: 8, random: 4, maxConnections: 24 }
+const model = DEFAULT_MODEL
 
 describe('bench/sim: the gossip membership design on a virtual network', function () {
   this.timeout(120_000)

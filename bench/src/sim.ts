@@ -19,38 +19,7 @@
 import { parseArgs } from 'node:util'
 import { printTable, type Row, writeResults } from './report.ts'
 import { type LookupSample, SimCluster, type Spread } from './sim/cluster.ts'
-import type { NetworkModel } from './sim/network.ts'
-import type { SimSettings } from './sim/sim-node.ts'
-
-const DEFAULT_SETTINGS: SimSettings = {
-  replication: 5,
-  alpha: 3,
-  frontier: 20,
-  hedgeMs: 15,
-  near: 16,
-  random: 8,
-  maxConnections: 64,
-  gossipIntervalMs: 200,
-  gossipFanout: 3,
-  rumorsPerMessage: 16,
-  retransmitMultiplier: 4,
-  suspectTimeoutMs: 5000,
-  tombstoneMs: 10 * 60_000,
-  recordBytes: 100,
-  reconnectIntervalMs: 10_000,
-  dialBackoffMs: 5000,
-  trimGraceMs: 1000
-}
-
-const DEFAULT_MODEL: NetworkModel = {
-  latencyMs: 0.1,
-  jitterMs: 0.05,
-  dialRoundTrips: 3,
-  dialCpuMs: 4,
-  timeoutMs: 1000,
-  loss: 0,
-  bytesPerMs: 125_000
-}
+import { DEFAULT_MODEL, DEFAULT_SETTINGS } from './sim/defaults.ts'
 
 /** Targets of the routing-at-scale issue. */
 const TARGETS = { maxConnections: 64, lookupP99Ms: 25 }

@@ -103,6 +103,12 @@ export class Gossip {
     this.table.stop()
   }
 
+  /** Whether `peer` is a member this node knows is dead or gone. */
+  gone(peer: string): boolean {
+    const record = this.table.get(peer)
+    return record !== undefined && !reachable(record)
+  }
+
   /** Whether `peer` is a member this node knows by gossip (reachable or not). */
   knows(peer: string): boolean {
     return this.table.get(peer) !== undefined

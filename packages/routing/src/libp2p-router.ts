@@ -148,7 +148,7 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
 }
 
 /** Registers the protocols this node answers beyond the stock DHT: registry announcement, records, lookups. */
-async function handleProtocols(shared: Shared, view: ClusterView): Promise<void> {
+async function handleProtocols(shared: Shared, view: ClusterView, gossip?: GossipMode): Promise<void> {
   const { libp2p, settings, datastore } = shared
   // Announced, never spoken: a stream opened on it is closed at once.
   await libp2p.handle(
@@ -163,7 +163,8 @@ async function handleProtocols(shared: Shared, view: ClusterView): Promise<void>
     requestTimeoutMs: settings.requestTimeoutMs,
     log: settings.log
   })
-  await handleLookups({ libp2p, datastore, view, log: settings.log })
+  const gone = gossip === undefined ? {} : { gone: (peer: string) => gossip.members.gone(peer) }
+  await handleLookups({ libp2p, datastore, view, ...gone, log: settings.log })
 }
 
 /** Starts the periodic work: reconcile (with redials and growth-time peer exchange), sweeps and peer exchange. */
@@ -263,7 +264,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const shared = sharedOf(libp2p, settings, datastore, shutdown.signal)
   const parts = buildParts(shared, init.bootstrapper)
   parts.membership.start()
-  await handleProtocols(shared, parts.view)
+  await handleProtocols(shared, parts.view, parts.gossip)
   await parts.gossip?.members.start()
   parts.gossip?.plan.start()
   const stopTimers = startTimers(parts, datastore, log)

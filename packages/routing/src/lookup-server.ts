@@ -34,14 +34,24 @@ export interface LookupServerInit {
   libp2p: Libp2p
   datastore: ProviderDatastore
   view: ClusterView
+  /** Providers not to serve (gossip mode: members declared dead or gone). */
+  gone?: (peer: string) => boolean
   log: Logger
 }
 
 /** Answers one lookup-protocol request. */
 export type LookupAnswerer = (message: KadMessage) => KadMessage
 
-/** The answers of the lookup protocol, from the provider index and the view. */
-export function lookupAnswerer(datastore: ProviderDatastore, view: ClusterView): LookupAnswerer {
+/**
+ * The answers of the lookup protocol, from the provider index and the view. `gone`: providers known to be dead or
+ * gone (gossip mode), whose records are kept until they expire but not served (a provider that comes back is
+ * served again at once).
+ */
+export function lookupAnswerer(
+  datastore: ProviderDatastore,
+  view: ClusterView,
+  gone: (peer: string) => boolean = () => false
+): LookupAnswerer {
   /** Provider ids as multihash bytes (a few hundred peers at most). */
   const idBytes = new Map<string, Uint8Array>()
   const idBytesOf = (peer: string): Uint8Array => {
@@ -60,6 +70,7 @@ export function lookupAnswerer(datastore: ProviderDatastore, view: ClusterView):
       answer.key = message.key
       answer.providers = datastore
         .providersOf(bytesToString(message.key, 'base32'))
+        .filter((peer) => !gone(peer))
         .map((peer) => ({ id: idBytesOf(peer), multiaddrs: [] }))
     } else if (message.type === MessageType.FIND_NODE) {
       // Peer exchange, answered from the view (the stock handler reads the peer store for every peer).
@@ -107,7 +118,7 @@ function serveLookupStream(stream: Stream, answer: LookupAnswerer, log: Logger):
 
 /** Registers the handler of {@link LOOKUP_PROTOCOL}. */
 export async function handleLookups(init: LookupServerInit): Promise<void> {
-  const answer = lookupAnswerer(init.datastore, init.view)
+  const answer = lookupAnswerer(init.datastore, init.view, init.gone)
   await init.libp2p.handle(LOOKUP_PROTOCOL, (stream: Stream) => serveLookupStream(stream, answer, init.log), {
     maxInboundStreams: LOOKUP_MAX_INBOUND_STREAMS
   })

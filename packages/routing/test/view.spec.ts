@@ -109,4 +109,19 @@ describe('lookup protocol answers', () => {
     const empty = answer({ type: MessageType.PING, closer: [], providers: [] })
     assert.deepEqual([empty.closer, empty.providers], [[], []])
   })
+
+  it('leaves out providers known to be gone, and serves them again once they are back', async () => {
+    const { v } = view()
+    const datastore = new ProviderDatastore({ validityMs: 60_000 })
+    const holder = await newPeer()
+    const mh = keyToCid('sha256:bb').multihash.bytes
+    datastore.putProvider(bytesToString(mh, 'base32'), holder.toString(), Date.now())
+    let dead = true
+    const answer = lookupAnswerer(datastore, v, (peer) => dead && peer === holder.toString())
+    const ask = () =>
+      answer({ type: MessageType.GET_PROVIDERS, key: mh, closer: [], providers: [] }).providers
+    assert.equal(ask().length, 0)
+    dead = false
+    assert.equal(ask().length, 1)
+  })
 })
