@@ -136,7 +136,14 @@ export class Records {
   }
 
   private holders(infos: Iterable<KeyInfo>, onlyTo?: ReadonlySet<string>) {
-    return groupByHolder(infos, this.init.view.members(), this.init.replication, (m) => m.key, onlyTo)
+    const { view, replication } = this.init
+    return groupByHolder(
+      infos,
+      (target, count) => view.closest(target, count),
+      replication,
+      (m) => m.key,
+      onlyTo
+    )
   }
 
   private async announce(

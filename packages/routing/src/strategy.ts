@@ -51,19 +51,22 @@ export interface PlacedKey<V> {
 
 /**
  * Placement: the values of `keys` grouped by the peers that hold their records, the `replication` closest of
- * `peers` to each key. Only holders whose id is in `onlyTo` when it is given (a handoff to peers that joined).
+ * `peers` to each key (`peers` may instead be a function that answers the closest, from an index). Only holders
+ * whose id is in `onlyTo` when it is given (a handoff to peers that joined).
  */
 export function groupByHolder<P extends PlacedPeer, V>(
   keys: Iterable<PlacedKey<V>>,
-  peers: Iterable<P>,
+  peers: Iterable<P> | ((target: Uint8Array, count: number) => P[]),
   replication: number,
   idOf: (peer: P) => string,
   onlyTo?: ReadonlySet<string>
 ): Array<{ holder: P; values: V[] }> {
   const groups = new Map<string, { holder: P; values: V[] }>()
-  const all = [...peers]
+  const all = typeof peers === 'function' ? [] : [...peers]
+  const closestOf =
+    typeof peers === 'function' ? peers : (target: Uint8Array) => closest(all, target, replication)
   for (const key of keys) {
-    for (const holder of closest(all, key.target, replication)) {
+    for (const holder of closestOf(key.target, replication)) {
       const id = idOf(holder)
       if (onlyTo !== undefined && !onlyTo.has(id)) continue
       let group = groups.get(id)

@@ -9,11 +9,12 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
 import type { RouterEvents } from './events.ts'
+import { KadIndex } from './kad-index.ts'
 import { peerKadId } from './keys.ts'
 import { isLoopback } from './libp2p-node.ts'
 import type { MemberRecord } from './member-table.ts'
 import type { Provider } from './router.ts'
-import { closest, type LookupPeer } from './strategy.ts'
+import type { LookupPeer } from './strategy.ts'
 
 /** A DHT node in the view. */
 export interface Member extends LookupPeer {
@@ -68,6 +69,8 @@ export interface ClusterViewInit {
 /** The members of the cluster this node knows, by peer id string. */
 export class ClusterView {
   private readonly byId = new Map<string, Member>()
+  /** The members by Kademlia id: the closest to a key without a scan of the view (10 000 members in gossip mode). */
+  private readonly index = new KadIndex<Member>()
   private readonly registries = new Map<string, RegistryInfo>()
   /** Peers whose invalid registry announcement was logged already. */
   private readonly invalidRegistry = new Set<string>()
@@ -110,7 +113,7 @@ export class ClusterView {
 
   /** The `count` members closest to `target`, closest first. */
   closest(target: Uint8Array, count: number): Member[] {
-    return closest(this.byId.values(), target, count)
+    return this.index.closest(target, count)
   }
 
   /**
@@ -130,6 +133,7 @@ export class ClusterView {
       addresses
     }
     this.byId.set(key, member)
+    this.index.set(key, member.kad, member)
     this.lastGrowth = Date.now()
     this.init.events.emit('peer:join', { peer: key, kadmirror: member.lookups })
     return member
@@ -158,6 +162,7 @@ export class ClusterView {
       gossiped: true
     }
     this.byId.set(record.id, member)
+    this.index.set(record.id, member.kad, member)
     this.lastGrowth = Date.now()
     this.init.events.emit('peer:join', { peer: record.id, kadmirror: true })
     return true
@@ -186,6 +191,7 @@ export class ClusterView {
   /** Drops a peer from the view (its last connection closed). */
   remove(peer: string): void {
     if (!this.byId.delete(peer)) return
+    this.index.delete(peer)
     this.init.events.emit('peer:leave', { peer })
   }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import fc from 'fast-check'
+import { KadIndex } from '../src/kad-index.ts'
 import { compareDistance } from '../src/keys.ts'
 import {
   closest,
@@ -244,5 +245,22 @@ describe('lookup and placement strategy', () => {
     })
     assert.equal(outcome.asked, 4)
     assert.equal(outcome.answered, 3)
+  })
+
+  it('places keys the same from an index of the closest as from a list of peers', () => {
+    const peers = virtualNetwork(60)
+    const index = new KadIndex<VirtualPeer>()
+    for (const peer of peers) index.set(peer.key, peer.kad, peer)
+    const keys = Array.from({ length: 40 }, (_, i) => ({ target: sha(`key-${i}`), value: `key-${i}` }))
+    const fromList = groupByHolder(keys, peers, 5, (p) => p.key)
+    const fromIndex = groupByHolder(
+      keys,
+      (target, count) => index.closest(target, count),
+      5,
+      (p) => p.key
+    )
+    const byHolder = (groups: typeof fromList) =>
+      Object.fromEntries(groups.map((g) => [g.holder.key, [...g.values].sort()]).sort())
+    assert.deepEqual(byHolder(fromIndex), byHolder(fromList))
   })
 })
