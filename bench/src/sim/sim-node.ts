@@ -13,6 +13,7 @@ import {
   MemberTable,
   type PlacedRecord,
   Placement,
+  pickRandom,
   RumorQueue,
   reachable,
   retransmitLimit,
@@ -197,7 +198,7 @@ export class SimNode implements NetworkNode {
       return
     }
     const limit = retransmitLimit(this.table.reachableCount + 1, retransmitMultiplier)
-    for (const peer of pick([...this.connections], gossipFanout, this.net.random)) {
+    for (const peer of pickRandom([...this.connections], gossipFanout, this.net.random)) {
       const batch = this.rumors.take(rumorsPerMessage, limit)
       if (batch.length === 0) break
       this.net.send(this.id, peer, 40 + batch.length * recordBytes, () =>
@@ -457,13 +458,4 @@ export class SimNode implements NetworkNode {
       })
     })
   }
-}
-
-/** Up to `count` distinct items of `items` picked at random. */
-function pick<T>(items: T[], count: number, random: () => number): T[] {
-  for (let i = 0; i < Math.min(count, items.length); i++) {
-    const j = i + Math.floor(random() * (items.length - i))
-    ;[items[i], items[j]] = [items[j] as T, items[i] as T]
-  }
-  return items.slice(0, count)
 }

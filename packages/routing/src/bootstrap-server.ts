@@ -27,6 +27,7 @@ import {
   CERT_POLL_INTERVAL_MS
 } from './constants.ts'
 import { InvalidBootstrapPeerError, InvalidCertDirError } from './errors.ts'
+import { pickRandom } from './random-pick.ts'
 
 /** Options of {@link createBootstrapServer}. */
 export interface BootstrapServerInit {
@@ -104,12 +105,7 @@ class NodeRegistry {
 
   /** At most `limit` live nodes, chosen at random. */
   sample(limit: number): BootstrapPeer[] {
-    const nodes = this.live()
-    for (let i = nodes.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1))
-      ;[nodes[i], nodes[j]] = [nodes[j] as BootstrapPeer, nodes[i] as BootstrapPeer]
-    }
-    return nodes.slice(0, limit)
+    return pickRandom(this.live(), limit)
   }
 
   /** Registers or renews a node with an id; false when the registry is full. */

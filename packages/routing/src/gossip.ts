@@ -31,6 +31,7 @@ import { peerKadId } from './keys.ts'
 import type { RouterLibp2p } from './libp2p-node.ts'
 import { type MemberRecord, MemberTable, reachable } from './member-table.ts'
 import { decodeMembers, encodeMembers, type MembersFrameKind } from './member-wire.ts'
+import { pickRandom } from './random-pick.ts'
 import { RumorQueue, retransmitLimit } from './rumors.ts'
 import type { ClusterView } from './view.ts'
 
@@ -214,11 +215,7 @@ export class Gossip {
   /** Up to `count` connected members in gossip mode, picked at random. */
   private randomConnected(count: number): PeerId[] {
     const peers = this.init.libp2p.getPeers().filter((peer) => this.table.get(peer.toString()) !== undefined)
-    for (let i = 0; i < Math.min(count, peers.length); i++) {
-      const j = i + Math.floor(Math.random() * (peers.length - i))
-      ;[peers[i], peers[j]] = [peers[j] as PeerId, peers[i] as PeerId]
-    }
-    return peers.slice(0, count)
+    return pickRandom(peers, count)
   }
 
   private sendTo(peer: string, records: MemberRecord[]): void {

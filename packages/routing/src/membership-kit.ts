@@ -20,6 +20,7 @@ export {
   systemClock
 } from './member-table.ts'
 export { type Handoff, type PlacedRecord, Placement, type PlacementInit } from './placement.ts'
+export { pickRandom } from './random-pick.ts'
 export { RumorQueue, retransmitLimit } from './rumors.ts'
 export {
   closest,

@@ -105,12 +105,6 @@ export class ClusterView {
     return [...this.byId.keys()]
   }
 
-  /** A member chosen at random, or undefined when the view is empty. */
-  random(): Member | undefined {
-    const all = [...this.byId.values()]
-    return all[Math.floor(Math.random() * all.length)]
-  }
-
   /** The `count` members closest to `target`, closest first. */
   closest(target: Uint8Array, count: number): Member[] {
     return this.index.closest(target, count)

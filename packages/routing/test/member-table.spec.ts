@@ -226,3 +226,17 @@ describe('VirtualClock', () => {
     assert.deepEqual(fired, ['a', 'b', 'c', 'd'])
   })
 })
+
+describe('pickRandom', () => {
+  it('picks min(count, n) distinct items of the list (property)', async () => {
+    const { pickRandom } = await import('../src/random-pick.ts')
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer()), fc.nat(20), (items, count) => {
+        const picked = pickRandom([...items], count)
+        assert.equal(picked.length, Math.min(count, items.length))
+        assert.equal(new Set(picked).size, picked.length)
+        for (const item of picked) assert.ok(items.includes(item))
+      })
+    )
+  })
+})
