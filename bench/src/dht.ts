@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createLibp2pRouter, keyToCid, type Libp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { waitFor } from '@kadmirror/test-support'
-import { printTable, type Row, writeResults } from './report.ts'
+import { percentile, printTable, type Row, writeResults } from './report.ts'
 
 /**
  * Buffer pool size the nodes run with, in KiB. Node 24 raised `Buffer.poolSize` to 64 KiB; libp2p keeps small
@@ -53,12 +53,6 @@ async function openFilesLimit(): Promise<number | undefined> {
  */
 function openFilesNeeded(local: number, size: number): number {
   return local * size + 256
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
 }
 
 /**

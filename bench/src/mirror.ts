@@ -28,17 +28,12 @@ import { buildImage, type Digest, digestHex, digestOf } from '@kadmirror/oci'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
 import { Agent } from 'undici'
-import { median, printTable, type Row, writeResults } from './report.ts'
+import { median, percentile, printTable, type Row, writeResults } from './report.ts'
 
 const TARGETS = { missP99Ms: 25, localVsNginx: 0.8, hopVsDirect: 0.8 }
 const NGINX = '/usr/sbin/nginx'
 const CURL = ['/usr/bin/curl', '/bin/curl'].find((path) => existsSync(path))
 const now = (): number => performance.now()
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN
-}
 
 const randomDigest = (): Digest => digestOf(randomUUID())
 

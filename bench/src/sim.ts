@@ -17,18 +17,12 @@
  *   [--near 16] [--random 8] [--max-connections 64]
  */
 import { parseArgs } from 'node:util'
-import { printTable, type Row, writeResults } from './report.ts'
+import { percentile, printTable, type Row, writeResults } from './report.ts'
 import { type LookupSample, SimCluster, type Spread } from './sim/cluster.ts'
 import { DEFAULT_MODEL, DEFAULT_SETTINGS } from './sim/defaults.ts'
 
 /** Targets of the routing-at-scale issue. */
 const TARGETS = { maxConnections: 64, lookupP99Ms: 25 }
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
-}
 
 const round = (value: number, digits = 2): number => Number(value.toFixed(digits))
 

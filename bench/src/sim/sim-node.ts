@@ -17,7 +17,8 @@ import {
   RumorQueue,
   reachable,
   retransmitLimit,
-  runLookupStrategy
+  runLookupStrategy,
+  tombstoneRetryDelayMs
 } from '@kadmirror/routing/membership'
 import type { NetworkNode, SimNetwork } from './network.ts'
 
@@ -145,8 +146,9 @@ export class SimNode implements NetworkNode {
     const retry = (): void => {
       if (!this.alive) return
       this.retryTombstone()
-      const scale = Math.max(1, (this.table.reachableCount + 1) / 100) * (0.5 + this.net.random())
-      this.net.clock.setTimeout(retry, this.settings.reconnectIntervalMs * scale)
+      const members = this.table.reachableCount + 1
+      const delay = tombstoneRetryDelayMs(members, this.settings.reconnectIntervalMs, this.net.random)
+      this.net.clock.setTimeout(retry, delay)
     }
     this.net.clock.setTimeout(retry, this.net.random() * this.settings.reconnectIntervalMs)
   }

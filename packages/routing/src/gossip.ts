@@ -29,7 +29,7 @@ import {
 import type { RouterEvents } from './events.ts'
 import { peerKadId } from './keys.ts'
 import type { RouterLibp2p } from './libp2p-node.ts'
-import { type MemberRecord, MemberTable, reachable } from './member-table.ts'
+import { type MemberRecord, MemberTable, reachable, tombstoneRetryDelayMs } from './member-table.ts'
 import { decodeMembers, encodeMembers, type MembersFrameKind } from './member-wire.ts'
 import { pickRandom } from './random-pick.ts'
 import { RumorQueue, retransmitLimit } from './rumors.ts'
@@ -145,8 +145,11 @@ export class Gossip {
    * {@link TOMBSTONE_RETRY_INTERVAL_MS} × members / 100, so that a cluster of any size makes about ten tries a second.
    */
   private retryTombstone(): void {
-    const members = this.table.reachableCount + 1
-    const next = TOMBSTONE_RETRY_INTERVAL_MS * Math.max(1, members / 100) * (0.5 + Math.random())
+    const next = tombstoneRetryDelayMs(
+      this.table.reachableCount + 1,
+      TOMBSTONE_RETRY_INTERVAL_MS,
+      Math.random
+    )
     this.retryTimer = setTimeout(() => this.retryTombstone(), next).unref()
     const dead = this.table.randomTombstone(Math.random)
     if (dead === undefined || dead.state === 'left' || dead.addresses.length === 0) return

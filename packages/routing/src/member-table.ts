@@ -97,6 +97,14 @@ export class MapMemberStore implements MemberStore {
   }
 }
 
+/**
+ * How long a node waits before it tries one dead member again: `intervalMs` × members / 100 (at least 1×), jittered
+ * by ±50 %: a cluster of any size makes about 100 tries per `intervalMs` in all (ten a second at 10 s).
+ */
+export function tombstoneRetryDelayMs(members: number, intervalMs: number, random: () => number): number {
+  return intervalMs * Math.max(1, members / 100) * (0.5 + random())
+}
+
 /** A clock: timers plus the current time in ms (the globals by default; virtual in a simulator). */
 export interface Clock extends Timers {
   now(): number

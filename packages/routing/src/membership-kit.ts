@@ -17,7 +17,8 @@ export {
   reachable,
   sameClaim,
   supersedes,
-  systemClock
+  systemClock,
+  tombstoneRetryDelayMs
 } from './member-table.ts'
 export { type Handoff, type PlacedRecord, Placement, type PlacementInit } from './placement.ts'
 export { pickRandom } from './random-pick.ts'
