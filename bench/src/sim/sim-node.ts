@@ -383,14 +383,11 @@ export class SimNode implements NetworkNode {
   async lookup(key: string, target: Uint8Array): Promise<SimLookup> {
     const started = this.net.clock.now()
     const found = new Set<string>()
-    const depth = new Map<string, number>()
     let firstMs: number | undefined
-    let hops = 0
     let dialled = 0
     const candidates = this.table
       .closest(target, this.settings.frontier)
       .map((r) => ({ key: r.id, kad: r.kad }))
-    for (const c of candidates) depth.set(c.key, 1)
     const outcome = await runLookupStrategy<{ key: string; kad: Uint8Array }, Answer>({
       target,
       candidates,
@@ -410,24 +407,21 @@ export class SimNode implements NetworkNode {
         )
       },
       ask: (peer) => this.ask(peer.key, key, target),
-      read: async (peer, answer) => {
-        const d = depth.get(peer.key) ?? 1
-        hops = Math.max(hops, d)
+      read: async (_peer, answer) => {
         for (const provider of answer.providers) {
           if (provider === this.id || found.has(provider)) continue
           found.add(provider)
           firstMs ??= this.net.clock.now() - started
         }
-        const closer = answer.closer.filter((r) => r.id !== this.id && !depth.has(r.id))
-        for (const r of closer) depth.set(r.id, d + 1)
-        return closer.map((r) => ({ key: r.id, kad: r.kad }))
+        // Peers already in the lookup are skipped by the strategy.
+        return answer.closer.filter((r) => r.id !== this.id).map((r) => ({ key: r.id, kad: r.kad }))
       }
     })
     return {
       found: [...found],
       firstMs,
       doneMs: this.net.clock.now() - started,
-      hops,
+      hops: outcome.rounds,
       asked: outcome.asked,
       dialled
     }

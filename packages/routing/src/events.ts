@@ -28,6 +28,11 @@ export interface LookupEvent {
   firstProviderMs?: number
   /** Peers asked (network lookups; 0 otherwise). */
   peersAsked: number
+  /**
+   * Rounds (network lookups; 0 otherwise): 1 when only the closest members were asked (kadmirror's lookups), more
+   * when answers named closer peers that were then asked (stock DHT answers, from Spegel nodes).
+   */
+  rounds: number
 }
 
 /** Records of this node's keys sent to the peers that hold them. */

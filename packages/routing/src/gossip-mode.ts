@@ -50,6 +50,7 @@ export function gossipMode(init: GossipModeInit): GossipMode {
 export function gossipHooks({ members, plan }: GossipMode): MembershipGossip {
   return {
     knows: (peer: string) => members.knows(peer),
+    gone: (peer: string) => members.gone(peer),
     identified: (peer: PeerId, protocols: readonly string[]) => members.identified(peer, protocols),
     disconnected: (peer: string) => plan.disconnected(peer)
   }

@@ -17,7 +17,12 @@ import type { PeerRequests } from './peer-requests.ts'
 import type { ProviderDatastore } from './provider-datastore.ts'
 import { type KeyInfo, keyInfoOf } from './records.ts'
 import type { LookupOptions, Provider } from './router.ts'
-import { type LookupPeer, type LookupStrategyInit, runLookupStrategy } from './strategy.ts'
+import {
+  type LookupOutcome,
+  type LookupPeer,
+  type LookupStrategyInit,
+  runLookupStrategy
+} from './strategy.ts'
 import type { ClusterView } from './view.ts'
 
 /** Options of {@link LookupClient}. */
@@ -73,7 +78,7 @@ export class LookupClient {
     if (entry === undefined || entry.expires <= started || options.fresh === true) {
       entry = this.start(key, started)
     } else if (this.init.events.listenerCount('lookup') > 0) {
-      this.report(key, entry.lookup, entry.lookup.done ? 'cache' : 'shared', started, 0)
+      this.report(key, entry.lookup, entry.lookup.done ? 'cache' : 'shared', started)
     }
     return entry.lookup.read(count, options.signal)
   }
@@ -93,17 +98,17 @@ export class LookupClient {
     const shared = new SharedLookup()
     const entry: CacheEntry = { lookup: shared, expires: Number.POSITIVE_INFINITY }
     this.cache.set(key, entry)
-    let asked = 0
+    let outcome: LookupOutcome | undefined
     this.run(key, shared)
-      .then((peersAsked) => {
-        asked = peersAsked
+      .then((done) => {
+        outcome = done
       })
       .catch((err: unknown) => this.init.log.warn({ err, key }, 'lookup failed'))
       .finally(() => {
         shared.finish()
         const ttl = shared.providers.length > 0 ? this.init.lookupCacheTtlMs : this.init.missCacheTtlMs
         entry.expires = Date.now() + ttl
-        this.report(key, shared, 'network', started, asked)
+        this.report(key, shared, 'network', started, outcome)
       })
     return entry
   }
@@ -114,7 +119,7 @@ export class LookupClient {
     lookup: SharedLookup,
     source: LookupSource,
     started: number,
-    asked: number
+    outcome?: LookupOutcome
   ): void {
     const { events } = this.init
     if (events.listenerCount('lookup') === 0) return
@@ -127,13 +132,14 @@ export class LookupClient {
         durationMs: source === 'cache' ? 0 : now - started,
         providers: lookup.providers.length,
         ...(first === undefined ? {} : { firstProviderMs: Math.max(0, first - started) }),
-        peersAsked: asked
+        peersAsked: outcome?.asked ?? 0,
+        rounds: outcome?.rounds ?? 0
       })
     })
   }
 
-  /** Runs one lookup of `key` into `into`: local records first, then the closest peers; resolves the peers asked. */
-  private async run(key: string, into: SharedLookup): Promise<number> {
+  /** Runs one lookup of `key` into `into`: local records first, then the closest peers; resolves what the lookup did. */
+  private async run(key: string, into: SharedLookup): Promise<LookupOutcome> {
     const { init } = this
     const info = keyInfoOf(key)
     const emit = async (peer: PeerId, addresses: Multiaddr[]): Promise<void> => {
@@ -161,7 +167,7 @@ export class LookupClient {
       },
       stopped: init.closed
     })
-    return outcome.asked
+    return outcome
   }
 
   /** Emits the providers of an answer and returns the closer peers it names (dialling them). */

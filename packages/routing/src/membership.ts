@@ -44,6 +44,8 @@ export interface MembershipInit {
 export interface MembershipGossip {
   /** Whether `peer` is known by gossip. */
   knows(peer: string): boolean
+  /** Whether gossip says `peer` is dead or has left (it is not admitted while a connection to it lingers). */
+  gone(peer: string): boolean
   /** A node speaking the members protocol was identified. */
   identified(peer: PeerId, protocols: readonly string[]): void
   /** A member known by gossip lost its last connection. */
@@ -100,6 +102,7 @@ export class Membership {
     addresses: IdentifyResult['listenAddrs'] = []
   ): void {
     if (this.init.shutdown.aborted || this.init.libp2p.getConnections(peerId).length === 0) return
+    if (this.init.gossip?.gone(peerId.toString()) === true) return
     const member = this.init.view.admit(peerId, protocols, addresses)
     if (member === undefined) return
     this.joined.add(member.key)

@@ -105,7 +105,7 @@ function createRouterOn(registry: Registry, init: MemoryRouterInit): MemoryRoute
       check()
       const providers = registry.providers(key, id, options.count ?? DEFAULT_LOOKUP_COUNT)
       events.emit('lookup', {
-        ...{ key, source: 'network', durationMs: 0, providers: providers.length, peersAsked: 0 },
+        ...{ key, source: 'network', durationMs: 0, providers: providers.length, peersAsked: 0, rounds: 0 },
         ...(providers.length > 0 ? { firstProviderMs: 0 } : {})
       })
       return yieldProviders(providers, options.signal)

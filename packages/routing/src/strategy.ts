@@ -126,6 +126,11 @@ export interface LookupOutcome {
   answered: number
   /** Peers that failed. */
   failed: number
+  /**
+   * Rounds: 1 when only candidates were asked, one more for each step through closer peers that answers named and
+   * that were then asked; 0 when nobody was asked.
+   */
+  rounds: number
 }
 
 type State = 'new' | 'connecting' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
@@ -137,18 +142,23 @@ const CONNECT_HEDGE_MS = 250
 class LookupRun<P extends LookupPeer, A> {
   private readonly frontier: P[]
   private readonly states = new Map<string, State>()
+  /** Each peer's round: 1 for candidates, one more than the peer whose answer named it. */
+  private readonly rounds = new Map<string, number>()
   private readonly timers: Timers
   private inFlight = 0
   private finished = false
   private resolve: (() => void) | undefined
-  readonly outcome: LookupOutcome = { asked: 0, answered: 0, failed: 0 }
+  readonly outcome: LookupOutcome = { asked: 0, answered: 0, failed: 0, rounds: 0 }
 
   private readonly init: LookupStrategyInit<P, A>
 
   constructor(init: LookupStrategyInit<P, A>) {
     this.init = init
     this.frontier = [...init.candidates]
-    for (const peer of this.frontier) this.states.set(peer.key, 'new')
+    for (const peer of this.frontier) {
+      this.states.set(peer.key, 'new')
+      this.rounds.set(peer.key, 1)
+    }
     this.timers = init.timers ?? globalTimers
   }
 
@@ -194,6 +204,7 @@ class LookupRun<P extends LookupPeer, A> {
   private ask(peer: P): void {
     this.inFlight++
     this.outcome.asked++
+    this.outcome.rounds = Math.max(this.outcome.rounds, this.rounds.get(peer.key) ?? 1)
     const connecting = this.init.connect?.(peer)
     let hedge =
       connecting === undefined
@@ -237,9 +248,11 @@ class LookupRun<P extends LookupPeer, A> {
   private async read(peer: P, answer: A): Promise<void> {
     if (this.finished) return
     this.states.set(peer.key, 'reading')
+    const round = (this.rounds.get(peer.key) ?? 1) + 1
     for (const closer of await this.init.read(peer, answer)) {
       if (this.states.has(closer.key)) continue
       this.states.set(closer.key, 'new')
+      this.rounds.set(closer.key, round)
       insertByDistance(this.frontier, closer, this.init.target)
     }
     this.states.set(peer.key, 'done')

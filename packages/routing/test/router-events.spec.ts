@@ -87,7 +87,10 @@ describe('Libp2pRouter events', function () {
       )
       await waitFor(() => lookups.length === 2, 5_000, 'two lookup events')
       const [network, cached] = lookups as [LookupEvent, LookupEvent]
-      assert.deepEqual([network.source, network.providers, network.peersAsked], ['network', 1, 1])
+      assert.deepEqual(
+        [network.source, network.providers, network.peersAsked, network.rounds],
+        ['network', 1, 1, 1]
+      )
       assert.ok(network.firstProviderMs !== undefined && network.firstProviderMs <= network.durationMs)
       assert.deepEqual([cached.source, cached.providers, cached.durationMs], ['cache', 1, 0])
     } finally {

@@ -137,7 +137,7 @@ describe('lookup and placement strategy', () => {
     const { asked, found, outcome } = await lookUp(peers, 'sha256:aa')
     assert.equal(asked.length, 3)
     assert.deepEqual(new Set(found).size, 3)
-    assert.deepEqual(outcome, { asked: 3, answered: 3, failed: 0 })
+    assert.deepEqual(outcome, { asked: 3, answered: 3, failed: 0, rounds: 1 })
   })
 
   it('ends a miss after the alpha closest peers answered, without asking the rest', async () => {
@@ -186,8 +186,19 @@ describe('lookup and placement strategy', () => {
     assert.equal(new Set(found).size, 3)
   })
 
+  it('counts a second round when it asks peers that answers named', async () => {
+    const peers = virtualNetwork(60)
+    const holders = place(peers, 'sha256:dd', 3)
+    const view = peers.filter((p) => !holders.includes(p))
+    const { outcome } = await lookUp(view, 'sha256:dd', {
+      closerOf: (peer) => (holders.includes(peer) ? [] : holders)
+    })
+    assert.equal(outcome.rounds, 2)
+  })
+
   it('stops at once when stopped says so, asking nobody', async () => {
-    const { asked } = await lookUp(virtualNetwork(10), 'sha256:ee', { stopped: () => true })
+    const { asked, outcome } = await lookUp(virtualNetwork(10), 'sha256:ee', { stopped: () => true })
+    assert.equal(outcome.rounds, 0)
     assert.deepEqual(asked, [])
   })
 
@@ -217,7 +228,7 @@ describe('lookup and placement strategy', () => {
     ;(pending.shift() as () => void)() // the first peer is slow: the next closest is asked
     assert.equal(asked.length, 2)
     for (const answer of answers) answer({ providers: [], closer: [] })
-    assert.deepEqual(await done, { asked: 2, answered: 2, failed: 0 })
+    assert.deepEqual(await done, { asked: 2, answered: 2, failed: 0, rounds: 1 })
   })
 
   it('waits for its closest peers to connect before settling on farther, connected peers', async () => {
