@@ -136,6 +136,41 @@ async function timeMisses<T>(
   return times
 }
 
+/**
+ * Starts one more router bootstrapped from `seed` into a formed cluster of `size` and times it: until its view
+ * holds every member, and until a lookup from it finds `key`'s provider (usable), in ms.
+ */
+async function timeJoin(
+  seed: string[],
+  size: number,
+  key: string,
+  membership: Membership
+): Promise<{ router: Libp2pRouter; viewMs: number; usableMs: number }> {
+  const start = now()
+  const [router] = (await startRouters(1, seed, membership)) as [Libp2pRouter]
+  let usableMs: number | undefined
+  let viewMs: number | undefined
+  const deadline = Date.now() + 120_000
+  while (usableMs === undefined || viewMs === undefined) {
+    if (Date.now() > deadline) throw new Error('the joining node was not usable within 120 s')
+    if (viewMs === undefined && router.peers().length === size) viewMs = now() - start
+    if (usableMs === undefined) {
+      for await (const _ of router.lookup(key, { count: 1, fresh: true })) usableMs = now() - start
+    }
+    if (usableMs === undefined || viewMs === undefined)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return { router, viewMs, usableMs }
+}
+
+/** Rounds of the network lookups the routers run (from their `lookup` events). */
+function recordRounds(routers: readonly Libp2pRouter[], into: number[]): void {
+  for (const router of routers)
+    router.events.on('lookup', (event) => {
+      if (event.source === 'network' && event.providers > 0) into.push(event.rounds)
+    })
+}
+
 /** The lookup columns of a result row: first-provider and miss percentiles, in ms. */
 function lookupColumns(hits: number[], found: number, misses: number[], lookups: number) {
   return {
@@ -145,6 +180,15 @@ function lookupColumns(hits: number[], found: number, misses: number[], lookups:
     'hits found': `${found}/${lookups}`,
     'miss p50 ms': percentile(misses, 50),
     'miss p99 ms': percentile(misses, 99)
+  }
+}
+
+/** The rounds and join columns of a result row. */
+function joinColumns(rounds: number[], join: { viewMs: number; usableMs: number }) {
+  return {
+    'hit rounds p50/max': `${percentile(rounds, 50)}/${Math.max(...rounds)}`,
+    'join: view full ms': join.viewMs,
+    'join: finds a key ms': join.usableMs
   }
 }
 
@@ -163,6 +207,12 @@ interface ClusterResult extends Row {
   'hits found': string
   'miss p50 ms': number
   'miss p99 ms': number
+  /** Rounds of the lookups that found a provider (1: only the closest members were asked). */
+  'hit rounds p50/max': string
+  /** A node that joins the formed cluster: until its view holds every member, in ms. */
+  'join: view full ms': number
+  /** The same node: until a lookup from it finds a key that a member advertised, in ms. */
+  'join: finds a key ms': number
   'RSS/node MiB': number
   /**
    * RSS per node at the end, after V8 collected all available garbage and returned free pages (what a quiet
@@ -224,12 +274,6 @@ async function startRouters(
 /** How the routers know the cluster (the router's `membership` option). */
 type Membership = 'mesh' | 'gossip'
 
-/** Open connections per node: mean and most. */
-function connectionsPerNode(nodes: readonly Libp2pRouter[]): { mean: number; max: number } {
-  const counts = nodes.map((n) => n.libp2p.getConnections().length)
-  return { mean: counts.reduce((a, b) => a + b, 0) / counts.length, max: Math.max(...counts) }
-}
-
 async function inProcess(
   size: number,
   lookups: number,
@@ -250,7 +294,7 @@ async function inProcess(
     )
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-    const formed = connectionsPerNode(nodes)
+    const formed = connectionsOf({ connections: nodes.map((n) => n.libp2p.getConnections().length) })
     // RSS of the settled cluster after a full GC (which also clears most of the garbage of forming the mesh, so
     // the lookups below do not pay for collecting it). The collection of all available garbage, which reads live
     // memory, comes last: the GCs that follow while V8 regrows a compacted heap would slow whatever is measured next.
@@ -275,6 +319,8 @@ async function inProcess(
     // Hits: distinct keys, each advertised by a random node, looked up once from another random node.
     const hitKeys = Array.from({ length: lookups }, () => ({ key: randomKey(), owner: pick() }))
     for (const { key, owner } of hitKeys) await owner.advertise([key])
+    const rounds: number[] = []
+    recordRounds(nodes, rounds)
     const { times: hits, found } = await timeHits(hitKeys, pick, timeLookup)
     const misses = await timeMisses(lookups, pick, timeLookup)
 
@@ -288,17 +334,26 @@ async function inProcess(
     gc(true)
     const compactedPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
     const livePerNode = (liveBytes() - liveBefore) / size / 1024 / 1024
-
-    const after = connectionsPerNode(nodes)
+    const after = connectionsOf({ connections: nodes.map((n) => n.libp2p.getConnections().length) })
+    // A node joining the formed cluster (after the memory readings, which count the cluster's nodes only).
+    const seeder = pick()
+    const join = await timeJoin(
+      seeder.addresses().map((a) => `${a}/p2p/${seeder.peerId}`),
+      size,
+      (hitKeys[0] as { key: string }).key,
+      membership
+    )
+    nodes.push(join.router)
     const ours: ClusterResult = {
       mode: membership === 'mesh' ? 'in-process' : 'in-process gossip',
       nodes: size,
-      'conns/node formed mean/max': `${formed.mean.toFixed(1)}/${formed.max}`,
-      'conns/node after mean/max': `${after.mean.toFixed(1)}/${after.max}`,
+      'conns/node formed mean/max': formed,
+      'conns/node after mean/max': after,
       'form s': formSeconds,
       'adv 1 key ms': advertiseOneMs,
       'adv 10k keys ms': advertiseBulkMs,
       ...lookupColumns(hits, found, misses, lookups),
+      ...joinColumns(rounds, join),
       'RSS/node MiB': rssPerNode,
       'RSS/node compacted MiB': compactedPerNode,
       'live/node MiB': livePerNode,
@@ -376,12 +431,15 @@ async function child(): Promise<void> {
   const baselineRss = process.memoryUsage().rss
   const baselineLive = liveBytes()
   const routers: Libp2pRouter[] = []
+  const rounds: number[] = []
   process.on(
     'message',
     async (message: {
       op: string
       count?: number
       seed?: string[]
+      membership?: Membership
+      size?: number
       keys?: string[]
       key?: string
       node?: number
@@ -392,12 +450,31 @@ async function child(): Promise<void> {
       try {
         switch (message.op) {
           case 'start': {
-            routers.push(...(await startRouters(message.count ?? 1, message.seed)))
+            const started = await startRouters(message.count ?? 1, message.seed, message.membership)
+            recordRounds(started, rounds)
+            routers.push(...started)
             const first = routers[0] as Libp2pRouter
             return send({ id: message.id, peerId: first.peerId, addresses: first.addresses() })
           }
           case 'peers':
-            return send({ id: message.id, peers: routers.map((r) => r.peers().length) })
+            return send({
+              id: message.id,
+              peers: routers.map((r) => r.peers().length),
+              connections: routers.map((r) => r.libp2p.getConnections().length),
+              rounds
+            })
+          case 'address':
+            return send({ id: message.id, peerId: router.peerId, addresses: router.addresses() })
+          case 'join': {
+            const joined = await timeJoin(
+              message.seed ?? [],
+              message.size ?? 0,
+              message.key as string,
+              message.membership ?? 'mesh'
+            )
+            routers.push(joined.router)
+            return send({ id: message.id, viewMs: joined.viewMs, usableMs: joined.usableMs })
+          }
           case 'advertise': {
             const start = now()
             const cpu = process.cpuUsage()
@@ -472,6 +549,35 @@ function spawnChild(bufferPoolKiB: number, v8Flags: string[]): Promise<ChildHand
   })
 }
 
+/** What the processes of a multi-process cluster hold: view sizes, connections per node, rounds of lookups. */
+async function census(
+  children: readonly ChildHandle[]
+): Promise<{ peers: number[]; connections: number[]; rounds: number[] }> {
+  const counts = await Promise.all(
+    children.map((c) => c.call<{ peers: number[]; connections: number[]; rounds: number[] }>({ op: 'peers' }))
+  )
+  return {
+    peers: counts.flatMap((c) => c.peers),
+    connections: counts.flatMap((c) => c.connections),
+    rounds: counts.flatMap((c) => c.rounds)
+  }
+}
+
+/** Connections per node as a column: mean/max. */
+function connectionsOf({ connections }: { connections: number[] }): string {
+  const mean = connections.reduce((a, b) => a + b, 0) / connections.length
+  return `${mean.toFixed(1)}/${Math.max(...connections)}`
+}
+
+/** What a multi-process cluster runs: lookups and keys, and the processes' settings. */
+interface MultiProcessJob {
+  lookups: number
+  keyCount: number
+  bufferPoolKiB: number
+  v8Flags: string[]
+  membership: Membership
+}
+
 /**
  * A cluster of `processes` processes with `perProcess` routers each. RSS per node is what the routers add to
  * their process (its RSS less a bare Node process's, over the routers in it); the bare process is reported apart.
@@ -479,11 +585,9 @@ function spawnChild(bufferPoolKiB: number, v8Flags: string[]): Promise<ChildHand
 async function multiProcess(
   processes: number,
   perProcess: number,
-  lookups: number,
-  keyCount: number,
-  bufferPoolKiB: number,
-  v8Flags: string[]
+  job: MultiProcessJob
 ): Promise<ClusterResult> {
+  const { lookups, keyCount, bufferPoolKiB, v8Flags, membership } = job
   const size = processes * perProcess
   const children = await Promise.all(
     Array.from({ length: processes }, () => spawnChild(bufferPoolKiB, v8Flags))
@@ -492,20 +596,22 @@ async function multiProcess(
     const formStart = now()
     const first = await (children[0] as ChildHandle).call<{ peerId: string; addresses: string[] }>({
       op: 'start',
-      count: perProcess
+      count: perProcess,
+      membership
     })
     const seed = first.addresses.map((a) => `${a}/p2p/${first.peerId}`)
-    await Promise.all(children.slice(1).map((c) => c.call({ op: 'start', count: perProcess, seed })))
+    await Promise.all(
+      children.slice(1).map((c) => c.call({ op: 'start', count: perProcess, seed, membership }))
+    )
     // Starting a process takes about a second of CPU; on a small machine 100 of them take minutes to form a mesh.
     const deadline = Date.now() + Math.max(120_000, size * 6_000)
-    for (;;) {
-      const counts = await Promise.all(children.map((c) => c.call<{ peers: number[] }>({ op: 'peers' })))
-      if (counts.every((c) => c.peers.every((n) => n === size - 1))) break
+    while (!(await census(children)).peers.every((n) => n === size - 1)) {
       if (Date.now() > deadline) throw new Error('multi-process cluster did not form')
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const formed = connectionsOf(await census(children))
     // As in one process: RSS after a full GC before the work; RSS and live memory after a collection of all
     // available garbage at the end.
     let bareMiB = 0
@@ -544,15 +650,28 @@ async function multiProcess(
     const { times: hits, found } = await timeHits(hitKeys, pick, lookup)
     const misses = await timeMisses(lookups, pick, lookup)
     const compacted = await memoryPerNode(true)
+    const { rounds, ...after } = await census(children)
+    const seeder = pick()
+    const seederAt = await seeder.child.call<{ peerId: string; addresses: string[] }>({
+      op: 'address',
+      node: seeder.node
+    })
+    const join = await (children[0] as ChildHandle).call<{ viewMs: number; usableMs: number }>({
+      op: 'join',
+      ...{ seed: seederAt.addresses.map((a) => `${a}/p2p/${seederAt.peerId}`), size, membership },
+      key: (hitKeys[0] as { key: string }).key
+    })
+    const layout = perProcess === 1 ? 'process per node' : `${processes} processes × ${perProcess}`
     return {
-      mode: perProcess === 1 ? 'process per node' : `${processes} processes × ${perProcess}`,
-      'conns/node formed mean/max': '—',
-      'conns/node after mean/max': '—',
+      mode: membership === 'mesh' ? layout : `${layout} gossip`,
+      'conns/node formed mean/max': formed,
+      'conns/node after mean/max': connectionsOf(after),
       nodes: size,
       'form s': formSeconds,
       'adv 1 key ms': one.ms,
       'adv 10k keys ms': bulkResult.ms,
       ...lookupColumns(hits, found, misses, lookups),
+      ...joinColumns(rounds, join),
       'RSS/node MiB': settled,
       'RSS/node compacted MiB': compacted,
       'live/node MiB': livePerNode,
@@ -618,19 +737,23 @@ export async function benchDht(args: string[] = []): Promise<boolean> {
       }
     }
   }
+  const multiJob = { lookups, keyCount, bufferPoolKiB, v8Flags }
   if (processes > 1) {
     console.error(`bench/dht: ${processes} nodes, one process each…`)
-    rows.push(await multiProcess(processes, 1, lookups, keyCount, bufferPoolKiB, v8Flags))
+    for (const membership of memberships)
+      rows.push(await multiProcess(processes, 1, { ...multiJob, membership }))
   }
   for (const split of (values.split ?? '').split(',').filter((s) => s !== '')) {
     const match = /^(\d+)x(\d+)$/.exec(split)
     if (match === null) throw new Error(`--split wants PROCESSESxNODES, such as 10x10; got ${split}`)
     const [processCount, perProcess] = [Number(match[1]), Number(match[2])]
     console.error(`bench/dht: ${processCount * perProcess} nodes, ${processCount} processes × ${perProcess}…`)
-    try {
-      rows.push(await multiProcess(processCount, perProcess, lookups, keyCount, bufferPoolKiB, v8Flags))
-    } catch (err) {
-      console.error(`bench/dht: ${split} failed: ${(err as Error).message}`)
+    for (const membership of memberships) {
+      try {
+        rows.push(await multiProcess(processCount, perProcess, { ...multiJob, membership }))
+      } catch (err) {
+        console.error(`bench/dht: ${split} (${membership}) failed: ${(err as Error).message}`)
+      }
     }
   }
   printTable('bench/dht: kadmirror router (one-round lookups to the closest peers)', rows)

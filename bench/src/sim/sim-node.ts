@@ -7,6 +7,7 @@
 import {
   ConnectionPlan,
   compareDistance,
+  connectedHoldersFirst,
   type Handoff,
   type MemberRecord,
   type MemberStore,
@@ -385,9 +386,11 @@ export class SimNode implements NetworkNode {
     const found = new Set<string>()
     let firstMs: number | undefined
     let dialled = 0
-    const candidates = this.table
-      .closest(target, this.settings.frontier)
-      .map((r) => ({ key: r.id, kad: r.kad }))
+    const closest = this.table.closest(target, this.settings.frontier).map((r) => ({ key: r.id, kad: r.kad }))
+    // As the router in gossip mode: connected holders are asked first.
+    const candidates = connectedHoldersFirst(closest, this.settings.replication, (p) =>
+      this.connections.has(p.key)
+    )
     const outcome = await runLookupStrategy<{ key: string; kad: Uint8Array }, Answer>({
       target,
       candidates,
@@ -406,6 +409,7 @@ export class SimNode implements NetworkNode {
           })
         )
       },
+      connected: (peer) => this.connections.has(peer.key),
       ask: (peer) => this.ask(peer.key, key, target),
       read: async (_peer, answer) => {
         for (const provider of answer.providers) {

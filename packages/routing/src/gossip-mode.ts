@@ -56,12 +56,17 @@ export function gossipHooks({ members, plan }: GossipMode): MembershipGossip {
   }
 }
 
-/** Opens a connection to a member known by gossip before a lookup asks it; undefined when one is open. */
-export function openConnection(libp2p: RouterLibp2p, view: ClusterView, timeoutMs: number) {
-  return (peer: PeerId): Promise<void> | undefined => {
-    if (libp2p.getConnections(peer).length > 0) return undefined
+/**
+ * How lookups reach members in gossip mode: `open` dials a member known by gossip before it is asked (undefined
+ * when a connection is open), `connected` tells whether one is open.
+ */
+export function lookupConnections(libp2p: RouterLibp2p, view: ClusterView, timeoutMs: number) {
+  const connected = (peer: PeerId): boolean => libp2p.getConnections(peer).length > 0
+  const open = (peer: PeerId): Promise<void> | undefined => {
+    if (connected(peer)) return undefined
     return libp2p
       .dial(view.dialTarget(peer), { signal: AbortSignal.timeout(timeoutMs) })
       .then(() => undefined)
   }
+  return { open, connected }
 }

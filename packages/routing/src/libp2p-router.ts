@@ -32,7 +32,7 @@ import {
   WITHDRAW_ON_CLOSE_TIMEOUT_MS
 } from './constants.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
-import { type GossipMode, gossipHooks, gossipMode, openConnection } from './gossip-mode.ts'
+import { type GossipMode, gossipHooks, gossipMode, lookupConnections } from './gossip-mode.ts'
 import { type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
 import { startConnectionChecks } from './liveness.ts'
 import { LookupClient } from './lookup-client.ts'
@@ -112,9 +112,7 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
     ...base,
     ...{ selfId: libp2p.peerId.toString(), view, addressBook, requests },
     connect: (peer) => connections.connect(peer),
-    ...(settings.membership === 'gossip'
-      ? { open: openConnection(libp2p, view, settings.requestTimeoutMs) }
-      : {}),
+    ...(settings.membership === 'gossip' ? lookupConnections(libp2p, view, settings.requestTimeoutMs) : {}),
     closed: () => shutdown.aborted
   })
   const onJoined = (peers: ReadonlySet<string>): void => {

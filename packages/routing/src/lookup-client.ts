@@ -18,6 +18,7 @@ import type { ProviderDatastore } from './provider-datastore.ts'
 import { type KeyInfo, keyInfoOf } from './records.ts'
 import type { LookupOptions, Provider } from './router.ts'
 import {
+  connectedHoldersFirst,
   type LookupOutcome,
   type LookupPeer,
   type LookupStrategyInit,
@@ -33,6 +34,8 @@ export interface LookupClientInit {
   requests: PeerRequests
   datastore: ProviderDatastore
   alpha: number
+  /** Peers that hold a key's records (its closest); connected ones among them are asked first. */
+  replication: number
   requestTimeoutMs: number
   lookupCacheTtlMs: number
   missCacheTtlMs: number
@@ -43,6 +46,8 @@ export interface LookupClientInit {
    * {@link LookupStrategyInit.connect}).
    */
   open?(peer: PeerId): Promise<void> | undefined
+  /** Gossip mode: whether a connection to `peer` is open (connected holders are asked first). */
+  connected?(peer: PeerId): boolean
   /** Whether the router has closed (lookups then end). */
   closed(): boolean
   events: RouterEvents
@@ -155,11 +160,14 @@ export class LookupClient {
     for (const peer of connectedFirst(local, (p) => init.view.has(p))) await emit(peerIdFromString(peer), [])
     const outcome = await runLookupStrategy<Candidate, KadMessage>({
       target: info.target,
-      candidates: init.view.closest(info.target, K),
+      candidates: this.candidates(info.target),
       alpha: init.alpha,
       hedgeMs: LOOKUP_HEDGE_MS,
       ask: (peer) => init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
       ...(init.open === undefined ? {} : { connect: (peer: Candidate) => init.open?.(peer.id) }),
+      ...(init.connected === undefined
+        ? {}
+        : { connected: (peer: Candidate) => init.connected?.(peer.id) ?? true }),
       read: (_peer, answer) => this.read(answer, emit),
       onFailure: (peer, err) => {
         init.log.debug({ err, peer: peer.key, key }, 'lookup request failed')
@@ -168,6 +176,14 @@ export class LookupClient {
       stopped: init.closed
     })
     return outcome
+  }
+
+  /** The view's members closest to `target`, connected holders first in gossip mode. */
+  private candidates(target: Uint8Array): Candidate[] {
+    const closest = this.init.view.closest(target, K)
+    const { connected } = this.init
+    if (connected === undefined) return closest
+    return connectedHoldersFirst(closest, this.init.replication, (peer) => connected(peer.id))
   }
 
   /** Emits the providers of an answer and returns the closer peers it names (dialling them). */

@@ -25,6 +25,7 @@ export { pickRandom } from './random-pick.ts'
 export { RumorQueue, retransmitLimit } from './rumors.ts'
 export {
   closest,
+  connectedHoldersFirst,
   type LookupOutcome,
   type LookupPeer,
   type LookupStrategyInit,

@@ -43,6 +43,21 @@ export function insertByDistance<P extends PlacedPeer>(sorted: P[], peer: P, tar
   sorted.splice(i, 0, peer)
 }
 
+/**
+ * The candidates of a lookup with the connected ones among the first `holders` (the peers that hold the key's
+ * records) moved ahead of those not connected, each group in its order: asked first, they answer without a dial.
+ * With bounded connections (gossip mode) most lookups then need no dial at a few hundred nodes, and a hit rarely
+ * waits for one; with every peer connected the order is unchanged.
+ */
+export function connectedHoldersFirst<P>(
+  candidates: readonly P[],
+  holders: number,
+  connected: (peer: P) => boolean
+): P[] {
+  const head = candidates.slice(0, holders)
+  return [...head.filter(connected), ...head.filter((p) => !connected(p)), ...candidates.slice(holders)]
+}
+
 /** A key to place: its Kademlia target and what is sent for it (a multihash, say). */
 export interface PlacedKey<V> {
   readonly target: Uint8Array
@@ -104,7 +119,17 @@ export interface LookupStrategyInit<P extends LookupPeer, A> {
    * Rejects when the peer cannot be reached (it is then skipped).
    */
   connect?(peer: P): Promise<void> | undefined
-  /** How long opening a connection may take before the next closest peer is asked too, in ms. @default 250 ms */
+  /**
+   * Whether a peer can be asked without a dial (`connect` would return undefined). Given, a hedge for a peer that
+   * is slow to answer goes only to peers that need no dial until the slow peer has taken `connectHedgeMs`: a dial
+   * costs more than the wait it would save (a noise handshake's CPU at both ends, and a connection the other
+   * side may have to close). @default every peer counts as connected
+   */
+  connected?(peer: P): boolean
+  /**
+   * How long opening a connection may take before the next closest peer is asked too, and how long a peer may
+   * take to answer before a peer that needs a dial is asked instead, in ms. @default 250 ms
+   */
   connectHedgeMs?: number
   /**
    * Handles an answer (emits its providers) and returns the closer peers it names; the peer counts as answered
@@ -133,7 +158,11 @@ export interface LookupOutcome {
   rounds: number
 }
 
-type State = 'new' | 'connecting' | 'asking' | 'slow' | 'reading' | 'done' | 'failed'
+/**
+ * A peer's state in a lookup: `slow` once it has taken `hedgeMs` to answer (a peer that needs no dial may be asked
+ * instead), `stalled` once it has taken `connectHedgeMs` to answer or to connect (any peer may).
+ */
+type State = 'new' | 'connecting' | 'asking' | 'slow' | 'stalled' | 'reading' | 'done' | 'failed'
 
 /** Default of {@link LookupStrategyInit.connectHedgeMs}, in ms. */
 const CONNECT_HEDGE_MS = 250
@@ -176,8 +205,9 @@ class LookupRun<P extends LookupPeer, A> {
 
   /**
    * The window: the closest peers that have not failed, `alpha` of them plus one more for each that is slow to
-   * answer (hedging). Asks the new ones in it. The lookup has settled when every peer in the window has answered
-   * or is slow, and at least `alpha` (or all there are) have answered; or when nothing is in flight.
+   * answer (hedging) — a peer that needs a dial only while the window holds fewer than `alpha` plus the stalled
+   * ones. Asks the new ones in it. The lookup has settled when every peer in the window has answered or is slow,
+   * and at least `alpha` (or all there are) have answered; or when nothing is in flight.
    */
   private schedule(): void {
     if (this.finished || this.init.stopped?.() === true) {
@@ -185,6 +215,7 @@ class LookupRun<P extends LookupPeer, A> {
       return
     }
     let size = this.init.alpha
+    let dialSize = this.init.alpha
     let length = 0
     let answered = 0
     let settled = true
@@ -192,9 +223,13 @@ class LookupRun<P extends LookupPeer, A> {
       if (length === size) break
       const state = this.states.get(peer.key)
       if (state === 'failed') continue
+      if (state === 'new' && length >= dialSize && this.init.connected?.(peer) === false) continue
       length++
       if (state === 'slow') size++
-      else if (state === 'done') answered++
+      else if (state === 'stalled') {
+        size++
+        dialSize++
+      } else if (state === 'done') answered++
       else settled = false
       if (state === 'new') this.ask(peer)
     }
@@ -206,17 +241,14 @@ class LookupRun<P extends LookupPeer, A> {
     this.outcome.asked++
     this.outcome.rounds = Math.max(this.outcome.rounds, this.rounds.get(peer.key) ?? 1)
     const connecting = this.init.connect?.(peer)
-    let hedge =
-      connecting === undefined
-        ? this.hedge(peer, 'asking', this.init.hedgeMs)
-        : this.hedge(peer, 'connecting', this.init.connectHedgeMs ?? CONNECT_HEDGE_MS)
+    let hedge = connecting === undefined ? this.hedge(peer, 'asking') : this.hedge(peer, 'connecting')
     const asked =
       connecting === undefined
         ? this.init.ask(peer)
         : connecting.then(() => {
             if (this.states.get(peer.key) === 'connecting') {
-              this.timers.clearTimeout(hedge)
-              hedge = this.hedge(peer, 'asking', this.init.hedgeMs)
+              this.timers.clearTimeout(hedge.timer)
+              hedge = this.hedge(peer, 'asking')
             }
             return this.init.ask(peer)
           })
@@ -228,20 +260,34 @@ class LookupRun<P extends LookupPeer, A> {
         if (!this.finished) this.init.onFailure?.(peer, err)
       })
       .finally(() => {
-        this.timers.clearTimeout(hedge)
+        this.timers.clearTimeout(hedge.timer)
         this.inFlight--
         if (!this.finished) this.schedule()
       })
   }
 
-  /** Sets the peer's state and, after `ms`, marks it slow (the window grows by one) unless it moved on. */
-  private hedge(peer: P, state: 'connecting' | 'asking', ms: number): unknown {
+  /**
+   * Sets the peer's state and times it: asking, it is slow after `hedgeMs`; connecting or asking, it is stalled
+   * after `connectHedgeMs` (each step grows the window). Returns the timer, cleared when the peer moves on.
+   */
+  private hedge(peer: P, state: 'connecting' | 'asking'): { timer: unknown } {
     this.states.set(peer.key, state)
-    return this.timers.setTimeout(() => {
-      if (this.states.get(peer.key) !== state) return
-      this.states.set(peer.key, 'slow')
+    const stallMs = this.init.connectHedgeMs ?? CONNECT_HEDGE_MS
+    const mark = (from: State, to: State): void => {
+      if (this.states.get(peer.key) !== from) return
+      this.states.set(peer.key, to)
       this.schedule()
-    }, ms)
+    }
+    if (state === 'connecting')
+      return { timer: this.timers.setTimeout(() => mark(state, 'stalled'), stallMs) }
+    const handle = {
+      timer: this.timers.setTimeout(() => {
+        mark(state, 'slow')
+        const rest = Math.max(0, stallMs - this.init.hedgeMs)
+        handle.timer = this.timers.setTimeout(() => mark('slow', 'stalled'), rest)
+      }, this.init.hedgeMs)
+    }
+    return handle
   }
 
   /** Reads an answer unless the lookup has settled meanwhile (late answers are dropped). */

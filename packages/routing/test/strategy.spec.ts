@@ -5,6 +5,7 @@ import { KadIndex } from '../src/kad-index.ts'
 import { compareDistance } from '../src/keys.ts'
 import {
   closest,
+  connectedHoldersFirst,
   groupByHolder,
   type LookupPeer,
   type LookupStrategyInit,
@@ -256,6 +257,73 @@ describe('lookup and placement strategy', () => {
     })
     assert.equal(outcome.asked, 4)
     assert.equal(outcome.answered, 3)
+  })
+
+  it('asks connected holders before holders that need a dial, and no one else when they answer', async () => {
+    const peers = virtualNetwork(40)
+    const key = 'sha256:connected-first'
+    const holders = place(peers, key, 5)
+    const connected = new Set([holders[1], holders[3], holders[4]].map((h) => (h as VirtualPeer).key))
+    const dialled: string[] = []
+    const target = sha(key)
+    const { asked, outcome } = await lookUp(peers, key, {
+      candidates: connectedHoldersFirst(closest(peers, target, 20), 5, (p) => connected.has(p.key)),
+      connect: (peer) => {
+        if (connected.has(peer.key)) return undefined
+        dialled.push(peer.key)
+        return Promise.resolve()
+      }
+    })
+    assert.deepEqual(new Set(asked), connected)
+    assert.deepEqual(dialled, [])
+    assert.equal(outcome.answered, 3)
+  })
+
+  it('hedges a slow peer to a connected peer before one that needs a dial', async () => {
+    const peers = virtualNetwork(30)
+    const key = 'sha256:hedge-connected'
+    const target = sha(key)
+    const order = closest(peers, target, 20)
+    const [slow, , , needsDial, connected] = order as [
+      VirtualPeer,
+      VirtualPeer,
+      VirtualPeer,
+      VirtualPeer,
+      VirtualPeer
+    ]
+    for (const peer of order) peer.delayMs = 1
+    slow.delayMs = 100 // slow past the 15 ms hedge, answers before the 250 ms connect hedge
+    const dialled: string[] = []
+    const { asked } = await lookUp(peers, key, {
+      connected: (peer) => peer.key !== needsDial.key,
+      connect: (peer) => {
+        if (peer.key !== needsDial.key) return undefined
+        dialled.push(peer.key)
+        return Promise.resolve()
+      }
+    })
+    assert.deepEqual(dialled, [])
+    assert.ok(asked.includes(connected.key))
+  })
+
+  it('hedges to a peer that needs a dial once a slow peer has taken the connect hedge', async () => {
+    const peers = virtualNetwork(30)
+    const key = 'sha256:hedge-stalled'
+    const order = closest(peers, sha(key), 20)
+    const [stuck, second, third, needsDial] = order as [VirtualPeer, VirtualPeer, VirtualPeer, VirtualPeer]
+    for (const peer of [second, third, needsDial]) peer.delayMs = 1
+    stuck.delayMs = 500
+    const { asked } = await lookUp([stuck, second, third, needsDial], key, {
+      connected: (peer) => peer.key !== needsDial.key,
+      connect: (peer) => (peer.key === needsDial.key ? Promise.resolve() : undefined),
+      connectHedgeMs: 40
+    })
+    assert.deepEqual(asked, [stuck.key, second.key, third.key, needsDial.key])
+  })
+
+  it('keeps the order of the candidates beyond the holders, and of each group', () => {
+    const order = connectedHoldersFirst([1, 2, 3, 4, 5, 6, 7], 5, (n) => n % 2 === 0)
+    assert.deepEqual(order, [2, 4, 1, 3, 5, 6, 7])
   })
 
   it('places keys the same from an index of the closest as from a list of peers', () => {
