@@ -245,6 +245,11 @@ export const ANTI_ENTROPY_INTERVAL_MS = 1 * minute
 export const PLAN_INTERVAL_MS = 1 * second
 /** How long a member is not dialled by the plan after a failed dial or after it closed our connection, in ms. */
 export const PLAN_DIAL_BACKOFF_MS = 5 * second
+/**
+ * Planned members dialled at once (gossip mode): a node that has just learnt the membership dials its 24 planned
+ * members a few at a time, so that a cluster forming (every node at once) does not time its own dials out.
+ */
+export const PLAN_DIAL_CONCURRENCY = 4
 /** Longest backoff before dialling again a planned member that keeps closing this node's connection, in ms. */
 export const PLAN_MAX_BACKOFF_MS = 5 * minute
 /** A connection open this long is stable: a close after it counts as the first in a row, in ms. */

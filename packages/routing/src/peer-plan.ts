@@ -1,7 +1,7 @@
 /**
  * Connections in gossip mode: the {@link ConnectionPlan} carried out on libp2p. Every second the planned members
- * (the nearest in Kademlia space and a few random ones) are dialled and connections to members beyond the bound
- * are closed, unplanned ones least recently used first. A planned member whose connection closed without this
+ * (the nearest in Kademlia space and a few random ones) are dialled, a few at a time, and connections to members
+ * beyond the bound are closed, unplanned ones least recently used first. A planned member whose connection closed without this
  * node closing it is dialled at once; if that fails it is suspected (and gossiped, unless it refutes). Members
  * watch their neighbourhood this way: a node that dies is found by the nodes that planned it.
  */
@@ -12,6 +12,7 @@ import {
   DIAL_TIMEOUT_MS,
   NEAR_CONNECTIONS,
   PLAN_DIAL_BACKOFF_MS,
+  PLAN_DIAL_CONCURRENCY,
   PLAN_INTERVAL_MS,
   PLAN_MAX_BACKOFF_MS,
   PLAN_STABLE_MS,
@@ -99,10 +100,7 @@ export class PeerPlan {
     this.planned = planned
     const connected = this.connectedMembers()
     const now = Date.now()
-    for (const id of planned) {
-      if (connected.has(id) || this.dialing.has(id) || (this.backoffUntil.get(id) ?? 0) > now) continue
-      this.dial(id)
-    }
+    this.dialPlanned(connected, now)
     for (const id of this.plan.excess(connected, planned, now)) {
       this.closing.add(id)
       this.plan.closed(id)
@@ -129,14 +127,26 @@ export class PeerPlan {
     const closes = lasted ? 1 : (this.remoteCloses.get(peer) ?? 0) + 1
     this.remoteCloses.set(peer, closes)
     if (closes === 1) {
-      this.dial(peer)
+      this.dial(peer, false)
       return
     }
     this.backoffUntil.set(peer, now + Math.min(PLAN_MAX_BACKOFF_MS, PLAN_DIAL_BACKOFF_MS * 2 ** (closes - 2)))
   }
 
-  /** Dials a member; a failed dial makes it suspect. */
-  private dial(peer: string): void {
+  /** Dials planned members that are not connected, at most {@link PLAN_DIAL_CONCURRENCY} at once. */
+  private dialPlanned(connected: ReadonlySet<string>, now: number): void {
+    for (const id of this.planned) {
+      if (this.dialing.size >= PLAN_DIAL_CONCURRENCY || this.init.shutdown.aborted) return
+      if (connected.has(id) || this.dialing.has(id) || (this.backoffUntil.get(id) ?? 0) > now) continue
+      this.dial(id, true)
+    }
+  }
+
+  /**
+   * Dials a member; a failed dial makes it suspect (it refutes if alive). `planned`: a dial of the plan, followed at
+   * once by the next one the plan wants.
+   */
+  private dial(peer: string, planned: boolean): void {
     this.dialing.add(peer)
     const signal = AbortSignal.any([this.init.shutdown, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
     this.init.libp2p
@@ -147,6 +157,10 @@ export class PeerPlan {
         this.init.events.emit('failure', { operation: 'redial', peer, error: err })
         this.init.gossip.unreachable(peer)
       })
-      .finally(() => this.dialing.delete(peer))
+      .finally(() => {
+        this.dialing.delete(peer)
+        // The next planned member, without waiting for the next reconcile.
+        if (planned) this.dialPlanned(this.connectedMembers(), Date.now())
+      })
   }
 }
