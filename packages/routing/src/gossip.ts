@@ -1,7 +1,8 @@
 /**
  * Membership by gossip (`membership: 'gossip'`): this node's {@link MemberTable} of every kadmirror node in gossip
  * mode, kept by rumors pushed to a few connected members each round and by whole-table syncs (with a node this one
- * connects to and does not know, with a random member every minute, and with a dead member that answers again).
+ * connects to and does not know, with a random member every 5 s to a minute by cluster size, and with a dead member
+ * that answers again).
  * Members enter the cluster view when they are reachable and leave it when dead or gone, connected or not.
  * Speaks {@link MEMBERS_PROTOCOL} (frames in member-wire.ts).
  */
@@ -12,6 +13,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import {
   ANTI_ENTROPY_INTERVAL_MS,
+  ANTI_ENTROPY_MIN_INTERVAL_MS,
+  ANTI_ENTROPY_MS_PER_MEMBER,
   GOSSIP_FANOUT,
   GOSSIP_INTERVAL_MS,
   LEAVE_TIMEOUT_MS,
@@ -54,8 +57,8 @@ export class Gossip {
   readonly table: MemberTable
   private readonly rumors = new RumorQueue()
   private readonly kads = new Map<string, Uint8Array>()
-  private readonly timers: NodeJS.Timeout[] = []
   private retryTimer: NodeJS.Timeout | undefined
+  private syncTimer: NodeJS.Timeout | undefined
   private gossiping = false
 
   private readonly init: GossipInit
@@ -85,21 +88,12 @@ export class Gossip {
         stream.abort(err as Error)
       })
     })
-    const every = (ms: number, task: () => void): void => {
-      const timer = setInterval(task, ms)
-      timer.unref()
-      this.timers.push(timer)
-    }
     this.retryTombstone()
-    every(ANTI_ENTROPY_INTERVAL_MS, () => {
-      const peer = this.randomConnected(1)[0]
-      if (peer !== undefined) this.sync(peer)
-      this.table.sweep()
-    })
+    this.scheduleAntiEntropy()
   }
 
   stop(): void {
-    for (const timer of this.timers) clearInterval(timer)
+    clearTimeout(this.syncTimer)
     clearTimeout(this.retryTimer)
     this.table.stop()
   }
@@ -138,6 +132,25 @@ export class Gossip {
     if (!protocols.includes(MEMBERS_PROTOCOL)) return
     const record = this.table.get(peer.toString())
     if (record === undefined || !reachable(record)) this.sync(peer)
+  }
+
+  /**
+   * Syncs with a random connected member (and sweeps expired tombstones) every {@link ANTI_ENTROPY_MS_PER_MEMBER}
+   * per member, between {@link ANTI_ENTROPY_MIN_INTERVAL_MS} and {@link ANTI_ENTROPY_INTERVAL_MS}.
+   */
+  private scheduleAntiEntropy(): void {
+    const members = this.table.reachableCount + 1
+    const ms = Math.min(
+      ANTI_ENTROPY_INTERVAL_MS,
+      Math.max(ANTI_ENTROPY_MIN_INTERVAL_MS, members * ANTI_ENTROPY_MS_PER_MEMBER)
+    )
+    this.syncTimer = setTimeout(() => {
+      if (this.init.shutdown.aborted) return
+      const peer = this.randomConnected(1)[0]
+      if (peer !== undefined) this.sync(peer)
+      this.table.sweep()
+      this.scheduleAntiEntropy()
+    }, ms).unref()
   }
 
   /**
