@@ -144,6 +144,10 @@ async function timeMisses<T>(
   return times
 }
 
+/** A node's bootstrap entries: each of its multiaddrs with its peer id. */
+const seedOf = (peerId: string, addresses: readonly string[]): string[] =>
+  addresses.map((a) => `${a}/p2p/${peerId}`)
+
 /**
  * Starts one more router bootstrapped from `seed` into a formed cluster of `size` and times it: until its view
  * holds every member, and until a lookup from it finds `key`'s provider (usable), in ms.
@@ -260,7 +264,7 @@ async function startRouters(
       membership
     })
     routers.push(first)
-    bootstrap = first.addresses().map((a) => `${a}/p2p/${first.peerId}`)
+    bootstrap = seedOf(first.peerId, first.addresses())
   }
   const peers = bootstrap
   while (routers.length < count) {
@@ -302,7 +306,7 @@ async function inProcess(
     )
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-    const formed = connectionsOf({ connections: nodes.map((n) => n.libp2p.getConnections().length) })
+    const formed = connectionsOf(nodes.map((n) => n.libp2p.getConnections().length))
     // RSS of the settled cluster after a full GC (which also clears most of the garbage of forming the mesh, so
     // the lookups below do not pay for collecting it). The collection of all available garbage, which reads live
     // memory, comes last: the GCs that follow while V8 regrows a compacted heap would slow whatever is measured next.
@@ -342,11 +346,11 @@ async function inProcess(
     gc(true)
     const compactedPerNode = (process.memoryUsage().rss - rssBefore) / size / 1024 / 1024
     const livePerNode = (liveBytes() - liveBefore) / size / 1024 / 1024
-    const after = connectionsOf({ connections: nodes.map((n) => n.libp2p.getConnections().length) })
+    const after = connectionsOf(nodes.map((n) => n.libp2p.getConnections().length))
     // A node joining the formed cluster (after the memory readings, which count the cluster's nodes only).
     const seeder = pick()
     const join = await timeJoin(
-      seeder.addresses().map((a) => `${a}/p2p/${seeder.peerId}`),
+      seedOf(seeder.peerId, seeder.addresses()),
       size,
       (hitKeys[0] as { key: string }).key,
       membership
@@ -572,7 +576,7 @@ async function census(
 }
 
 /** Connections per node as a column: mean/max. */
-function connectionsOf({ connections }: { connections: number[] }): string {
+function connectionsOf(connections: readonly number[]): string {
   const mean = connections.reduce((a, b) => a + b, 0) / connections.length
   return `${mean.toFixed(1)}/${Math.max(...connections)}`
 }
@@ -607,7 +611,7 @@ async function multiProcess(
       count: perProcess,
       membership
     })
-    const seed = first.addresses.map((a) => `${a}/p2p/${first.peerId}`)
+    const seed = seedOf(first.peerId, first.addresses)
     await Promise.all(
       children.slice(1).map((c) => c.call({ op: 'start', count: perProcess, seed, membership }))
     )
@@ -628,7 +632,7 @@ async function multiProcess(
     }
     const formSeconds = (now() - formStart) / 1000
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-    const formed = connectionsOf(await census(children))
+    const formed = connectionsOf((await census(children)).connections)
     // As in one process: RSS after a full GC before the work; RSS and live memory after a collection of all
     // available garbage at the end.
     let bareMiB = 0
@@ -667,7 +671,7 @@ async function multiProcess(
     const { times: hits, found } = await timeHits(hitKeys, pick, lookup)
     const misses = await timeMisses(lookups, pick, lookup)
     const compacted = await memoryPerNode(true)
-    const { rounds, ...after } = await census(children)
+    const { rounds, connections } = await census(children)
     const seeder = pick()
     const seederAt = await seeder.child.call<{ peerId: string; addresses: string[] }>({
       op: 'address',
@@ -675,14 +679,14 @@ async function multiProcess(
     })
     const join = await (children[0] as ChildHandle).call<{ viewMs: number; usableMs: number }>({
       op: 'join',
-      ...{ seed: seederAt.addresses.map((a) => `${a}/p2p/${seederAt.peerId}`), size, membership },
+      ...{ seed: seedOf(seederAt.peerId, seederAt.addresses), size, membership },
       key: (hitKeys[0] as { key: string }).key
     })
     const layout = perProcess === 1 ? 'process per node' : `${processes} processes × ${perProcess}`
     return {
       mode: membership === 'mesh' ? layout : `${layout} gossip`,
       'conns/node formed mean/max': formed,
-      'conns/node after mean/max': connectionsOf(after),
+      'conns/node after mean/max': connectionsOf(connections),
       nodes: size,
       'form s': formSeconds,
       'adv 1 key ms': one.ms,

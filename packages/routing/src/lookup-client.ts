@@ -158,6 +158,7 @@ export class LookupClient {
     // Records of peers in the view (connected, live) first: a stopped node's record may linger.
     const local = [...init.datastore.providersOf(info.mhKey)].filter((peer) => peer !== init.selfId)
     for (const peer of connectedFirst(local, (p) => init.view.has(p))) await emit(peerIdFromString(peer), [])
+    const { connected } = init
     const outcome = await runLookupStrategy<Candidate, KadMessage>({
       target: info.target,
       candidates: this.candidates(info.target),
@@ -165,9 +166,7 @@ export class LookupClient {
       hedgeMs: LOOKUP_HEDGE_MS,
       ask: (peer) => init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
       ...(init.open === undefined ? {} : { connect: (peer: Candidate) => init.open?.(peer.id) }),
-      ...(init.connected === undefined
-        ? {}
-        : { connected: (peer: Candidate) => init.connected?.(peer.id) ?? true }),
+      ...(connected === undefined ? {} : { connected: (peer: Candidate) => connected(peer.id) }),
       read: (_peer, answer) => this.read(answer, emit),
       onFailure: (peer, err) => {
         init.log.debug({ err, peer: peer.key, key }, 'lookup request failed')

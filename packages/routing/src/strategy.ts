@@ -273,16 +273,18 @@ class LookupRun<P extends LookupPeer, A> {
   private hedge(peer: P, state: 'connecting' | 'asking'): { timer: unknown } {
     this.states.set(peer.key, state)
     const stallMs = this.init.connectHedgeMs ?? CONNECT_HEDGE_MS
-    const mark = (from: State, to: State): void => {
-      if (this.states.get(peer.key) !== from) return
+    const mark = (from: State, to: State): boolean => {
+      if (this.states.get(peer.key) !== from) return false
       this.states.set(peer.key, to)
       this.schedule()
+      return true
     }
     if (state === 'connecting')
       return { timer: this.timers.setTimeout(() => mark(state, 'stalled'), stallMs) }
     const handle = {
       timer: this.timers.setTimeout(() => {
-        mark(state, 'slow')
+        // Timed further only while it is still slow (not answered, nor the lookup settled).
+        if (!mark(state, 'slow') || this.finished) return
         const rest = Math.max(0, stallMs - this.init.hedgeMs)
         handle.timer = this.timers.setTimeout(() => mark('slow', 'stalled'), rest)
       }, this.init.hedgeMs)
