@@ -322,7 +322,7 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     since: 'kadmirror',
     default: '32MiB',
     description:
-      'Blobs of at least this size are fetched from several peers at once, in pieces (with --verify-before-forwarding).',
+      'Blobs of at least this size are fetched from several peers at once, in pieces (spooled under --data-dir/spool, else the temporary directory, in both verify modes).',
     check: (v) => void parseByteSize(v)
   },
   {

@@ -234,13 +234,18 @@ export class ForwardingSink implements BlobSink {
   }
 }
 
+/** What a spool is for: a response, or anything that says when its transfer is no longer wanted. */
+export interface SpoolOwner {
+  readonly destroyed: boolean
+}
+
 /**
  * Writes the blob to a file that is unlinked as soon as it is made (nothing is left behind, whatever happens), with
  * at most {@link SPOOL_WRITE_AHEAD_BYTES} queued. Read it back with {@link SpoolSink.stream} once verified.
  */
 export class SpoolSink implements BlobSink {
   readonly #handle: FileHandle
-  readonly #res: ServerResponse
+  readonly #owner: SpoolOwner
   #queued = 0
   /** Writers waiting for the queue to drain (several when pieces from several peers land in one spool). */
   #waiting: { resolve(ok: boolean): void; reject(err: unknown): void }[] = []
@@ -252,21 +257,24 @@ export class SpoolSink implements BlobSink {
   #closing: Promise<void> | undefined
   #lastReaderGone: (() => void) | undefined
 
-  private constructor(handle: FileHandle, res: ServerResponse) {
+  private constructor(handle: FileHandle, owner: SpoolOwner) {
     this.#handle = handle
-    this.#res = res
+    this.#owner = owner
   }
 
-  /** A new, already unlinked, spool file in `directory`, for the response `res`. */
-  static async create(directory: string, res: ServerResponse): Promise<SpoolSink> {
+  /**
+   * A new, already unlinked, spool file in `directory`, for `owner` (the response it is for: the transfer stops once
+   * that is destroyed).
+   */
+  static async create(directory: string, owner: SpoolOwner): Promise<SpoolSink> {
     const file = join(directory, `kadmirror-spool-${randomUUID()}`)
     const handle = await open(file, 'wx+', 0o600)
     await unlink(file).catch(() => {})
-    return new SpoolSink(handle, res)
+    return new SpoolSink(handle, owner)
   }
 
   get gone(): boolean {
-    return this.#res.destroyed
+    return this.#owner.destroyed
   }
 
   get failure(): unknown {

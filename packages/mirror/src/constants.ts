@@ -96,12 +96,17 @@ export const MAX_CONNECTIONS_PER_CLIENT = 256
 
 // --- several peers per blob ----------------------------------------------------------------------------------
 
-/** Blobs of at least this many bytes are fetched from several peers at once, in pieces (spool mode). */
+/** Blobs of at least this many bytes are fetched from several peers at once, in pieces. */
 export const MULTI_PEER_THRESHOLD_BYTES = 32 * 1024 * 1024
 /** Bytes per piece of a blob fetched from several peers. */
 export const PIECE_BYTES = 8 * 1024 * 1024
 /** Most peers fetching pieces of one blob at once. */
 export const MAX_PIECE_PROVIDERS = 4
+/**
+ * A blob forwarded from several peers as its pieces land keeps the last this many bytes of the client's range until
+ * the whole digest matches.
+ */
+export const FORWARD_HOLD_BACK_BYTES = 256 * 1024
 /** Least bytes either part of a split piece keeps (the tail a slow peer can hold at the end). */
 export const MIN_SPLIT_BYTES = 1024 * 1024
 

@@ -54,6 +54,7 @@ import {
   openGrowing,
   sendGrowing
 } from './in-flight.ts'
+import type { PeerBody } from './peer-body.ts'
 import {
   type FetchSession,
   fetchManifest,
@@ -75,6 +76,7 @@ import {
   ProviderQueue,
   spreadOrder
 } from './peers.ts'
+import { forwardInPieces } from './piece-forwarding.ts'
 import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
 import { Relays } from './relay.ts'
 import { API_VERSION_HEADER, sendError } from './respond.ts'
@@ -169,8 +171,8 @@ export interface MirrorHandlerInit {
   spoolDir?: string
   /**
    * Blobs of at least this many bytes are fetched from several peers at once (Range requests of `pieceBytes`),
-   * written into the spool at their offsets and verified whole as today; only with `verifyBeforeForwarding`. Default
-   * 32 MiB.
+   * written into a spool file at their offsets and verified whole; with `verifyBeforeForwarding: false` the client is
+   * sent the landed prefix as it grows, the last 256 KiB held back until the digest matches. Default 32 MiB.
    */
   multiPeerThresholdBytes?: number
   /** Bytes per piece of a blob fetched from several peers. Default 8 MiB. */
@@ -271,8 +273,8 @@ interface Settings {
   buffers: BufferPool
   /** Where blobs from peers are spooled and verified before the first byte is sent; undefined: forwarded as they come. */
   spoolDir: string | undefined
-  /** Large blobs from several peers at once; undefined: one peer at a time. */
-  pieces: (PieceSettings & { thresholdBytes: number }) | undefined
+  /** Large blobs from several peers at once (spooled in `spoolDir`); undefined: one peer at a time. */
+  pieces: (PieceSettings & { thresholdBytes: number; spoolDir: string }) | undefined
   /** Blobs being served to peers now, and the most at once (0: no cap). */
   uploads: { active: number; max: number; peak: number }
   /** Which provider a session asks next. */
@@ -290,6 +292,8 @@ interface Settings {
   inFlight: InFlightContent | undefined
   events: EventEmitter<MirrorEventMap>
   log: Logger
+  /** Aborted when the handler closes: ends work that outlives a request (finding a liar after the client was cut). */
+  closing: AbortController
 }
 
 /** What one request became, for the `response` event. */
@@ -391,7 +395,8 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
       max: Math.floor(nonNegative('inFlightFanOut', init.inFlightFanOut, defaults.IN_FLIGHT_FAN_OUT))
     },
     events,
-    log: init.logger ?? silent
+    log: init.logger ?? silent,
+    closing: new AbortController()
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
@@ -430,6 +435,7 @@ export function createMirrorHandler(init: MirrorHandlerInit): MirrorHandler {
   handler.peakPeerUploads = () => settings.uploads.peak
   let closed: Promise<void> | undefined
   handler.close = () => {
+    settings.closing.abort()
     closed ??= Promise.all([settings.hashes.close(), ownDispatcher?.close(), visible?.close()]).then(() => {})
     return closed
   }
@@ -489,9 +495,10 @@ function pieceSettings(init: MirrorHandlerInit): Settings['pieces'] {
     nonNegative('maxPieceProviders', init.maxPieceProviders, defaults.MAX_PIECE_PROVIDERS)
   )
   const pieceBytes = Math.floor(nonNegative('pieceBytes', init.pieceBytes, defaults.PIECE_BYTES))
-  if (maxProviders <= 1 || init.verifyBeforeForwarding === false) return undefined
+  if (maxProviders <= 1) return undefined
   if (pieceBytes < 1) throw new InvalidMirrorOptionError('pieceBytes must be at least 1')
   return {
+    spoolDir: init.spoolDir ?? tmpdir(),
     thresholdBytes: nonNegative(
       'multiPeerThresholdBytes',
       init.multiPeerThresholdBytes,
@@ -1302,6 +1309,7 @@ async function blobFromPeers(
         openBlobRange(settings.fetch, provider, path, { start, end, size }, signal)
     }
     if (settings.spoolDir !== undefined) await spoolThenServe(settings, res, transfer, outcome)
+    else if (inPieces(settings, transfer)) await forwardPieces(settings, res, transfer, outcome)
     else await forward(settings, res, transfer, outcome)
   } finally {
     lookupController.abort()
@@ -1471,6 +1479,62 @@ async function forward(
     mismatch(settings, result.contributors, new DigestMismatchError(transfer.path.digest, result.actual))
   outcome.source = 'failed'
   res.destroy()
+}
+
+/** True when `transfer` is large enough to come from several peers at once. */
+function inPieces(settings: Settings, transfer: Transfer): boolean {
+  const pieces = settings.pieces
+  return pieces !== undefined && transfer.size >= pieces.thresholdBytes && transfer.first.body !== undefined
+}
+
+/**
+ * Forwards a large blob from several peers as its pieces land (`verifyBeforeForwarding: false`); one peer at a time
+ * when no spool file can be made.
+ */
+async function forwardPieces(
+  settings: Settings,
+  res: ServerResponse,
+  transfer: Transfer,
+  outcome: Outcome
+): Promise<void> {
+  const pieces = settings.pieces as NonNullable<Settings['pieces']>
+  const first = transfer.first as PeerBlob & { body: PeerBody }
+  const spool = await SpoolSink.create(pieces.spoolDir, res).catch((err: unknown) => {
+    settings.log.warn({ err, dir: pieces.spoolDir }, 'cannot make a spool file; forwarding from one peer')
+  })
+  if (spool === undefined) return forward(settings, res, transfer, outcome)
+  // Whole copies that find a liar run after the client's response is cut: they end when the handler closes.
+  const closing = settings.closing.signal
+  const detached = {
+    get destroyed() {
+      return closing.aborted
+    }
+  }
+  const whole = { start: 0, end: transfer.size, size: transfer.size }
+  const sources = {
+    first,
+    next: transfer.next,
+    open: transfer.openRange,
+    copies: {
+      whole: (provider: Provider) => openBlobRange(settings.fetch, provider, transfer.path, whole, closing),
+      spool: () => SpoolSink.create(pieces.spoolDir, detached)
+    }
+  }
+  res.writeHead(transfer.status, transfer.headers)
+  try {
+    const ended = await forwardInPieces(settings, pieces, res, transfer, sources, spool)
+    outcome.bytes = ended.sent
+    if (ended.result.kind === 'verified') {
+      for (const provider of ended.result.contributors) settings.fetch.avoid.clear(provider.id)
+      return
+    }
+    if (ended.result.kind === 'gone') return
+    outcome.source = 'failed'
+    if (ended.result.kind === 'mismatch' && ended.liars.length > 0)
+      mismatch(settings, ended.liars, new DigestMismatchError(transfer.path.digest, ended.result.actual))
+  } finally {
+    await spool.close()
+  }
 }
 
 /** Sends a verified spool's `range` with the copy pool's buffers (no fresh buffer per chunk), else as a stream. */

@@ -77,6 +77,22 @@ export async function sendGrowing(
   range: ByteRange,
   limits: GrowingLimits
 ): Promise<number> {
+  const sent = await copyGrowing(res, file, range, limits)
+  if (sent === range.end + 1 - range.start) res.end()
+  return sent
+}
+
+/**
+ * Writes bytes `range` of `file` to `res` as they are written, without ending the response. Resolves the bytes
+ * sent: fewer than the range when the client went away.
+ * @throws {GrowingStalledError} when the file stops growing for `limits.stallMs`, or is abandoned.
+ */
+export async function copyGrowing(
+  res: ServerResponse,
+  file: GrowingReader,
+  range: ByteRange,
+  limits: GrowingLimits
+): Promise<number> {
   let position = range.start
   let grewAt = performance.now()
   while (position <= range.end && !res.destroyed) {
@@ -94,6 +110,5 @@ export async function sendGrowing(
     position += bytesRead
     if (!res.write(buffer.subarray(0, bytesRead)) && !(await drained(res))) break
   }
-  if (position > range.end) res.end()
   return position - range.start
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import type { ServerResponse } from 'node:http'
 import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import { request } from 'undici'
 import {
   type FakePeer,
   get,
@@ -172,6 +173,144 @@ describe('a large blob from several peers', function () {
     assert.ok(res.body.equals(blob))
   })
 })
+
+describe('a large blob from several peers, forwarded as its pieces land', function () {
+  this.timeout(30_000)
+  let network: MemoryNetwork
+  let closing: (MirrorNode | FakePeer)[]
+  const blob = randomBytes(BLOB_BYTES, 12)
+  const digest = digestOf(blob) as Digest
+  const path = `/v2/team/app/blobs/${digest}?ns=example.com`
+  const forwarding = { verifyBeforeForwarding: false }
+
+  beforeEach(() => {
+    network = createMemoryNetwork()
+    closing = []
+  })
+  afterEach(async () => {
+    await Promise.all(closing.map((c) => c.close()))
+  })
+
+  async function peer(behaviour: Parameters<typeof startFakePeer>[2]): Promise<FakePeer> {
+    const started = await startFakePeer(network, [digest], behaviour)
+    closing.push(started)
+    return started
+  }
+  async function mirror(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
+    const started = await startMemoryNode(network, { ...quick, ...pieces, ...forwarding, ...options })
+    closing.push(started)
+    return started
+  }
+
+  it('reassembles pieces from 3 peers byte for byte', async () => {
+    const peers = [
+      await peer(serveRanges(blob, digest)),
+      await peer(serveRanges(blob, digest)),
+      await peer(serveRanges(blob, digest))
+    ]
+    const a = await mirror()
+    const res = await get(a.url, path)
+    assert.equal(res.status, 200)
+    assert.ok(res.body.equals(blob))
+    // The first peer's answer is the whole blob from byte 0; the others are asked for pieces by Range.
+    assert.ok(peers.filter((p) => p.requests.some((r) => r.headers.range !== undefined)).length >= 2)
+  })
+
+  it('sends the first bytes while the last piece has not arrived', async () => {
+    // Every byte of the last MiB is held by the peers until the client has received its first MiB: a mirror that
+    // waited for the whole blob would never send one.
+    const heldFrom = BLOB_BYTES - MIB
+    let release: () => void = () => {}
+    const released = new Promise<void>((resolve) => (release = resolve))
+    const gated = (res: ServerResponse, body: Buffer, start: number) => {
+      const free = Math.max(0, Math.min(body.byteLength, heldFrom - start))
+      res.write(body.subarray(0, free))
+      void released.then(() => res.end(body.subarray(free)))
+    }
+    const peers = [await peer(serveRanges(blob, digest, gated)), await peer(serveRanges(blob, digest, gated))]
+    const a = await mirror({ responseTimeoutMs: 5000, stallTimeoutMs: 5000 })
+    const { body, before } = await getUntil(a.url, path, MIB, release)
+    assert.ok(before >= MIB, `${before} bytes before the last piece`)
+    assert.ok(body.equals(blob))
+    assert.deepEqual(
+      peers.map((p) => p.requests.length > 0),
+      [true, true]
+    )
+  })
+
+  it('answers a client Range that spans pieces with exactly those bytes', async () => {
+    await peer(serveRanges(blob, digest))
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const start = 3 * 512 * 1024 - 100
+    const end = 6 * 512 * 1024 + 100
+    const res = await get(a.url, path, { range: `bytes=${start}-${end}` })
+    assert.equal(res.status, 206)
+    assert.ok(res.body.equals(blob.subarray(start, end + 1)))
+  })
+
+  it('never completes a wrong body, names the peer that corrupted its pieces, and serves the retry right', async () => {
+    const liar = await peer(
+      serveRanges(blob, digest, (res, body) => {
+        res.end(Buffer.from(body).fill(0, 0, 16))
+      })
+    )
+    await peer(serveRanges(blob, digest))
+    await peer(serveRanges(blob, digest))
+    const a = await mirror()
+    const mismatches: string[] = []
+    const named = new Promise<void>((resolve) =>
+      a.handler.events.on('digest-mismatch', (e) => {
+        mismatches.push(...e.peers)
+        resolve()
+      })
+    )
+    const cut = await get(a.url, path)
+    assert.ok(liar.requests.length > 0)
+    assert.ok(cut.error !== undefined || cut.body.byteLength < BLOB_BYTES, 'the wrong body was cut')
+    assert.ok(!cut.body.equals(blob))
+    await named
+    assert.deepEqual([...new Set(mismatches)], [peerIdOf(liar)])
+    const retried = await get(a.url, path)
+    assert.equal(retried.status, 200)
+    assert.ok(retried.body.equals(blob))
+  })
+})
+
+/**
+ * GETs `path`, calls `reached` once `bytes` arrived, and resolves the whole body and how many bytes arrived before
+ * `reached` was called. Fails after 10 s without `bytes` (a mirror that holds every byte until the end).
+ */
+async function getUntil(
+  base: string,
+  path: string,
+  bytes: number,
+  reached: () => void
+): Promise<{ body: Buffer; before: number }> {
+  const response = await request(`${base}${path}`)
+  const chunks: Buffer[] = []
+  let received = 0
+  let before = -1
+  const guard = setTimeout(
+    () => response.body.destroy(new Error(`fewer than ${bytes} bytes in 10 s`)),
+    10_000
+  )
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      chunks.push(chunk)
+      received += chunk.byteLength
+      if (before < 0 && received >= bytes) {
+        before = received
+        clearTimeout(guard)
+        reached()
+      }
+    }
+  } finally {
+    clearTimeout(guard)
+    reached()
+  }
+  return { body: Buffer.concat(chunks), before }
+}
 
 /** The id a fake peer's (memory) router has: what digest-mismatch events name. */
 function peerIdOf(peer: FakePeer): string {
