@@ -78,7 +78,7 @@ import {
 } from './peers.ts'
 import { forwardInPieces } from './piece-forwarding.ts'
 import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
-import { Relays } from './relay.ts'
+import { type RelaySource, Relays } from './relay.ts'
 import { API_VERSION_HEADER, sendError } from './respond.ts'
 
 /** Basic-auth credentials. */
@@ -787,6 +787,11 @@ async function serveInFlight(
   if (relay !== undefined) {
     const limits = { ...growingLimits(), writtenEnd: relay.writtenEnd, abandoned: relay.abandoned }
     try {
+      if (req.method === 'GET' && notArrived(spec, relay)) {
+        outcome.source = 'busy'
+        sendError(res, 429, 'TOOMANYREQUESTS', 'this node has not received those bytes yet; ask another')
+        return true
+      }
       return await sendInFlight(settings, req, res, { path, spec, outcome }, relay.size, relay.reader, limits)
     } finally {
       relay.reader.release()
@@ -808,6 +813,19 @@ async function serveInFlight(
     return await sendInFlight(settings, req, res, { path, spec, outcome }, found.size, file, growingLimits())
   } finally {
     await file?.close().catch(() => {})
+  }
+}
+
+/**
+ * True when a peer asks a relay for a range that starts past what has arrived in order (a piece of a blob that
+ * comes in pieces): waiting for it would stall that peer's piece, so it is sent to another provider at once.
+ */
+function notArrived(spec: RangeSpec | undefined, relay: RelaySource): boolean {
+  if (spec === undefined) return false
+  try {
+    return resolveRange(spec, relay.size).start > relay.writtenEnd()
+  } catch {
+    return false
   }
 }
 

@@ -97,6 +97,31 @@ describe('relaying blobs while they arrive', function () {
     )
   })
 
+  it('sends a peer asking for a range that has not arrived yet to another provider at once, and serves one that has', async () => {
+    // The holder sends 64 KiB every 50 ms: the 3 MiB take about 2.5 s to reach the relay.
+    const holder = await startFakePeer(network, [blobDigest], (req, res) => {
+      res.writeHead(200, { 'content-length': blob.byteLength, 'docker-content-digest': blobDigest })
+      if (req.method === 'GET') throttled(64 * 1024, 50)(res, blob)
+      else res.end()
+    })
+    const relay = await startMemoryNode(network, { relay: true })
+    closers.push(holder, relay)
+    const first = get(relay.url, path)
+    const peer = { 'x-spegel-mirrored': 'true' }
+    await waitFor(
+      async () => (await get(relay.url, path, { ...peer, range: 'bytes=0-99' })).status === 206,
+      2000,
+      'bytes 0-99'
+    )
+    const ahead = await get(relay.url, path, { ...peer, range: `bytes=${blob.byteLength - 100}-` })
+    assert.equal(ahead.status, 429)
+    assert.equal(JSON.parse(ahead.body.toString()).errors[0].code, 'TOOMANYREQUESTS')
+    const start = await get(relay.url, path, { ...peer, range: 'bytes=0-99' })
+    assert.equal(start.status, 206)
+    assert.ok(start.body.equals(blob.subarray(0, 100)))
+    assert.ok((await first).body.equals(blob))
+  })
+
   it('does not relay when relaying is off (the default)', async () => {
     const holder = await startFakePeer(network, [blobDigest], oneUploadAtATime(blob, blobDigest))
     const node = await startMemoryNode(network)
