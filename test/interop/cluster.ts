@@ -188,11 +188,36 @@ export function spegelArgs(
  * kadmirror's `registry` on the same defaults, with Spegel's flags. `--tag-quorum=1`: the cluster has one other
  * host, so a tag can have one answer (Spegel's behaviour; the default on an open DHT asks two hosts).
  */
-export function kadmirrorArgs(cli: string, node: ClusterNode, dataDir: string, peer: string): string[] {
+export function kadmirrorArgs(
+  cli: string,
+  node: ClusterNode,
+  dataDir: string,
+  peer: string,
+  extra: readonly string[] = []
+): string[] {
   return [
     cli,
     'registry',
     ...sharedArgs(node, dataDir),
-    ...['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`, '--tag-quorum=1']
+    ...['--http-bootstrap-url', `http://${peer}:${BOOTSTRAP_PORT}/id`, '--tag-quorum=1'],
+    ...extra
   ]
+}
+
+/**
+ * What a Spegel node's mirror has answered to GETs under `/v2/` with 200 or 206: body bytes sent, and how many 206
+ * answers (ranges) — its `http_response_size_bytes` sums and counts, read from its metrics on :9090 in its namespace.
+ */
+export async function spegelServed(node: ClusterNode): Promise<{ bytes: number; ranges: number }> {
+  const metrics = await curl(node.net, 'http://127.0.0.1:9090/metrics')
+  if (metrics.status !== 200) throw new Error(`${node.net.name}'s metrics answered ${metrics.status}`)
+  const served = { bytes: 0, ranges: 0 }
+  for (const line of metrics.body.split('\n')) {
+    const match = /^http_response_size_bytes_(sum|count)\{(.*)\} ([0-9.e+]+)$/.exec(line)
+    const labels = match?.[2] ?? ''
+    if (!labels.includes('handler="/v2/*"') || !labels.includes('method="GET"')) continue
+    if (match?.[1] === 'sum' && /code="20[06]"/.test(labels)) served.bytes += Number(match[3])
+    if (match?.[1] === 'count' && labels.includes('code="206"')) served.ranges += Number(match[3])
+  }
+  return served
 }

@@ -3,7 +3,7 @@
 // mirrors run on their defaults; each bootstraps from the other's HTTP /id. Needs root, iproute2, Go, curl,
 // containerd, docker-registry, umoci and skopeo; skips, saying why, where one is missing.
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,8 +16,10 @@ import { fetchFrom, MANIFEST_ACCEPT_HEADER, runBattery } from './battery.ts'
 import {
   type ClusterNode,
   curl,
+  curlRequest,
   kadmirrorArgs,
   spegelArgs,
+  spegelServed,
   startClusterNode,
   startMirror,
   startUpstream,
@@ -25,6 +27,8 @@ import {
 } from './cluster.ts'
 
 const MiB = 1024 * 1024
+/** The image both Spegel nodes hold from the start, fetched by the kadmirror node in pieces from both. */
+const PIECES = 'interop/pieces'
 
 for (const containerdVersion of ['2.x', '1.6'] as const) {
   describe(`Spegel and kadmirror in one cluster (containerd ${containerdVersion})`, function () {
@@ -33,6 +37,8 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
     let work: string | undefined
     let upstream: Awaited<ReturnType<typeof startUpstream>> | undefined
     let spegel: ClusterNode
+    /** A second Spegel node, holding only the image fetched in pieces from both. */
+    let spegel2: ClusterNode | undefined
     let kadmirror: ClusterNode
     const nodes: ClusterNode[] = []
     const ref = (repository: string): string => `${upstream?.host}/${repository}:1`
@@ -61,30 +67,42 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
         const digest = await buildAndPush(work, seed.host, repository, '1', [3 * MiB, 2 * MiB])
         manifestDigest.set(repository, digest)
       }
+      manifestDigest.set(PIECES, await buildAndPush(work, seed.host, PIECES, '1', [6 * MiB, MiB]))
       await seed.stop()
-      network = await createNetwork(['upstream', 'spegel', 'kadmirror'])
+      network = await createNetwork(['upstream', 'spegel', 'spegel2', 'kadmirror'])
       const net = network.nodes as Record<
-        'upstream' | 'spegel' | 'kadmirror',
+        'upstream' | 'spegel' | 'spegel2' | 'kadmirror',
         NonNullable<TestNetwork['nodes'][string]>
       >
       upstream = await startUpstream(net.upstream, work, join(work, 'storage'))
       spegel = await startClusterNode(net.spegel, work, upstream.host, binaries)
       kadmirror = await startClusterNode(net.kadmirror, work, upstream.host, binaries)
+      const secondSpegel = await startClusterNode(net.spegel2, work, upstream.host, binaries)
+      spegel2 = secondSpegel
       nodes.push(spegel, kadmirror)
-      // Content the Spegel node holds before it starts (Spegel advertises it at start on any containerd).
+      // Content the Spegel nodes hold before they start (Spegel advertises it at start on any containerd).
       await spegel.pull(ref('interop/at-start'))
-      for (const node of nodes) await mkdir(join(work, `${node.net.name}-data`), { recursive: true })
+      await Promise.all([spegel.pull(ref(PIECES)), secondSpegel.pull(ref(PIECES))])
+      for (const node of [...nodes, secondSpegel])
+        await mkdir(join(work, `${node.net.name}-data`), { recursive: true })
       startMirror(
         spegel,
         spegelBinary,
         spegelArgs(spegel, join(work, 'spegel-data'), net.kadmirror.address, 'main')
       )
       startMirror(
+        secondSpegel,
+        spegelBinary,
+        spegelArgs(secondSpegel, join(work, 'spegel2-data'), net.spegel.address, 'main')
+      )
+      // Blobs from 4 MiB come in pieces of 1 MiB: only the 6 MiB layer of PIECES.
+      const pieces = ['--multi-peer-threshold=4MiB', '--piece-size=1MiB']
+      startMirror(
         kadmirror,
         process.execPath,
-        kadmirrorArgs(cli, kadmirror, join(work, 'kadmirror-data'), net.spegel.address)
+        kadmirrorArgs(cli, kadmirror, join(work, 'kadmirror-data'), net.spegel.address, pieces)
       )
-      for (const node of nodes)
+      for (const node of [...nodes, secondSpegel])
         await until(
           async () => (await curl(node.net, 'http://127.0.0.1:5000/readyz')).status === 200,
           60_000,
@@ -93,8 +111,9 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
     })
 
     after(async () => {
-      for (const node of nodes) await stopProcess(node.mirror)
-      for (const node of nodes) await node.containerd.stop().catch(() => {})
+      const all = spegel2 === undefined ? nodes : [...nodes, spegel2]
+      for (const node of all) await stopProcess(node.mirror)
+      for (const node of all) await node.containerd.stop().catch(() => {})
       await stopProcess(upstream?.child)
       await network?.close()
       if (work !== undefined) await rm(work, { recursive: true, force: true })
@@ -152,6 +171,42 @@ for (const containerdVersion of ['2.x', '1.6'] as const) {
       assert.equal(piece.status, 206)
       assert.match(piece.headers, new RegExp(`^content-range: bytes 1024-2047/${layer.size}\\s*$`, 'im'))
       assert.match(piece.headers, /^content-length: 1024\s*$/im)
+    })
+
+    it('fetches a large layer in pieces from two Spegel peers at once, verified, and pulls the image with no blob from upstream', async () => {
+      const second = spegel2 as ClusterNode
+      await resolves(kadmirror, PIECES)
+      const upstreamNode = network?.nodes.upstream as NonNullable<TestNetwork['nodes'][string]>
+      const manifest = await fetchFrom(
+        upstreamNode,
+        `http://${upstream?.host}/v2/${PIECES}/manifests/${manifestDigest.get(PIECES)}`,
+        MANIFEST_ACCEPT_HEADER
+      )
+      const layers = (JSON.parse(manifest.body.toString()) as { layers: { digest: string; size: number }[] })
+        .layers
+      const large = layers.find((layer) => layer.size >= 4 * MiB)
+      assert.ok(large !== undefined, manifest.body.toString())
+      const url = `http://127.0.0.1:5000/v2/${PIECES}/blobs/${large.digest}?ns=${upstream?.host}`
+      // Both Spegel nodes advertise at start; until the second one's record is found, one of them serves it all.
+      const inPieces = (served: { bytes: number; ranges: number }[]) =>
+        served.every((s) => s.bytes >= MiB) && served.some((s) => s.ranges > 0)
+      let served: { bytes: number; ranges: number }[] = []
+      for (let attempt = 0; attempt < 30 && !inPieces(served); attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 1000))
+        const before = await Promise.all([spegel, second].map(spegelServed))
+        const answer = await curlRequest(kadmirror.net, url)
+        assert.equal(answer.status, 200, kadmirror.log())
+        assert.equal(`sha256:${createHash('sha256').update(answer.body).digest('hex')}`, large.digest)
+        const after = await Promise.all([spegel, second].map(spegelServed))
+        served = after.map((s, i) => ({
+          bytes: s.bytes - (before[i]?.bytes ?? 0),
+          ranges: s.ranges - (before[i]?.ranges ?? 0)
+        }))
+      }
+      assert.ok(inPieces(served), `what each Spegel node sent: ${JSON.stringify(served)}`)
+      const before = blobGets(PIECES)
+      await kadmirror.pull(ref(PIECES))
+      assert.equal(blobGets(PIECES), before, 'blobs went to upstream')
     })
 
     it('serves a kadmirror node’s pull from what the Spegel node pulled while running', async function () {
