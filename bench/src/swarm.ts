@@ -1,7 +1,8 @@
 /**
  * bench/swarm: one large blob held by 1, 2 and 4 peers whose uplinks are each limited with `tc` (500 Mbit/s by
  * default), fetched by one node through its mirror — from several peers at once (pieces), and, in the same run, as
- * before (one peer at a time, `--max-piece-providers=1`), and with one provider much slower than the others. Every
+ * before (one peer at a time, `--max-piece-providers=1`), and with one provider much slower than the others; and the
+ * same in the forwarding mode (`--verify-before-forwarding=false`: the first byte before the last). Every
  * node is the bundled daemon in a network namespace of its own (test-support's netns: one per node on a bridge).
  * Also the asking daemon's memory during the transfer (its RSS peak over its RSS before), against the stated
  * budget. Options: --size-mib N (1024), --uplink-mbit N (500), --slow-mbit N (50). Needs root and iproute2.
@@ -28,6 +29,8 @@ import { printTable, type Row, writeResults } from './report.ts'
 const MIB = 1024 * 1024
 const PROVIDERS = ['p1', 'p2', 'p3', 'p4']
 const REFERENCE = 'registry.example.com/swarm/big:1'
+/** The asker's flag for the forwarding mode (bytes to the client as they arrive, the last ones held back). */
+const FORWARDED = '--verify-before-forwarding=false'
 
 interface Options {
   sizeMib: number
@@ -286,6 +289,7 @@ async function runCase(
       providers: c.providers,
       'MiB/s': (options.sizeMib / ms) * 1000,
       seconds: ms / 1000,
+      'first byte s': (answer.firstByteMs as number) / 1000,
       'asker RSS before MiB': before / MIB,
       'asker RSS peak MiB': peak / MIB,
       'CPU busy %': cpu
@@ -314,14 +318,20 @@ async function benchPieces(cli: string, options: Options, work: string): Promise
         providers: 4,
         slow: true,
         askerArgs: []
-      }
+      },
+      {
+        name: 'forwarded as it arrives, one peer at a time',
+        providers: 4,
+        askerArgs: [FORWARDED, '--max-piece-providers=1']
+      },
+      { name: 'forwarded as it arrives, pieces, 4 providers', providers: 4, askerArgs: [FORWARDED] }
     ]
     const rows: Row[] = []
     for (const c of cases) rows.push(await runCase(cli, network, work, digest, options, c))
     const single = rows[1]?.['MiB/s'] as number
     for (const row of rows) row['× 1 provider'] = (row['MiB/s'] as number) / single
     printTable(
-      `bench/swarm (pieces): a ${options.sizeMib} MiB blob through one node's mirror, providers' uplinks ${options.uplinkMbit} Mbit/s (tc), verified before the first byte`,
+      `bench/swarm (pieces): a ${options.sizeMib} MiB blob through one node's mirror, providers' uplinks ${options.uplinkMbit} Mbit/s (tc), verified before the first byte unless forwarded`,
       rows
     )
     console.log(

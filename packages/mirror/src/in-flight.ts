@@ -51,9 +51,13 @@ const READ_BYTES = 256 * 1024
 
 /** The growing content did not grow for the stall time: its download stopped. */
 export class GrowingStalledError extends Error {
+  /** The byte reached: the next one to send. */
+  readonly position: number
+
   constructor(position: number) {
     super(`the content stopped growing at byte ${position}`)
     this.name = 'GrowingStalledError'
+    this.position = position
   }
 }
 

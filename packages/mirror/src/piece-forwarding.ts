@@ -10,7 +10,7 @@ import type { BlobPath, ByteRange } from '@kadmirror/oci'
 import type { Provider } from '@kadmirror/routing'
 import type { ReceiveResult, SpoolSink, TransferContext } from './blob-transfer.ts'
 import { FORWARD_HOLD_BACK_BYTES, GROWING_POLL_MS } from './constants.ts'
-import { copyGrowing, type GrowingLimits, sendGrowing } from './in-flight.ts'
+import { copyGrowing, type GrowingLimits, GrowingStalledError, sendGrowing } from './in-flight.ts'
 import type { PeerBlob } from './peer-fetch.ts'
 import {
   type PieceSettings,
@@ -65,30 +65,48 @@ export async function forwardInPieces(
     abandoned: () => failed
   }
   try {
-    const prefix = copyGrowing(res, reader, { start: range.start, end: heldFrom - 1 }, limits).catch(() => 0)
+    const sentBefore = (err: unknown) => (err instanceof GrowingStalledError ? err.position - range.start : 0)
+    const prefix = copyGrowing(res, reader, { start: range.start, end: heldFrom - 1 }, limits).catch(
+      sentBefore
+    )
     const received = await receiveInPieces(context, settings, blob.path, blob.size, sources, spool)
     const result = received.result
     failed = result.kind !== 'verified'
     let sent = await prefix
     if (result.kind === 'verified' && sent === heldFrom - range.start) {
-      sent += await sendGrowing(res, reader, { start: heldFrom, end: range.end }, limits).catch(() => 0)
+      const tail = { start: heldFrom, end: range.end }
+      sent += await sendGrowing(res, reader, tail, limits).catch((err: unknown) => {
+        res.destroy() // the spool could not be read back: cut, never a short body that looks complete
+        return Math.max(0, sentBefore(err) - (heldFrom - range.start))
+      })
       return { result, sent, liars: [] }
     }
     res.destroy()
     if (result.kind !== 'mismatch') return { result, sent, liars: [] }
     if (received.contributions.size < 2) return { result, sent, liars: result.contributors }
     const failedCopy = { spool, contributions: received.contributions }
-    const recovered = await recoverFromMismatch(
-      context,
-      blob.path,
-      blob.size,
-      failedCopy,
-      sources.copies.whole,
-      sources.copies.spool
-    )
-    await recovered.spool?.close()
-    return { result, sent, liars: recovered.liars }
+    return { result, sent, liars: await nameLiars(context, blob, failedCopy, sources.copies) }
   } finally {
+    failed = true // whatever ended the transfer, the prefix copy stops
     reader.release()
   }
+}
+
+/** The peers whose pieces differ from a whole copy that verifies (fetched from one contributor at a time). */
+async function nameLiars(
+  context: TransferContext,
+  blob: ForwardedBlob,
+  failed: Parameters<typeof recoverFromMismatch>[3],
+  copies: CopySources
+): Promise<Provider[]> {
+  const recovered = await recoverFromMismatch(
+    context,
+    blob.path,
+    blob.size,
+    failed,
+    copies.whole,
+    copies.spool
+  )
+  await recovered.spool?.close()
+  return recovered.liars
 }

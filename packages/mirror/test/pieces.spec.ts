@@ -249,6 +249,18 @@ describe('a large blob from several peers, forwarded as its pieces land', functi
     assert.ok(res.body.equals(blob.subarray(start, end + 1)))
   })
 
+  it('cuts the response, never ending it short, when no peer can finish the blob', async () => {
+    const dies = (res: ServerResponse, body: Buffer) =>
+      res.write(body.subarray(0, body.byteLength / 2), () => res.socket?.destroy())
+    await peer(serveRanges(blob, digest, dies))
+    await peer(serveRanges(blob, digest, dies))
+    const a = await mirror()
+    const cut = await get(a.url, path)
+    assert.equal(cut.status, 200)
+    assert.ok(cut.error !== undefined, 'the response ended as if complete')
+    assert.ok(cut.body.byteLength < BLOB_BYTES)
+  })
+
   it('never completes a wrong body, names the peer that corrupted its pieces, and serves the retry right', async () => {
     const liar = await peer(
       serveRanges(blob, digest, (res, body) => {
