@@ -76,7 +76,7 @@ import {
   ProviderQueue,
   spreadOrder
 } from './peers.ts'
-import { forwardInPieces } from './piece-forwarding.ts'
+import { forwardInPieces, nameLiars } from './piece-forwarding.ts'
 import { type PieceSettings, receiveInPieces, recoverFromMismatch } from './piece-transfer.ts'
 import { type RelaySource, Relays } from './relay.ts'
 import { API_VERSION_HEADER, sendError } from './respond.ts'
@@ -1529,27 +1529,29 @@ async function forwardPieces(
     }
   }
   const whole = { start: 0, end: transfer.size, size: transfer.size }
-  const sources = {
-    first,
-    next: transfer.next,
-    open: transfer.openRange,
-    copies: {
-      whole: (provider: Provider) => openBlobRange(settings.fetch, provider, transfer.path, whole, closing),
-      spool: () => SpoolSink.create(pieces.spoolDir, detached)
-    }
+  const copies = {
+    whole: (provider: Provider) => openBlobRange(settings.fetch, provider, transfer.path, whole, closing),
+    spool: () => SpoolSink.create(pieces.spoolDir, detached)
   }
-  res.writeHead(transfer.status, transfer.headers)
+  const sources = { first, next: transfer.next, open: transfer.openRange }
+  const begin = () => res.writeHead(transfer.status, transfer.headers)
   try {
-    const ended = await forwardInPieces(settings, pieces, res, transfer, sources, spool)
+    const ended = await forwardInPieces(settings, pieces, res, transfer, sources, spool, begin)
     outcome.bytes = ended.sent
-    if (ended.result.kind === 'verified') {
-      for (const provider of ended.result.contributors) settings.fetch.avoid.clear(provider.id)
+    const { result } = ended
+    if (result.kind === 'verified') {
+      for (const provider of result.contributors) settings.fetch.avoid.clear(provider.id)
       return
     }
-    if (ended.result.kind === 'gone') return
+    if (result.kind === 'gone') return
     outcome.source = 'failed'
-    if (ended.result.kind === 'mismatch' && ended.liars.length > 0)
-      mismatch(settings, ended.liars, new DigestMismatchError(transfer.path.digest, ended.result.actual))
+    // Nothing sent yet: a clean miss, and containerd pulls from upstream at once.
+    const why = result.kind === 'mismatch' ? 'peers sent wrong bytes' : 'no peer could finish it'
+    if (!ended.begun) sendError(res, 404, 'BLOB_UNKNOWN', `${transfer.path.digest}: ${why}`)
+    if (result.kind !== 'mismatch') return
+    const liars = await nameLiars(settings, transfer, { spool, contributions: ended.contributions }, copies)
+    if (liars.length > 0)
+      mismatch(settings, liars, new DigestMismatchError(transfer.path.digest, result.actual))
   } finally {
     await spool.close()
   }

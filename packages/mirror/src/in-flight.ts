@@ -48,6 +48,8 @@ export interface GrowingReader {
 
 /** Largest read of growing content, in bytes. */
 const READ_BYTES = 256 * 1024
+/** Read buffers per copy of growing content (one being read into while the others are sent). */
+const READ_BUFFERS = 3
 
 /** The growing content did not grow for the stall time: its download stopped. */
 export class GrowingStalledError extends Error {
@@ -88,31 +90,79 @@ export async function sendGrowing(
 
 /**
  * Writes bytes `range` of `file` to `res` as they are written, without ending the response. Resolves the bytes
- * sent: fewer than the range when the client went away.
+ * sent: fewer than the range when the client went away. Reads into three buffers of up to 256 KiB, reused.
  * @throws {GrowingStalledError} when the file stops growing for `limits.stallMs`, or is abandoned.
  */
 export async function copyGrowing(
   res: ServerResponse,
   file: GrowingReader,
   range: ByteRange,
-  limits: GrowingLimits
+  limits: GrowingLimits,
+  /** Called once, before the first byte is written (to send the headers only then). */
+  begin?: () => void
 ): Promise<number> {
+  const buffers = new ReadBuffers(Math.min(READ_BYTES, range.end + 1 - range.start), res)
   let position = range.start
   let grewAt = performance.now()
   while (position <= range.end && !res.destroyed) {
     if (limits.abandoned?.() === true) throw new GrowingStalledError(position)
     const written = limits.writtenEnd?.() ?? Number.POSITIVE_INFINITY
     const want = Math.min(READ_BYTES, range.end + 1 - position, Math.max(0, written - position))
-    const buffer = Buffer.allocUnsafe(want)
-    const { bytesRead } = want === 0 ? { bytesRead: 0 } : await file.read(buffer, 0, want, position)
+    const buffer = want === 0 ? undefined : await buffers.take()
+    if (buffer === undefined && want > 0) break // the client went away while every buffer was queued to it
+    const bytesRead = buffer === undefined ? 0 : (await file.read(buffer, 0, want, position)).bytesRead
     if (bytesRead === 0) {
+      if (buffer !== undefined) buffers.give(buffer)
       if (performance.now() - grewAt > limits.stallMs) throw new GrowingStalledError(position)
       await sleep(limits.pollMs)
       continue
     }
     grewAt = performance.now()
     position += bytesRead
-    if (!res.write(buffer.subarray(0, bytesRead)) && !(await drained(res))) break
+    begin?.()
+    begin = undefined
+    const more = res.write((buffer as Buffer).subarray(0, bytesRead), () => buffers.give(buffer as Buffer))
+    if (!more && !(await drained(res))) break
   }
   return position - range.start
+}
+
+/**
+ * The read buffers of one copy of growing content: {@link READ_BUFFERS} of `bytes` each, a buffer back once the
+ * response has sent what was written from it (no fresh buffer per read).
+ */
+class ReadBuffers {
+  readonly #free: Buffer[] = []
+  readonly #res: ServerResponse
+  #waiting: ((buffer: Buffer | undefined) => void) | undefined
+
+  constructor(bytes: number, res: ServerResponse) {
+    for (let i = 0; i < READ_BUFFERS; i++) this.#free.push(Buffer.allocUnsafe(bytes))
+    this.#res = res
+  }
+
+  /** A free buffer, waiting for one while all are queued to the response; undefined once the response closed. */
+  take(): Promise<Buffer | undefined> {
+    const buffer = this.#free.pop()
+    if (buffer !== undefined || this.#res.destroyed) return Promise.resolve(buffer)
+    return new Promise((resolve) => {
+      const onClose = (): void => {
+        this.#waiting = undefined
+        resolve(undefined)
+      }
+      this.#res.once('close', onClose)
+      this.#waiting = (given) => {
+        this.#res.off('close', onClose)
+        resolve(given)
+      }
+    })
+  }
+
+  /** Returns `buffer` (its bytes were sent, or the response failed). */
+  give(buffer: Buffer): void {
+    const waiting = this.#waiting
+    this.#waiting = undefined
+    if (waiting !== undefined) waiting(buffer)
+    else this.#free.push(buffer)
+  }
 }

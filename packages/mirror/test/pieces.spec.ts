@@ -8,6 +8,7 @@ import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
 import { request } from 'undici'
 import {
+  errorCode,
   type FakePeer,
   get,
   type MirrorNode,
@@ -249,16 +250,31 @@ describe('a large blob from several peers, forwarded as its pieces land', functi
     assert.ok(res.body.equals(blob.subarray(start, end + 1)))
   })
 
-  it('cuts the response, never ending it short, when no peer can finish the blob', async () => {
+  it('cuts the response, never ending it short, when the peers fail after the first bytes went out', async () => {
+    // Half of each answer, then the connection dies a second later (the first bytes reach the client meanwhile).
     const dies = (res: ServerResponse, body: Buffer) =>
-      res.write(body.subarray(0, body.byteLength / 2), () => res.socket?.destroy())
+      res.write(body.subarray(0, body.byteLength / 2), () => setTimeout(() => res.socket?.destroy(), 1000))
     await peer(serveRanges(blob, digest, dies))
     await peer(serveRanges(blob, digest, dies))
-    const a = await mirror()
+    const a = await mirror({ stallTimeoutMs: 3000 })
     const cut = await get(a.url, path)
     assert.equal(cut.status, 200)
     assert.ok(cut.error !== undefined, 'the response ended as if complete')
-    assert.ok(cut.body.byteLength < BLOB_BYTES)
+    assert.ok(cut.body.byteLength > 0 && cut.body.byteLength < BLOB_BYTES)
+  })
+
+  it('answers 404 when the peers fail before any byte could go out', async () => {
+    // The answer's headers, then the connection dies before any byte of the body.
+    const dies = (res: ServerResponse) => {
+      res.flushHeaders()
+      setTimeout(() => res.socket?.destroy(), 20)
+    }
+    await peer(serveRanges(blob, digest, dies))
+    await peer(serveRanges(blob, digest, dies))
+    const a = await mirror()
+    const miss = await get(a.url, path)
+    assert.equal(miss.status, 404)
+    assert.equal(errorCode(miss), 'BLOB_UNKNOWN')
   })
 
   it('never completes a wrong body, names the peer that corrupted its pieces, and serves the retry right', async () => {
