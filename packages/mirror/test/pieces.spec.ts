@@ -11,7 +11,6 @@ import {
   errorCode,
   type FakePeer,
   get,
-  type MirrorNode,
   randomBytes,
   rangeOf,
   serveRanges,
@@ -26,14 +25,15 @@ const BLOB_BYTES = 8 * MIB
 const pieces = { multiPeerThresholdBytes: 2 * MIB, pieceBytes: 512 * 1024, maxPieceProviders: 4 }
 const quick = { responseTimeoutMs: 500, stallTimeoutMs: 300, minHedgeDelayMs: 50 }
 
-describe('a large blob from several peers', function () {
-  this.timeout(30_000)
-  let network: MemoryNetwork
-  let closing: (MirrorNode | FakePeer)[]
-  const blob = randomBytes(BLOB_BYTES, 11)
-  const digest = digestOf(blob) as Digest
-  const path = `/v2/team/app/blobs/${digest}?ns=example.com`
+type MirrorOptions = Parameters<typeof startMemoryNode>[1]
 
+/**
+ * A fresh memory network per test (hooks of the calling describe): `peer` starts a fake peer holding `digest`,
+ * `mirror` a mirror node with `defaults` (and the test's own options); all stopped after each test.
+ */
+function pieceCluster(digest: Digest, defaults: MirrorOptions) {
+  let network: MemoryNetwork
+  let closing: { close(): Promise<void> }[] = []
   beforeEach(() => {
     network = createMemoryNetwork()
     closing = []
@@ -41,17 +41,24 @@ describe('a large blob from several peers', function () {
   afterEach(async () => {
     await Promise.all(closing.map((c) => c.close()))
   })
+  const track = <T extends { close(): Promise<void> }>(started: T): T => {
+    closing.push(started)
+    return started
+  }
+  return {
+    peer: async (behaviour: Parameters<typeof startFakePeer>[2], held: Digest[] = [digest]) =>
+      track(await startFakePeer(network, held, behaviour)),
+    mirror: async (options: MirrorOptions = {}) =>
+      track(await startMemoryNode(network, { ...defaults, ...options }))
+  }
+}
 
-  async function peer(behaviour: Parameters<typeof startFakePeer>[2]): Promise<FakePeer> {
-    const started = await startFakePeer(network, [digest], behaviour)
-    closing.push(started)
-    return started
-  }
-  async function mirror(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
-    const started = await startMemoryNode(network, { ...quick, ...pieces, ...options })
-    closing.push(started)
-    return started
-  }
+describe('a large blob from several peers', function () {
+  this.timeout(30_000)
+  const blob = randomBytes(BLOB_BYTES, 11)
+  const digest = digestOf(blob) as Digest
+  const path = `/v2/team/app/blobs/${digest}?ns=example.com`
+  const { peer, mirror } = pieceCluster(digest, { ...quick, ...pieces })
   /** Bytes a peer was asked for by Range requests. */
   const requestedBytes = (p: FakePeer) =>
     p.requests.reduce((sum, r) => {
@@ -80,12 +87,7 @@ describe('a large blob from several peers', function () {
     const small = randomBytes(MIB, 3)
     const smallDigest = digestOf(small)
     const peers = []
-    for (let i = 0; i < 3; i++)
-      peers.push(
-        closing[
-          closing.push(await startFakePeer(network, [smallDigest], serveRanges(small, smallDigest))) - 1
-        ] as FakePeer
-      )
+    for (let i = 0; i < 3; i++) peers.push(await peer(serveRanges(small, smallDigest), [smallDigest]))
     const a = await mirror()
     const res = await get(a.url, `/v2/team/app/blobs/${smallDigest}?ns=example.com`)
     assert.ok(res.body.equals(small))
@@ -149,16 +151,8 @@ describe('a large blob from several peers', function () {
     assert.ok(res.body.equals(blob))
   })
 
-  it('answers a client Range that spans pieces with exactly those bytes', async () => {
-    await peer(serveRanges(blob, digest))
-    await peer(serveRanges(blob, digest))
-    const a = await mirror()
-    const start = 3 * 512 * 1024 - 100
-    const end = 6 * 512 * 1024 + 100
-    const res = await get(a.url, path, { range: `bytes=${start}-${end}` })
-    assert.equal(res.status, 206)
-    assert.ok(res.body.equals(blob.subarray(start, end + 1)))
-  })
+  it('answers a client Range that spans pieces with exactly those bytes', () =>
+    assertRangeAcrossPieces({ peer, mirror }, blob, digest, path))
 
   it('takes the whole blob from a peer that ignores Range (answers 200), as Spegel peers may', async () => {
     const whole = (res: ServerResponse, body: Buffer) => res.end(body)
@@ -177,31 +171,10 @@ describe('a large blob from several peers', function () {
 
 describe('a large blob from several peers, forwarded as its pieces land', function () {
   this.timeout(30_000)
-  let network: MemoryNetwork
-  let closing: (MirrorNode | FakePeer)[]
   const blob = randomBytes(BLOB_BYTES, 12)
   const digest = digestOf(blob) as Digest
   const path = `/v2/team/app/blobs/${digest}?ns=example.com`
-  const forwarding = { verifyBeforeForwarding: false }
-
-  beforeEach(() => {
-    network = createMemoryNetwork()
-    closing = []
-  })
-  afterEach(async () => {
-    await Promise.all(closing.map((c) => c.close()))
-  })
-
-  async function peer(behaviour: Parameters<typeof startFakePeer>[2]): Promise<FakePeer> {
-    const started = await startFakePeer(network, [digest], behaviour)
-    closing.push(started)
-    return started
-  }
-  async function mirror(options: Parameters<typeof startMemoryNode>[1] = {}): Promise<MirrorNode> {
-    const started = await startMemoryNode(network, { ...quick, ...pieces, ...forwarding, ...options })
-    closing.push(started)
-    return started
-  }
+  const { peer, mirror } = pieceCluster(digest, { ...quick, ...pieces, verifyBeforeForwarding: false })
 
   it('reassembles pieces from 3 peers byte for byte', async () => {
     const peers = [
@@ -239,16 +212,8 @@ describe('a large blob from several peers, forwarded as its pieces land', functi
     )
   })
 
-  it('answers a client Range that spans pieces with exactly those bytes', async () => {
-    await peer(serveRanges(blob, digest))
-    await peer(serveRanges(blob, digest))
-    const a = await mirror()
-    const start = 3 * 512 * 1024 - 100
-    const end = 6 * 512 * 1024 + 100
-    const res = await get(a.url, path, { range: `bytes=${start}-${end}` })
-    assert.equal(res.status, 206)
-    assert.ok(res.body.equals(blob.subarray(start, end + 1)))
-  })
+  it('answers a client Range that spans pieces with exactly those bytes', () =>
+    assertRangeAcrossPieces({ peer, mirror }, blob, digest, path))
 
   it('cuts the response, never ending it short, when the peers fail after the first bytes went out', async () => {
     // Half of each answer, then the connection dies a second later (the first bytes reach the client meanwhile).
@@ -338,6 +303,23 @@ async function getUntil(
     reached()
   }
   return { body: Buffer.concat(chunks), before }
+}
+
+/** Two peers hold `blob`; a client Range spanning pieces gets exactly those bytes (either mode). */
+async function assertRangeAcrossPieces(
+  cluster: Pick<ReturnType<typeof pieceCluster>, 'peer' | 'mirror'>,
+  blob: Buffer,
+  digest: Digest,
+  path: string
+): Promise<void> {
+  await cluster.peer(serveRanges(blob, digest))
+  await cluster.peer(serveRanges(blob, digest))
+  const a = await cluster.mirror()
+  const start = 3 * 512 * 1024 - 100
+  const end = 6 * 512 * 1024 + 100
+  const res = await get(a.url, path, { range: `bytes=${start}-${end}` })
+  assert.equal(res.status, 206)
+  assert.ok(res.body.equals(blob.subarray(start, end + 1)))
 }
 
 /** The id a fake peer's (memory) router has: what digest-mismatch events name. */
