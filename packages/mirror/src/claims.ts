@@ -69,6 +69,8 @@ export class Claims {
   private readonly won = new Set<Digest>()
   /** Claim keys advertised now, each with the claim that holds it. */
   private readonly held = new Map<string, symbol>()
+  /** The claimer that beat this node's claim on a digest, until that claim would have expired. */
+  private readonly beaten = new Map<Digest, Provider>()
 
   constructor(init: ClaimsInit) {
     this.init = init
@@ -92,6 +94,10 @@ export class Claims {
       // Lost: the claim goes at once, so that nodes asking later are not sent to a node that does not fetch.
       this.held.delete(key)
       this.init.router.withdraw([key]).catch(() => {})
+      this.beaten.set(digest, first)
+      this.clock.after(this.init.claimTtlMs, () => {
+        if (this.beaten.get(digest) === first) this.beaten.delete(digest)
+      })
       return { role: 'wait', fetchers: others }
     }
     this.won.add(digest)
@@ -105,6 +111,14 @@ export class Claims {
    */
   async fetchers(digest: Digest, timeoutMs: number, signal: AbortSignal): Promise<Provider[]> {
     return ranked(digest, await this.claimers(claimKey(digest), signal, timeoutMs))
+  }
+
+  /**
+   * The claimer that won the election this node lost on `digest` (for a while: the claim time), which fetches it: a
+   * node asking this one for the blob is sent there.
+   */
+  winnerOf(digest: Digest): Provider | undefined {
+    return this.beaten.get(digest)
   }
 
   /** True while this node is the elected fetcher of `digest` (its claim has not expired). */

@@ -58,6 +58,11 @@ export { MAX_MANIFEST_BYTES } from '@kadmirror/store'
 export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 /** Header forwarded to peers so they answer from their own store only (Spegel's loop prevention). */
 export const MIRRORED_HEADER = 'x-spegel-mirrored'
+/**
+ * On a peer's 404 for a blob this node lost the flash-crowd election for: `<peer id> <registry URL>` of the node that
+ * won and fetches it (kadmirror peers ask it at once; others ignore the header).
+ */
+export const FETCHER_HEADER = 'x-kadmirror-fetcher'
 /** The registry that tag requests without `?ns=` refer to: Docker's `registry-mirrors` only mirror Docker Hub. */
 export const DEFAULT_TAG_REGISTRY = 'docker.io'
 /** Largest request head the mirror accepts, in bytes; larger ones get 431. */

@@ -52,6 +52,13 @@ export class PeerAnswerError extends MirrorError {
 export class NotHeldError extends PeerAnswerError {
   override name = 'NotHeldError'
   override readonly code: MirrorErrorCode = 'ERR_NOT_HELD'
+  /** The node the peer named as fetching the blob from upstream now (a flash crowd), if it named one. */
+  readonly fetcher: { id: string; registryUrl: string } | undefined
+
+  constructor(message: string, fetcher?: { id: string; registryUrl: string }) {
+    super(message)
+    this.fetcher = fetcher
+  }
 }
 
 /** A peer sent bytes that do not hash to the digest asked for. */

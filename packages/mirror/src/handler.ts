@@ -40,10 +40,10 @@ import {
 import { type Logger, pino } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { ForwardingSink, type ReceiveResult, receiveBlob, SpoolSink } from './blob-transfer.ts'
-import { Claims, type Election } from './claims.ts'
+import { Claims, type Election, MAX_FETCHERS } from './claims.ts'
 import * as defaults from './constants.ts'
 import { BufferPool, copyRange } from './copy.ts'
-import { DigestMismatchError, InvalidMirrorOptionError, PeerBusyError } from './errors.ts'
+import { DigestMismatchError, InvalidMirrorOptionError, NotHeldError, PeerBusyError } from './errors.ts'
 import type { MirrorEventMap, ResponseEvent, ResponseSource } from './events.ts'
 import { HashPool, type StreamHasher } from './hash-pool.ts'
 import {
@@ -674,7 +674,12 @@ async function handle(
     // A peer forwarded this request: answer from this node's own store only (no loops), or from what it is receiving.
     if (path.kind === 'blob' && (await serveInFlight(settings, req, res, path, range, outcome))) return
     outcome.source = 'miss'
-    sendError(res, 404, missCode, 'not held by this node')
+    // A blob this node lost the flash-crowd election for: the peer (which may have read this node's claim before it
+    // was withdrawn) is told which node fetches it.
+    const winner = path.kind === 'blob' ? settings.flashCrowd?.claims.winnerOf(path.digest) : undefined
+    const named: Record<string, string> =
+      winner === undefined ? {} : { [defaults.FETCHER_HEADER]: `${winner.id} ${winner.registryUrl}` }
+    sendError(res, 404, missCode, 'not held by this node', named)
     return
   }
 
@@ -1349,16 +1354,27 @@ async function awaitFetcher(
   signal: AbortSignal
 ): Promise<{ first: RaceResult<PeerBlob>; session: FetchSession } | undefined> {
   let fetchers = initialFetchers
+  /** Winners named by claimers that lost: asked first whatever the claims say (their claim may not show yet). */
+  let winners: Provider[] = []
   for (let round = 1; performance.now() < deadline && !signal.aborted; round++) {
     // The claims again now and then: the claimer seen first may have lost and withdrawn since.
     if (round % defaults.FLASH_CROWD_LOOKUP_ROUNDS === 2)
-      fetchers = await currentFetchers(settings, path, fetchers, signal)
+      fetchers = withFirst(winners, await currentFetchers(settings, path, fetchers, signal))
     let busy = false
+    const named: Provider[] = []
     for (const fetcher of fetchers) {
       const direct = await openBefore(settings, fetcher, path, deadline, signal)
       if (direct === 'busy') busy = true
+      else if (direct !== undefined && 'redirect' in direct) named.push(direct.redirect)
       else if (direct !== undefined)
         return { first: { value: direct, attempts: 1 }, session: newSession(settings, path.digest, signal) }
+    }
+    // A claimer that lost named the winner: ask it next, at once.
+    const fresh = named.filter((p) => !fetchers.some((f) => f.id === p.id))
+    if (fresh.length > 0) {
+      winners = withFirst(fresh, winners)
+      fetchers = withFirst(winners, fetchers)
+      continue
     }
     // A fetcher at its upload cap: the nodes receiving from it relay the blob; look them up now.
     const lookupMs = busy ? defaults.CLAIM_LOOKUP_TIMEOUT_MS : defaults.FLASH_CROWD_LOOKUP_TIMEOUT_MS
@@ -1379,6 +1395,12 @@ async function awaitFetcher(
   return undefined
 }
 
+/** `first`, then the others of `rest`, at most MAX_FETCHERS. */
+function withFirst(first: Provider[], rest: Provider[]): Provider[] {
+  const others = rest.filter((p) => !first.some((f) => f.id === p.id))
+  return [...first, ...others].slice(0, MAX_FETCHERS)
+}
+
 /** The claimers of the blob now (a short lookup), or `known` when none answered in time. */
 async function currentFetchers(
   settings: Settings,
@@ -1396,7 +1418,8 @@ async function currentFetchers(
 
 /**
  * `provider`'s answer to a GET of `path` if it comes before `deadline`; `busy` when it is at its upload cap (429),
- * undefined when it refused otherwise or was late.
+ * `redirect` when it does not hold the blob but names the node that fetches it, undefined when it refused otherwise
+ * or was late.
  */
 async function openBefore(
   settings: Settings,
@@ -1404,7 +1427,7 @@ async function openBefore(
   path: BlobPath,
   deadline: number,
   signal: AbortSignal
-): Promise<PeerBlob | 'busy' | undefined> {
+): Promise<PeerBlob | 'busy' | { redirect: Provider } | undefined> {
   const remaining = Math.ceil(deadline - performance.now())
   if (remaining <= 0) return undefined
   // Only the wait for the answer is bounded by the deadline; the body then runs under the request's signal.
@@ -1421,6 +1444,8 @@ async function openBefore(
       AbortSignal.any([signal, late.signal])
     )
   } catch (err) {
+    if (err instanceof NotHeldError && err.fetcher !== undefined)
+      return { redirect: { ...err.fetcher, addresses: [] } }
     return err instanceof PeerBusyError ? 'busy' : undefined
   } finally {
     clearTimeout(timer)

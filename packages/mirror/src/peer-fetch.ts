@@ -16,7 +16,13 @@ import {
 import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { type BlobClientOptions, requestBlob } from './blob-client.ts'
-import { BUSY_AVOID_MS, FAST_REFUSAL_MS, MAX_FREE_REFUSALS, MIRRORED_HEADER } from './constants.ts'
+import {
+  BUSY_AVOID_MS,
+  FAST_REFUSAL_MS,
+  FETCHER_HEADER,
+  MAX_FREE_REFUSALS,
+  MIRRORED_HEADER
+} from './constants.ts'
 import {
   DigestMismatchError,
   NotHeldError,
@@ -419,10 +425,29 @@ async function sendBlob(
 function refuseBlob(answer: BlobAnswer, reason: string): never {
   answer.body.discard()
   if (answer.statusCode === 404 && reason === '')
-    throw new NotHeldError('peer answered 404: it no longer holds the content')
+    throw new NotHeldError(
+      'peer answered 404: it no longer holds the content',
+      namedFetcher(answer.header(FETCHER_HEADER))
+    )
   if (answer.statusCode === 429 && reason === '')
     throw new PeerBusyError('peer answered 429: it serves its maximum of uploads')
   throw new PeerAnswerError(reason === '' ? `peer answered ${answer.statusCode}` : reason)
+}
+
+/**
+ * The fetcher a peer names in {@link FETCHER_HEADER} (`<peer id> <http(s)://host:port>`), or undefined when absent or
+ * malformed: only a bare origin is taken, so a peer cannot point the mirror at a path or at credentials.
+ */
+export function namedFetcher(value: string | undefined): { id: string; registryUrl: string } | undefined {
+  const match = /^([A-Za-z0-9]{1,128}) (https?:\/\/[^\s/?#@]{1,300})$/.exec(value ?? '')
+  if (match === null) return undefined
+  try {
+    const url = new URL(match[2] as string)
+    if (url.origin !== match[2]) return undefined
+    return { id: match[1] as string, registryUrl: url.origin }
+  } catch {
+    return undefined
+  }
 }
 
 /** The size a blob answer gives: Content-Length of a 200, the total of a 206's Content-Range for `offset`. */

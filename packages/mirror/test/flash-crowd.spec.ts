@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork, type MemoryRouter } from '@kadmirror/routing'
 import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
+import fc from 'fast-check'
+import { FETCHER_HEADER } from '../src/constants.ts'
 import {
   type ClaimClock,
   Claims,
@@ -21,7 +23,18 @@ import {
   type MirrorHandlerInit,
   type UpstreamEvent
 } from '../src/index.ts'
-import { errorCode, get, listen, randomBytes, stopServer, urlOf } from './fixtures.ts'
+import { namedFetcher } from '../src/peer-fetch.ts'
+import {
+  errorCode,
+  get,
+  listen,
+  randomBytes,
+  serveBytes,
+  startFakePeer,
+  stopServer,
+  urlOf,
+  waitFor
+} from './fixtures.ts'
 
 /** A clock whose time moves only when the test says so. */
 class FakeClock implements ClaimClock {
@@ -115,6 +128,23 @@ describe('flash-crowd election', () => {
     await clock.advance(0)
     const late = await claims('e').elect(digest(6), never)
     assert.deepEqual(late.role === 'wait' && late.fetchers.map((f) => f.id), [fetcher])
+  })
+
+  it('remembers, on a node that lost, which claimer won — until the claim time has passed', async () => {
+    const ids = ['a', 'b', 'c']
+    const nodes = ids.map((id) => claims(id))
+    const elections = Promise.all(nodes.map((n) => n.elect(digest(7), never)))
+    await clock.advance(0)
+    await clock.advance(40)
+    const outcome = await elections
+    const fetcher = ids[outcome.findIndex((e) => e.role === 'fetch')]
+    for (const [i, election] of outcome.entries())
+      assert.equal(nodes[i]?.winnerOf(digest(7))?.id, election.role === 'wait' ? fetcher : undefined)
+    await clock.advance(10_000)
+    assert.deepEqual(
+      nodes.map((n) => n.winnerOf(digest(7))),
+      [undefined, undefined, undefined]
+    )
   })
 
   it('answers fetch again to the elected node while its claim lasts', async () => {
@@ -346,6 +376,65 @@ describe('content in flight', function () {
     assert.ok(answers.find((r) => r.status === 200)?.body.equals(blob))
   })
 
+  it('has a waiter that asks a claimer which lost go at once to the winner that claimer names', async () => {
+    // The winner: serves the blob, advertises nothing (its claim has not spread yet).
+    const winner = await startFakePeer(network, [], serveBytes(blob, blobDigest))
+    // A claimer that lost: its claim still shows; asked for the blob, it answers 404 naming the winner.
+    const winnerId = 'QmWinner'
+    const loser = await startFakePeer(network, [claimKey(blobDigest)], (_req, res) => {
+      res.writeHead(404, { [FETCHER_HEADER]: `${winnerId} ${urlOf(winner.server)}` })
+      res.end()
+    })
+    stops.push(
+      () => winner.close(),
+      () => loser.close()
+    )
+    const w = await node('w')
+    const started = performance.now()
+    const answer = await get(w.url, path)
+    assert.equal(answer.status, 200)
+    assert.ok(answer.body.equals(blob))
+    assert.ok(loser.requests.length > 0 && winner.requests.length > 0)
+    assert.ok(performance.now() - started < 1500, 'it waited for the deadline instead')
+  })
+
+  it('names the winner in its 404 to a peer asking for a blob this node lost the election for', async () => {
+    // A rival ranked before node l claims the blob right after l does, so that l's election (it reads the claims
+    // again after settling) is lost to it.
+    let n = 0
+    while (claimRank(blobDigest, `rival${n}`) > claimRank(blobDigest, 'l')) n++
+    const rivalServer = await listen((_req, res) => res.writeHead(404).end())
+    const rival = network.createRouter({ id: `rival${n}`, registryUrl: urlOf(rivalServer) })
+    stops.push(async () => {
+      await stopServer(rivalServer)
+      await rival.close()
+    })
+    const l = await node('l')
+    const answer = get(l.url, path)
+    await waitFor(
+      async () => {
+        for await (const p of rival.lookup(claimKey(blobDigest), { fresh: true }))
+          if (p.id === 'l') return true
+        return false
+      },
+      1000,
+      'the claim of node l',
+      1
+    )
+    await rival.advertise([claimKey(blobDigest)])
+    await waitFor(async () => (await asked(l)).named !== undefined, 1000, 'the loss', 5)
+    const { status, named } = await asked(l)
+    assert.equal(status, 404)
+    assert.equal(named, `rival${n} ${urlOf(rivalServer)}`)
+    assert.equal((await answer).status, 404) // the rival never fetches: after the wait, upstream
+  })
+
+  /** A peer's GET of the blob from `n`: the status, and the fetcher it names. */
+  async function asked(n: Node): Promise<{ status: number; named: string | undefined }> {
+    const response = await get(n.url, path, { 'x-spegel-mirrored': 'true' })
+    return { status: response.status, named: response.headers[FETCHER_HEADER] as string | undefined }
+  }
+
   it('never elects a fetcher for a blob of a filtered registry (its content is never involved)', async () => {
     const [a, b] = [
       await node('a', { filters: [/^example\.com\//] }),
@@ -392,6 +481,42 @@ describe('content in flight', function () {
     assert.deepEqual(
       answers.map((r) => r.status),
       [404, 404]
+    )
+  })
+})
+
+describe('the fetcher a peer names (x-kadmirror-fetcher)', () => {
+  it('takes a peer id and a bare http(s) origin', () => {
+    assert.deepEqual(namedFetcher('12D3KooWabc http://10.0.0.5:5000'), {
+      id: '12D3KooWabc',
+      registryUrl: 'http://10.0.0.5:5000'
+    })
+    assert.equal(namedFetcher('x https://[fd00::5]:5000')?.registryUrl, 'https://[fd00::5]:5000')
+  })
+
+  it('refuses a path, a query, credentials, another scheme, or anything more', () => {
+    for (const value of [
+      undefined,
+      '',
+      'id',
+      'id http://10.0.0.5:5000/v2/',
+      'id http://10.0.0.5:5000?x=1',
+      'id http://user:pw@10.0.0.5:5000',
+      'id file:///etc/passwd',
+      'id ftp://10.0.0.5',
+      'id http://10.0.0.5:5000 extra',
+      'a/b http://10.0.0.5:5000',
+      'id http://10.0.0.5:80'
+    ])
+      assert.equal(namedFetcher(value), undefined, String(value))
+  })
+
+  it('returns, for any header value, nothing or an origin with no path', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 80 }), fc.string({ maxLength: 80 }), (id, url) => {
+        const named = namedFetcher(`${id} ${url}`)
+        return named === undefined || new URL(named.registryUrl).origin === named.registryUrl
+      })
     )
   })
 })
