@@ -78,8 +78,10 @@ export class InFlightTracker implements InFlightContent {
   }
 
   private async findAndAdvertise(digest: Digest): Promise<void> {
+    const followed = performance.now()
     const deadline = Date.now() + IN_FLIGHT_FIND_TIMEOUT_MS
     for (let poll = 0; Date.now() < deadline && !this.shutdown.signal.aborted; poll++) {
+      const looked = performance.now()
       const ingest = await this.init.ingests.find(digest)
       if (ingest !== undefined) {
         this.tracked.set(digest, {
@@ -89,7 +91,11 @@ export class InFlightTracker implements InFlightContent {
           grewAt: Date.now()
         })
         this.timer ??= setInterval(() => void this.check(), IN_FLIGHT_CHECK_MS).unref()
-        this.init.log.debug({ digest, polls: poll + 1 }, 'found a download in flight')
+        // How long the last look took (a directory listing and two reads per ingest: file I/O queues behind the
+        // spools' on a busy node), and how long since the mirror sent its client upstream.
+        const findMs = Math.round(performance.now() - looked)
+        const sinceMs = Math.round(performance.now() - followed)
+        this.init.log.debug({ digest, polls: poll + 1, findMs, sinceMs }, 'found a download in flight')
         await this.init.router.advertise([digest])
         this.init.log.debug({ digest, bytes: ingest.totalBytes }, 'advertised a download in flight')
         return
