@@ -1332,8 +1332,11 @@ async function blobFromPeers(
         openBlobRange(settings.fetch, provider, path, { start, end, size }, signal)
     }
     if (settings.spoolDir !== undefined) await spoolThenServe(settings, res, transfer, outcome)
-    else if (inPieces(settings, transfer)) await forwardPieces(settings, res, transfer, outcome)
-    else await forward(settings, res, transfer, outcome)
+    else {
+      const pieced = inPieces(settings, transfer)
+      if (pieced !== undefined) await forwardPieces(settings, res, transfer, pieced, outcome)
+      else await forward(settings, res, transfer, outcome)
+    }
   } finally {
     lookupController.abort()
   }
@@ -1524,10 +1527,18 @@ async function forward(
   res.destroy()
 }
 
-/** True when `transfer` is large enough to come from several peers at once. */
-function inPieces(settings: Settings, transfer: Transfer): boolean {
-  const pieces = settings.pieces
-  return pieces !== undefined && transfer.size >= pieces.thresholdBytes && transfer.first.body !== undefined
+/** A transfer in pieces: the settings, and the first peer's answer (its body from byte 0). */
+interface InPieces {
+  pieces: NonNullable<Settings['pieces']>
+  first: PeerBlob & { body: PeerBody }
+}
+
+/** The pieces of `transfer` when it is large enough to come from several peers at once, else undefined. */
+function inPieces(settings: Settings, transfer: Transfer): InPieces | undefined {
+  const { pieces } = settings
+  const body = transfer.first.body
+  if (pieces === undefined || transfer.size < pieces.thresholdBytes || body === undefined) return undefined
+  return { pieces, first: { ...transfer.first, body } }
 }
 
 /**
@@ -1538,10 +1549,9 @@ async function forwardPieces(
   settings: Settings,
   res: ServerResponse,
   transfer: Transfer,
+  { pieces, first }: InPieces,
   outcome: Outcome
 ): Promise<void> {
-  const pieces = settings.pieces as NonNullable<Settings['pieces']>
-  const first = transfer.first as PeerBlob & { body: PeerBody }
   const spool = await SpoolSink.create(pieces.spoolDir, res).catch((err: unknown) => {
     settings.log.warn({ err, dir: pieces.spoolDir }, 'cannot make a spool file; forwarding from one peer')
   })
@@ -1619,11 +1629,11 @@ async function receiveSpooled(
   spool: SpoolSink
 ): Promise<{ result: ReceiveResult; spool: SpoolSink }> {
   const { path, size, first } = transfer
-  const pieces = settings.pieces
-  if (pieces === undefined || size < pieces.thresholdBytes || first.body === undefined)
+  const pieced = inPieces(settings, transfer)
+  if (pieced === undefined)
     return { result: await receiveBlob(settings, path, size, first, transfer.resume, spool), spool }
-  const sources = { first: { ...first, body: first.body }, next: transfer.next, open: transfer.openRange }
-  const received = await receiveInPieces(settings, pieces, path, size, sources, spool)
+  const sources = { first: pieced.first, next: transfer.next, open: transfer.openRange }
+  const received = await receiveInPieces(settings, pieced.pieces, path, size, sources, spool)
   if (received.result.kind !== 'mismatch' || received.contributions.size < 2) return { ...received, spool }
   const recovered = await recoverFromMismatch(
     settings,
