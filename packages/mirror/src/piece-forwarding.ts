@@ -93,9 +93,7 @@ export async function forwardInPieces(
       sent += await copyGrowing(res, reader, tail, limits, beginOnce).catch(sentFrom(tail.start))
       if (sent === range.end + 1 - range.start) res.end()
       else res.destroy() // the spool could not be read back: cut, never a short body that looks complete
-      return { result, begun, sent, contributions: received.contributions }
-    }
-    if (begun) res.destroy()
+    } else if (begun) res.destroy()
     return { result, begun, sent, contributions: received.contributions }
   } finally {
     failed = true // whatever ended the transfer, the prefix copy stops
