@@ -13,7 +13,7 @@
  *
  * Needs root, iproute2, Go, curl, docker-registry, umoci and skopeo; prints why and exits otherwise.
  * Usage: node bench/src/compare.ts [--iterations 3] [--spegel main|v0.7.4] [--containerd 2|1.6]
- *   [--throttle-mbps 20] [--misses 200]
+ *   [--throttle-mbps 20] [--misses 200] [--kadmirror-arg=--flag=value ...]
  */
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -155,6 +155,8 @@ interface Setup {
   kadmirror: string
   iterations: number
   misses: number
+  /** Flags added to every kadmirror node (`--kadmirror-arg`, repeatable). */
+  kadmirrorArgs: readonly string[]
 }
 
 /** Runs one implementation's pair of nodes and measures it. */
@@ -179,7 +181,10 @@ async function measure(
     pair =
       kind === 'spegel'
         ? await startSpegelPair(setup.spegel, [a, b], addresses, work)
-        : await startKadmirrorPair(setup.kadmirror, [a, b], addresses, work, extraArgs)
+        : await startKadmirrorPair(setup.kadmirror, [a, b], addresses, work, [
+            ...setup.kadmirrorArgs,
+            ...extraArgs
+          ])
     const [mirrorA, mirrorB] = pair as [MirrorProcess, MirrorProcess]
     for (const image of ['img20', 'img100'])
       await resolvable(mirrorB.url, registry.host, `bench/${image}`, '1')
@@ -392,8 +397,21 @@ function memoryRows(m: Measured): Row[] {
   )
 }
 
+/** The command line's values. */
+interface CompareValues {
+  iterations: string
+  spegel: string
+  containerd: string
+  'throttle-mbps': string
+  misses: string
+  binaries?: string
+  'spegel-binary'?: string
+  'kadmirror-cli'?: string
+  'kadmirror-arg': string[]
+}
+
 /** Inside the namespace: the whole comparison. */
-async function inside(values: Record<string, string | undefined>): Promise<boolean> {
+async function inside(values: CompareValues): Promise<boolean> {
   await run('ip', ['link', 'set', 'lo', 'up'])
   for (const host of [11, 12, 21, 22, 31, 32])
     await run('ip', ['addr', 'add', `192.0.2.${host}/32`, 'dev', 'lo'])
@@ -427,7 +445,8 @@ async function inside(values: Record<string, string | undefined>): Promise<boole
       spegel: values['spegel-binary'] as string,
       kadmirror: values['kadmirror-cli'] as string,
       iterations: Number(values.iterations),
-      misses: Number(values.misses)
+      misses: Number(values.misses),
+      kadmirrorArgs: values['kadmirror-arg']
     }
     console.error('bench/compare: Spegel…')
     const spegel = await measure(setup, 'spegel', 10)
@@ -467,7 +486,8 @@ export async function benchCompare(args: string[] = []): Promise<boolean> {
       misses: { type: 'string', default: '200' },
       binaries: { type: 'string' },
       'spegel-binary': { type: 'string' },
-      'kadmirror-cli': { type: 'string' }
+      'kadmirror-cli': { type: 'string' },
+      'kadmirror-arg': { type: 'string', multiple: true, default: [] }
     }
   })
   if (process.env[INSIDE_ENV] === '1') return inside(values)

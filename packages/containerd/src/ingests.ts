@@ -4,7 +4,7 @@
  * `data` (the bytes so far, growing). A pull's refs end with the digest (`layer-sha256:<hex>`, `manifest-…`,
  * `config-…`, `index-…`); containerd's `ListStatuses` gives no more (its `expected` field is empty).
  */
-import { readdir, readFile } from 'node:fs/promises'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Digest, isDigest } from '@kadmirror/oci'
 
@@ -35,19 +35,31 @@ function parseRef(ref: string): { namespace: string; digest: Digest } | undefine
   return { namespace: ref.slice(0, slash), digest: match[1] as Digest }
 }
 
-async function readOptional(path: string): Promise<string | undefined> {
-  return readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
     throw err
-  })
+  }
 }
 
-/** containerd's downloads in progress in one namespace, read from its content directory each time they are asked for. */
+/**
+ * containerd's downloads in progress in one namespace, read from its content directory each time they are asked for:
+ * a directory listing, and the `ref` and `total` files of directories not seen before. The reads are synchronous on
+ * purpose: a few bytes of metadata in the page cache take microseconds, while the same reads through libuv's thread
+ * pool queued behind the node's spool I/O for 0.2–1.3 s under a flash crowd (measured) — the time peers wait for
+ * the download to be offered.
+ */
 export class IngestDirectory {
   private readonly root: string
   private readonly namespace: string
-  /** Refs of the ingest directories seen (a directory's name is a hash of its ref: it never changes). */
-  private readonly refs = new Map<string, string>()
+  /**
+   * What was read of each ingest directory seen: its ref (the directory's name is a hash of it: it never changes) and,
+   * once written, the expected size (set when the download starts).
+   */
+  private readonly seen = new Map<string, { ref: string; total?: number }>()
 
   constructor(init: IngestDirectoryInit) {
     this.root = join(init.contentDir, 'ingest')
@@ -56,13 +68,16 @@ export class IngestDirectory {
 
   /** Every download of the namespace in progress whose ref names a digest and whose size is known. */
   async list(): Promise<Ingest[]> {
-    const names = await readdir(this.root).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [] as string[]
-      throw err
-    })
-    for (const name of this.refs.keys()) if (!names.includes(name)) this.refs.delete(name)
-    const found = await Promise.all(names.map((name) => this.read(name)))
-    return found.filter((ingest): ingest is Ingest => ingest !== undefined)
+    let names: string[]
+    try {
+      names = readdirSync(this.root)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      names = []
+    }
+    const present = new Set(names)
+    for (const name of this.seen.keys()) if (!present.has(name)) this.seen.delete(name)
+    return names.map((name) => this.read(name)).filter((ingest): ingest is Ingest => ingest !== undefined)
   }
 
   /** The download of `digest` in progress, or undefined. */
@@ -70,18 +85,22 @@ export class IngestDirectory {
     return (await this.list()).find((ingest) => ingest.digest === digest)
   }
 
-  private async read(name: string): Promise<Ingest | undefined> {
+  private read(name: string): Ingest | undefined {
     const dir = join(this.root, name)
-    let ref = this.refs.get(name)
-    if (ref === undefined) {
-      ref = await readOptional(join(dir, 'ref'))
+    let seen = this.seen.get(name)
+    if (seen === undefined) {
+      const ref = readOptional(join(dir, 'ref'))
       if (ref === undefined) return undefined
-      this.refs.set(name, ref)
+      seen = { ref }
+      this.seen.set(name, seen)
     }
-    const parsed = parseRef(ref)
+    const parsed = parseRef(seen.ref)
     if (parsed === undefined || parsed.namespace !== this.namespace) return undefined
-    const total = Number.parseInt((await readOptional(join(dir, 'total'))) ?? '', 10)
-    if (!Number.isSafeInteger(total) || total < 0) return undefined
-    return { digest: parsed.digest, ref, dataPath: join(dir, 'data'), totalBytes: total }
+    if (seen.total === undefined) {
+      const total = Number.parseInt(readOptional(join(dir, 'total')) ?? '', 10)
+      if (!Number.isSafeInteger(total) || total < 0) return undefined
+      seen.total = total
+    }
+    return { digest: parsed.digest, ref: seen.ref, dataPath: join(dir, 'data'), totalBytes: seen.total }
   }
 }

@@ -56,6 +56,14 @@ describe('containerd downloads in progress (ingest/)', () => {
     assert.equal((await ingests.find(layer))?.totalBytes, 1)
   })
 
+  it('finds a download whose expected size was written after its ref', async () => {
+    await ingest('h1', `k8s.io/1/layer-${layer}`, undefined)
+    const ingests = new IngestDirectory({ contentDir, namespace: 'k8s.io' })
+    assert.equal(await ingests.find(layer), undefined)
+    await writeFile(join(contentDir, 'ingest', 'h1', 'total'), '77')
+    assert.equal((await ingests.find(layer))?.totalBytes, 77)
+  })
+
   it('forgets a download whose directory is gone (committed)', async () => {
     await ingest('h1', `k8s.io/1/layer-${layer}`, 1)
     const ingests = new IngestDirectory({ contentDir, namespace: 'k8s.io' })

@@ -56,8 +56,10 @@ export const DEBUG_REQUEST_MAX_BYTES = 16 * 1024
 
 /** How long containerd's download of a blob sent upstream is looked for before it is given up, in ms. */
 export const IN_FLIGHT_FIND_TIMEOUT_MS = 5000
-/** How often the content directory's `ingest/` is read while a download is looked for, in ms. */
+/** How often the content directory's `ingest/` is read while downloads are looked for (once for all of them), in ms. */
 export const IN_FLIGHT_FIND_POLL_MS = 25
+/** Most digests whose download is looked for at once; past it the oldest is given up. */
+export const IN_FLIGHT_MAX_FOLLOWED = 256
 /** While a download is looked for, the store is asked whether it was committed already every this many polls. */
 export const IN_FLIGHT_STORE_CHECK_POLLS = 8
 /** How often advertised downloads are checked (grown, committed, gone), in ms. */

@@ -2,7 +2,9 @@
  * Flash-crowd election: when several nodes miss the same blob at once, one of them fetches it from upstream and the
  * others wait for its bytes (served while they arrive). Each node that misses a blob looks for claimers of it; with
  * none, it advertises a claim record (a DHT key derived from the digest), waits a settle time for concurrent claims to
- * land, and looks again: the claimer ranked first for the digest fetches. The rank is a hash of the digest and the
+ * land, and looks again: the claimer ranked first for the digest fetches. The settle time is twice what its own look
+ * and claim took (a node that claims at the same moment takes about as long to land its claim), within bounds: a
+ * miss on an idle cluster network costs milliseconds, and a loaded one waits longer. The rank is a hash of the digest and the
  * node's id, so every node computes the same winner and the blobs of one image are fetched by different nodes. A
  * node that finds claimers before it claims waits without claiming.
  */
@@ -10,6 +12,7 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Digest } from '@kadmirror/oci'
 import type { Provider, Router } from '@kadmirror/routing'
+import { CLAIM_SETTLE_MIN_MS } from './constants.ts'
 
 /** What this node does about a blob nobody holds: fetch it from upstream (answer 404), or wait for another node's. */
 export type ClaimRole = 'fetch' | 'wait'
@@ -30,6 +33,8 @@ export interface ClaimClock {
   sleep(ms: number, signal: AbortSignal): Promise<void>
   /** Calls `fn` after `ms`, without keeping the process alive. */
   after(ms: number, fn: () => void): void
+  /** A monotonic time in ms. */
+  now(): number
 }
 
 /** Options of {@link Claims}. Times in ms. */
@@ -37,8 +42,13 @@ export interface ClaimsInit {
   router: Router
   /** This node's id as the router reports it to peers (a libp2p peer id). */
   selfId: string
-  /** Time between advertising a claim and reading the claims of the others. */
+  /**
+   * Longest time between advertising a claim and reading the claims of the others; the time is twice what the first
+   * look and the claim took, at least `settleMinMs`.
+   */
   settleMs: number
+  /** Shortest such time. Default {@link CLAIM_SETTLE_MIN_MS}, or `settleMs` when that is shorter. */
+  settleMinMs?: number
   /** A claim record is withdrawn this long after it was made (the fetch has started or failed by then). */
   claimTtlMs: number
   /** Longest time one lookup of claimers may take. */
@@ -58,7 +68,8 @@ export function claimRank(digest: Digest, id: string): string {
 
 const realClock: ClaimClock = {
   sleep: (ms, signal) => sleep(ms, undefined, { signal }),
-  after: (ms, fn) => void setTimeout(fn, ms).unref()
+  after: (ms, fn) => void setTimeout(fn, ms).unref(),
+  now: () => performance.now()
 }
 
 /** Claims made by this node, and the elections it ran. */
@@ -84,10 +95,11 @@ export class Claims {
   async elect(digest: Digest, signal: AbortSignal): Promise<Election> {
     if (this.won.has(digest)) return { role: 'fetch' }
     const key = claimKey(digest)
+    const started = this.clock.now()
     const early = ranked(digest, await this.claimers(key, signal))
     if (early.length > 0) return { role: 'wait', fetchers: early }
     await this.claim(digest, key)
-    await this.clock.sleep(this.init.settleMs, signal)
+    await this.clock.sleep(this.settleTime(this.clock.now() - started), signal)
     const others = ranked(digest, await this.claimers(key, signal))
     const first = others[0]
     if (first !== undefined && claimRank(digest, first.id) < claimRank(digest, this.init.selfId)) {
@@ -102,6 +114,15 @@ export class Claims {
     }
     this.won.add(digest)
     return { role: 'fetch' }
+  }
+
+  /**
+   * How long to wait after a claim before reading the others' claims, given that the first look and the claim took
+   * `raceMs`: another node that missed at the same moment may land its claim up to about that long after ours.
+   */
+  settleTime(raceMs: number): number {
+    const { settleMs, settleMinMs = CLAIM_SETTLE_MIN_MS } = this.init
+    return Math.min(settleMs, Math.max(settleMinMs, 2 * raceMs))
   }
 
   /**

@@ -151,11 +151,16 @@ export const FETCHER_HOLD_MS = 1000
 /** A held request looks in the store (a blob committed before its download was found) every this many polls. */
 export const HOLD_STORE_CHECK_POLLS = 10
 /**
- * Time between advertising a claim and reading the others' claims, in ms: longer than an advertisement takes to
- * land on a cluster network (a few ms in one round), so that nodes asking within this time of each other all see
- * each other and agree on one fetcher.
+ * Longest time between advertising a claim and reading the others' claims, in ms. The time is twice what the node's
+ * own first look and claim took — about how late a claim made at the same moment by another node can land — so that
+ * nodes missing a blob at once all see each other and agree on one fetcher.
  */
 export const CLAIM_SETTLE_MS = 40
+/**
+ * Shortest such time, in ms: a few round trips of a cluster network (a look and a claim take 2–4 ms there; a miss is
+ * answered after about twice that, not after {@link CLAIM_SETTLE_MS}).
+ */
+export const CLAIM_SETTLE_MIN_MS = 5
 /** A claim is withdrawn this long after it was made, in ms (by then the elected fetch advertised its bytes or failed). */
 export const CLAIM_TTL_MS = 10_000
 /**

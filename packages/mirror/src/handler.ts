@@ -228,7 +228,10 @@ export interface FlashCrowdOptions {
   selfId: string
   /** Longest a node that lost the election waits for the elected node's bytes before a 404. Default 1500. */
   waitMs?: number
-  /** Time between a node's claim and its reading of the others' claims. Default 40. */
+  /**
+   * Longest time between a node's claim and its reading of the others' claims: twice what its first look and claim
+   * took, at least 5 (or this, when shorter). Default 40.
+   */
   settleMs?: number
 }
 

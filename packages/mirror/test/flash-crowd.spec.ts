@@ -38,7 +38,7 @@ import {
 
 /** A clock whose time moves only when the test says so. */
 class FakeClock implements ClaimClock {
-  now = 0
+  time = 0
   private readonly timers: Array<{ at: number; fn: () => void }> = []
 
   sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -48,14 +48,18 @@ class FakeClock implements ClaimClock {
     })
   }
 
+  now(): number {
+    return this.time
+  }
+
   after(ms: number, fn: () => void): void {
-    this.timers.push({ at: this.now + ms, fn })
+    this.timers.push({ at: this.time + ms, fn })
   }
 
   /** Moves time forward by `ms`, running every timer due, then lets the promises they resolved run. */
   async advance(ms: number): Promise<void> {
-    this.now += ms
-    for (const timer of this.timers.filter((t) => t.at <= this.now)) {
+    this.time += ms
+    for (const timer of this.timers.filter((t) => t.at <= this.time)) {
       this.timers.splice(this.timers.indexOf(timer), 1)
       timer.fn()
     }
@@ -163,6 +167,53 @@ describe('flash-crowd election', () => {
     for await (const p of routers[1]?.lookup(claimKey(digest(5))) ?? []) providers.push(p)
     assert.deepEqual(providers, [])
     assert.deepEqual(await electAll([b], digest(5)), ['fetch'])
+  })
+
+  it('settles for twice what its first look and claim took, at least 5 ms and at most settleMs', () => {
+    const node = claims('a')
+    assert.deepEqual(
+      [0, 1, 10, 19, 100].map((ms) => node.settleTime(ms)),
+      [5, 5, 20, 38, 40]
+    )
+  })
+
+  it('reads the claims again only after twice the time its first look took', async () => {
+    const router = network.createRouter({ id: 'a', registryUrl: 'http://a' })
+    routers.push(router)
+    let lookups = 0
+    // Every lookup takes 15 ms of the fake clock.
+    const slow: MemoryRouter['lookup'] = (key, options) =>
+      (async function* () {
+        lookups++
+        await clock.sleep(15, never)
+        yield* router.lookup(key, options)
+      })()
+    const node = new Claims({
+      router: {
+        ...router,
+        advertise: (keys) => router.advertise(keys),
+        withdraw: (keys) => router.withdraw(keys),
+        lookup: slow,
+        ready: () => router.ready(),
+        close: () => router.close()
+      },
+      selfId: 'a',
+      settleMs: 40,
+      claimTtlMs: 10_000,
+      lookupTimeoutMs: 200,
+      clock
+    })
+    let role: string | undefined
+    const election = node.elect(digest(9), never).then((e) => (role = e.role))
+    await clock.advance(0)
+    await clock.advance(15)
+    await clock.advance(29)
+    assert.equal(lookups, 1, 'the second look waits 30 ms after the claim')
+    await clock.advance(1)
+    assert.equal(lookups, 2)
+    await clock.advance(15)
+    await election
+    assert.equal(role, 'fetch')
   })
 
   it('spreads the blobs of one image over several fetchers', async () => {
