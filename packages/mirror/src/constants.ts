@@ -59,6 +59,11 @@ export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 /** Header forwarded to peers so they answer from their own store only (Spegel's loop prevention). */
 export const MIRRORED_HEADER = 'x-spegel-mirrored'
 /**
+ * Sent by a kadmirror mirror with every blob GET to a peer: it hashes what it receives against the digest, so the
+ * serving node need not hash a whole blob it sends from its store (it still does for any other client).
+ */
+export const VERIFYING_HEADER = 'x-kadmirror-verifies'
+/**
  * On a peer's 404 for a blob this node lost the flash-crowd election for: `<peer id> <registry URL>` of the node that
  * won and fetches it (kadmirror peers ask it at once; others ignore the header).
  */

@@ -927,11 +927,27 @@ async function serveLocal(
     return true
   }
   if (info.size <= SMALL_CONTENT_BYTES) return sendSmallLocal(settings, res, info, range, headers, outcome)
+  const verify = coversWhole(range, info.size) && !peerVerifies(req)
   const buffer = settings.store.open === undefined ? undefined : settings.buffers.take()
-  if (buffer !== undefined) return copyLocal(settings, res, info, range, headers, outcome, buffer)
+  if (buffer !== undefined) return copyLocal(settings, res, info, { range, verify }, headers, outcome, buffer)
   // No random access, or the copy buffers' budget is spent (clients that read slowly hold them): a stream, whose
   // small buffers cost little however many clients hold them.
-  return streamLocal(settings, res, info, range, headers, outcome)
+  return streamLocal(settings, res, info, { range, verify }, headers, outcome)
+}
+
+/**
+ * Whether the request comes from a kadmirror peer that hashes what it receives (it says so): a whole blob sent to it
+ * from the store is not hashed here as well. Any other client — containerd, Spegel, curl — gets the store's bytes
+ * hashed as they go, the last chunk held back until they match.
+ */
+function peerVerifies(req: IncomingMessage): boolean {
+  return req.headers[MIRRORED] === 'true' && req.headers[defaults.VERIFYING_HEADER] === 'sha256'
+}
+
+/** What part of a local blob to send (`range`; none: the whole), and whether to hash it against the digest. */
+interface LocalSend {
+  range: ByteRange | undefined
+  verify: boolean
 }
 
 /** Whether a response of `range` (none: the whole) sends all `size` bytes, so that they can be checked against the digest. */
@@ -939,12 +955,12 @@ function coversWhole(range: ByteRange | undefined, size: number): boolean {
   return range === undefined || (range.start === 0 && range.end === size - 1)
 }
 
-/** Streams large local content; a whole-content GET is verified as in {@link copyLocal}. */
+/** Streams large local content; verified (when asked) as in {@link copyLocal}. */
 async function streamLocal(
   settings: Settings,
   res: ServerResponse,
   info: ContentInfo,
-  range: ByteRange | undefined,
+  { range, verify }: LocalSend,
   headers: Record<string, string | number>,
   outcome: Outcome
 ): Promise<boolean> {
@@ -962,9 +978,7 @@ async function streamLocal(
       done(null, chunk)
     }
   })
-  const stages = coversWhole(range, info.size)
-    ? [verifying(settings.hashes.create(digestAlgorithm(info.digest)), info.digest)]
-    : []
+  const stages = verify ? [verifying(settings.hashes.create(digestAlgorithm(info.digest)), info.digest)] : []
   try {
     await pipeline([stream, ...stages, counted, res])
   } catch (err) {
@@ -1007,14 +1021,14 @@ function verifying(hasher: StreamHasher, digest: Digest): Transform {
 }
 
 /**
- * Copies large local content with pooled buffers. A whole-content GET is hashed as it goes and its last chunk held
- * back until the digest matches: a node never hands out a complete wrong body from its own store.
+ * Copies large local content with pooled buffers. A whole-content GET (`verify`) is hashed as it goes and its last
+ * chunk held back until the digest matches: a node never hands out a complete wrong body from its own store.
  */
 async function copyLocal(
   settings: Settings,
   res: ServerResponse,
   info: ContentInfo,
-  range: ByteRange | undefined,
+  { range, verify: hashing }: LocalSend,
   headers: Record<string, string | number>,
   outcome: Outcome,
   buffer: Buffer
@@ -1028,7 +1042,7 @@ async function copyLocal(
     return false
   }
   res.writeHead(range === undefined ? 200 : 206, headers)
-  const verify = coversWhole(range, info.size)
+  const verify = hashing
     ? { hasher: settings.hashes.create(digestAlgorithm(info.digest)), digest: info.digest }
     : undefined
   try {
@@ -1331,6 +1345,7 @@ async function blobFromPeers(
       first: first.value,
       resume: (offset) => open(offset, size),
       next: (waitMs) => session.queue.take(waitMs),
+      alone: () => session.queue.exhausted,
       openRange: (provider, start, end) =>
         openBlobRange(settings.fetch, provider, path, { start, end, size }, signal)
     }
@@ -1490,6 +1505,8 @@ interface Transfer {
   resume: (offset: number) => Promise<{ value?: PeerBlob }>
   /** Another provider from the lookup (for pieces), waiting at most `waitMs`. */
   next: (waitMs: number) => Promise<Provider | undefined>
+  /** True when the lookup has ended and named no other provider than the ones taken (pieces cannot spread). */
+  alone: () => boolean
   /** Bytes `[start, end)` from `provider`. */
   openRange: (provider: Provider, start: number, end: number) => Promise<PeerPiece>
 }
@@ -1536,11 +1553,13 @@ interface InPieces {
   first: PeerBlob & { body: PeerBody }
 }
 
-/** The pieces of `transfer` when it is large enough to come from several peers at once, else undefined. */
+/** The pieces of `transfer` when it is large enough to come from several peers at once and more than one provider may exist, else undefined. */
 function inPieces(settings: Settings, transfer: Transfer): InPieces | undefined {
   const { pieces } = settings
   const body = transfer.first.body
   if (pieces === undefined || transfer.size < pieces.thresholdBytes || body === undefined) return undefined
+  // One provider in all: its bytes come faster in one stream than in pieces through a reorder file.
+  if (transfer.alone()) return undefined
   return { pieces, first: { ...transfer.first, body } }
 }
 

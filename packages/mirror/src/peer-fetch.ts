@@ -21,7 +21,8 @@ import {
   FAST_REFUSAL_MS,
   FETCHER_HEADER,
   MAX_FREE_REFUSALS,
-  MIRRORED_HEADER
+  MIRRORED_HEADER,
+  VERIFYING_HEADER
 } from './constants.ts'
 import {
   DigestMismatchError,
@@ -479,7 +480,9 @@ async function askBlob(
   headers: Record<string, string>
 ): Promise<BlobAnswer> {
   const began = performance.now()
-  const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, headers)
+  // Every body asked for here is hashed against the digest on arrival: the peer need not hash it as well.
+  const sent = method === 'GET' ? { ...headers, [VERIFYING_HEADER]: 'sha256' } : headers
+  const answer = await sendBlob(config, provider, method, formatDistributionPath(path), signal, sent)
   config.rtt?.observe(provider.id, performance.now() - began)
   const named = answer.header('docker-content-digest')
   if (named !== undefined && named !== path.digest) refuseBlob(answer, `peer named digest ${named}`)

@@ -3,6 +3,7 @@ import http from 'node:http'
 import { type BuiltImage, buildImage, type Digest, digestOf, OCI_MANIFEST, tagKey } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
 import { collectGarbage } from '@kadmirror/test-support'
+import { MIRRORED_HEADER, VERIFYING_HEADER } from '../src/constants.ts'
 import type { DigestMismatchEvent, PeerFailureEvent, ResponseEvent } from '../src/index.ts'
 import {
   errorCode,
@@ -323,6 +324,24 @@ describe('mirror handler', function () {
         seen.map((e) => e.source),
         ['failed', 'peer']
       )
+    })
+
+    it('leaves the hashing of a whole local blob to a kadmirror peer that says it verifies, and hashes it for others', async () => {
+      const a = await damagedHolder(() => layer.digest)
+      const mirrored = { [MIRRORED_HEADER]: 'true' }
+      const verifying = await get(a.url, blobPath(layer.digest), {
+        ...mirrored,
+        [VERIFYING_HEADER]: 'sha256'
+      })
+      assert.equal(verifying.error, undefined)
+      assert.equal(verifying.body.byteLength, layer.bytes.byteLength)
+      assert.notDeepEqual(
+        verifying.body,
+        layer.bytes,
+        'the peer receives the damaged bytes and rejects them itself'
+      )
+      const other = await get(a.url, blobPath(layer.digest), mirrored)
+      assert.ok(other.error !== undefined, 'a mirrored request that does not verify has the damaged body cut')
     })
 
     it('never sends a small local blob that no longer matches its digest', async () => {
