@@ -9,6 +9,9 @@
  * (`ctr images pull`, 20 MB and 100 MB images; the upstream throttled so that a fallback shows); a 40 MiB blob
  * through B's mirror from A (curl: MB/s and time to first byte); blob misses p50/p99 sequential and 8 concurrent;
  * RSS and private dirty memory of each mirror process idle and after the pulls; CPU of both mirrors per pulled GB.
+ * kadmirror runs twice: as it ships (verify, then forward; with the containerd store a blob miss runs the flash-crowd
+ * election, which Spegel does not have), and forwarding as bytes arrive with the election off (its miss rows are
+ * the lookup path alone).
  * Prints a side-by-side table with ratios (kadmirror ÷ Spegel) and the issue's targets, writes JSON.
  *
  * Needs root, iproute2, Go, curl, docker-registry, umoci and skopeo; prints why and exits otherwise.
@@ -245,8 +248,9 @@ async function measure(
 }
 
 /** The side-by-side rows: value for each, kadmirror ÷ Spegel, and the issue's target where it has one. */
-function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
-  const row = (what: string, s: number, k: number, target: string, better: 'lower' | 'higher'): Row => ({
+/** One row: Spegel's `s` and kadmirror's `k`, their ratio, the target, and (with no target) which is better. */
+function row(what: string, s: number, k: number, target: string, better: 'lower' | 'higher'): Row {
+  return {
     measurement: what,
     Spegel: s,
     kadmirror: k,
@@ -262,7 +266,10 @@ function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
             ? 'better or equal'
             : 'worse'
         : ''
-  })
+  }
+}
+
+function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
   const mem = (m: Measured, when: 'idle' | 'after', what: 'rss' | 'privateDirty') =>
     Math.max(m.memory[when].a[what], m.memory[when].b[what])
   const rows: Row[] = [
@@ -310,34 +317,7 @@ function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
       '≤ 1.0×',
       'lower'
     ),
-    row(
-      'blob miss p50, ms, sequential',
-      percentile(spegel.missSequential, 50),
-      percentile(ours.missSequential, 50),
-      '—',
-      'lower'
-    ),
-    row(
-      'blob miss p99, ms, sequential',
-      percentile(spegel.missSequential, 99),
-      percentile(ours.missSequential, 99),
-      '—',
-      'lower'
-    ),
-    row(
-      'blob miss p50, ms, 8 concurrent',
-      percentile(spegel.missConcurrent, 50),
-      percentile(ours.missConcurrent, 50),
-      '—',
-      'lower'
-    ),
-    row(
-      'blob miss p99, ms, 8 concurrent',
-      percentile(spegel.missConcurrent, 99),
-      percentile(ours.missConcurrent, 99),
-      '≤ 1.0×',
-      'lower'
-    ),
+    ...missRows(spegel, ours, ''),
     row('CPU of both mirrors per pulled GB, s', spegel.cpuSecondsPerGB, ours.cpuSecondsPerGB, '—', 'lower'),
     row(
       'forwarding: 40 MiB blob from a peer, MB/s (p50)',
@@ -361,6 +341,7 @@ function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
       'lower'
     ),
     row('forwarding: CPU per pulled GB, s', spegel.cpuSecondsPerGB, forwarding.cpuSecondsPerGB, '—', 'lower'),
+    ...missRows(spegel, forwarding, 'no election (forwarding pair, --flash-crowd=false): '),
     row(
       'blob GETs that reached upstream during peer pulls',
       spegel.upstreamBlobGets,
@@ -377,6 +358,22 @@ function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
     else if (r.target === '≥ 1.0×') r.verdict = ratio >= 1.0 ? 'met' : 'NOT met'
     else if (r.target === '≤ 96 MiB') r.verdict = k <= 96 ? 'met' : 'NOT met'
     else if (r.target === '0') r.verdict = k === 0 ? 'met' : 'NOT met'
+  }
+  return rows
+}
+
+/** Blob miss p50 and p99, sequential and 8 concurrent, of `ours` beside Spegel's; `label` goes before each name. */
+function missRows(spegel: Measured, ours: Measured, label: string): Row[] {
+  const rows: Row[] = []
+  for (const [what, of] of [
+    ['sequential', (m: Measured) => m.missSequential],
+    ['8 concurrent', (m: Measured) => m.missConcurrent]
+  ] as const) {
+    for (const p of [50, 99]) {
+      const target = p === 99 && what === '8 concurrent' ? '≤ 1.0×' : '—'
+      const name = `${label}blob miss p${p}, ms, ${what}`
+      rows.push(row(name, percentile(of(spegel), p), percentile(of(ours), p), target, 'lower'))
+    }
   }
   return rows
 }
@@ -452,8 +449,11 @@ async function inside(values: CompareValues): Promise<boolean> {
     const spegel = await measure(setup, 'spegel', 10)
     console.error('bench/compare: kadmirror…')
     const ours = await measure(setup, 'kadmirror', 20)
-    console.error('bench/compare: kadmirror forwarding blobs as they arrive…')
-    const forwarding = await measure(setup, 'kadmirror', 30, ['--verify-before-forwarding=false'])
+    console.error('bench/compare: kadmirror forwarding blobs as they arrive, no flash-crowd election…')
+    const forwarding = await measure(setup, 'kadmirror', 30, [
+      '--verify-before-forwarding=false',
+      '--flash-crowd=false'
+    ])
     const rows = rowsOf(spegel, ours, forwarding)
     printTable(
       `bench/compare: Spegel ${values.spegel} and kadmirror, containerd ${values.containerd}, one namespace, 2 nodes each (${setup.iterations} pulls per image)`,
