@@ -395,6 +395,7 @@ export class SimNode implements NetworkNode {
       target,
       candidates,
       alpha: this.settings.alpha,
+      holders: this.settings.replication,
       hedgeMs: this.settings.hedgeMs,
       timers: this.net.clock,
       // As the router in gossip mode: a peer not connected is dialled first (the hedge counts answers only).

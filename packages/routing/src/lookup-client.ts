@@ -163,6 +163,7 @@ export class LookupClient {
       target: info.target,
       candidates: this.candidates(info.target),
       alpha: init.alpha,
+      holders: init.replication,
       hedgeMs: LOOKUP_HEDGE_MS,
       ask: (peer) => init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
       ...(init.open === undefined ? {} : { connect: (peer: Candidate) => init.open?.(peer.id) }),

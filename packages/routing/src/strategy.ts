@@ -108,6 +108,14 @@ export interface LookupStrategyInit<P extends LookupPeer, A> {
   candidates: readonly P[]
   /** Peers asked at once, plus one for each that is slow. */
   alpha: number
+  /**
+   * The first `holders` candidates hold the key's records when views agree (the replication closest). The lookup
+   * does not settle before `alpha` of them (or all that have not failed) have answered: a slow holder is hedged
+   * past, but empty answers of farther peers, which hold no record, never end a lookup on their own (else a hit
+   * whose holders are slow for a moment reads as a miss). Callers bound the wait with their own deadline.
+   * @default every candidate counts as a holder
+   */
+  holders?: number
   /** How long a peer may take before the next closest is asked too, in ms. */
   hedgeMs: number
   /** Asks one peer; rejects when it fails (it is then skipped). */
@@ -174,6 +182,8 @@ class LookupRun<P extends LookupPeer, A> {
   /** Each peer's round: 1 for candidates, one more than the peer whose answer named it. */
   private readonly rounds = new Map<string, number>()
   private readonly timers: Timers
+  /** Keys of the candidates expected to hold the records (see {@link LookupStrategyInit.holders}). */
+  private readonly holderKeys: ReadonlySet<string>
   private inFlight = 0
   private finished = false
   private resolve: (() => void) | undefined
@@ -189,6 +199,8 @@ class LookupRun<P extends LookupPeer, A> {
       this.rounds.set(peer.key, 1)
     }
     this.timers = init.timers ?? globalTimers
+    const holders = init.holders ?? init.candidates.length
+    this.holderKeys = new Set(init.candidates.slice(0, holders).map((peer) => peer.key))
   }
 
   run(): Promise<LookupOutcome> {
@@ -207,7 +219,8 @@ class LookupRun<P extends LookupPeer, A> {
    * The window: the closest peers that have not failed, `alpha` of them plus one more for each that is slow to
    * answer (hedging) — a peer that needs a dial only while the window holds fewer than `alpha` plus the stalled
    * ones. Asks the new ones in it. The lookup has settled when every peer in the window has answered or is slow,
-   * and at least `alpha` (or all there are) have answered; or when nothing is in flight.
+   * and at least `alpha` (or all there are) have answered, holders among them as {@link holdersHeard} says; or when
+   * nothing is in flight.
    */
   private schedule(): void {
     if (this.finished || this.init.stopped?.() === true) {
@@ -233,7 +246,21 @@ class LookupRun<P extends LookupPeer, A> {
       else settled = false
       if (state === 'new') this.ask(peer)
     }
-    if ((settled && answered >= Math.min(this.init.alpha, length)) || this.inFlight === 0) this.finish()
+    const heard = settled && answered >= Math.min(this.init.alpha, length) && this.holdersHeard()
+    if (heard || this.inFlight === 0) this.finish()
+  }
+
+  /** Whether `alpha` of the holders, or every holder that has not failed when fewer remain, have answered. */
+  private holdersHeard(): boolean {
+    let live = 0
+    let answered = 0
+    for (const key of this.holderKeys) {
+      const state = this.states.get(key)
+      if (state === 'failed') continue
+      live++
+      if (state === 'done') answered++
+    }
+    return answered >= Math.min(this.init.alpha, live)
   }
 
   private ask(peer: P): void {

@@ -160,6 +160,36 @@ describe('lookup and placement strategy', () => {
     assert.ok(Date.now() - started < 100, 'the lookup waited for the slow peer')
   })
 
+  it('waits for slow holders rather than settle on the empty answers of farther peers', async () => {
+    const peers = virtualNetwork(50)
+    const holders = place(peers, 'sha256:slow-holders', 5)
+    for (const holder of holders) holder.delayMs = 60
+    const { found, outcome } = await lookUp(peers, 'sha256:slow-holders', { holders: 5 })
+    assert.ok(found.length >= 3, `found ${found.length} providers`)
+    assert.ok(outcome.asked > 3, 'the slow holders were hedged past')
+  })
+
+  it('settles on farther peers once every holder has failed', async () => {
+    const peers = virtualNetwork(50)
+    for (const holder of place(peers, 'sha256:dead-holders', 5)) holder.fails = true
+    const { found, outcome } = await lookUp(peers, 'sha256:dead-holders', { holders: 5 })
+    assert.deepEqual(found, [])
+    assert.equal(outcome.failed, 5)
+    assert.equal(outcome.answered, 3)
+  })
+
+  it('still hedges past one slow holder when the other holders answer', async () => {
+    const peers = virtualNetwork(50)
+    const holders = place(peers, 'sha256:one-slow', 5)
+    const slow = holders[0] as VirtualPeer
+    slow.delayMs = 100
+    const started = Date.now()
+    const { found } = await lookUp(peers, 'sha256:one-slow', { holders: 5 })
+    assert.equal(new Set(found).size, 3)
+    assert.ok(!found.includes(slow.key))
+    assert.ok(Date.now() - started < 100, 'the lookup waited for the slow holder')
+  })
+
   it('skips peers that fail and asks the next closest instead', async () => {
     const peers = virtualNetwork(50)
     const holders = place(peers, 'sha256:cc', 5)
