@@ -19,9 +19,11 @@ import {
 import type { Logger } from 'pino'
 import { untilStopped } from './commands.ts'
 import { readCredentials } from './credentials.ts'
+import { collectAfterBursts } from './idle-collect.ts'
 import { createNode, type KadmirrorNode, type NodeOptions, type StoreOption } from './node.ts'
 import { parseStore } from './options.ts'
 import { type OptionValues, UsageError } from './resolve.ts'
+import { fullGarbageCollection } from './runtime.ts'
 import {
   type ListenAddress,
   parseByteSize,
@@ -194,15 +196,18 @@ async function serveId(address: string | undefined, router: Libp2pRouter): Promi
 /** Runs the node until SIGTERM or SIGINT; resolves when it has stopped. */
 export async function runRegistry(values: OptionValues, log: Logger): Promise<void> {
   const node: KadmirrorNode = await createNode(await registryNodeOptions(values, log))
+  const collector = collectAfterBursts({ mirror: node.mirror, collect: fullGarbageCollection(), log })
   let stopId: () => Promise<void>
   try {
     stopId = await serveId(values.text('http-bootstrap-addr'), node.router)
   } catch (err) {
+    collector.stop()
     await node.close()
     throw err
   }
   const signal = await untilStopped()
   log.info({ signal }, 'shutting down')
+  collector.stop()
   await stopId()
   await node.close()
   log.info('exit gracefully')

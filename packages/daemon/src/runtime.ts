@@ -8,6 +8,7 @@
  */
 
 import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { HEAP_GROWING_PERCENT, RUNTIME_MALLOC_ENV, RUNTIME_NODE_OPTIONS } from './constants.ts'
 
 /** The environment variable that marks a tuned process (`tuned`) or asks for none (`as-is`). */
@@ -56,4 +57,20 @@ export function tuneRunningProcess(): void {
   Buffer.poolSize = 0
   // Keep V8's old generation near the live heap, as a memory-budgeted node needs (bench/dht).
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
+}
+
+/**
+ * A function that runs V8's most thorough garbage collection in this process (the one it runs before giving up on
+ * memory: several full collections, and the heap pages they free given back to the system rather than kept for
+ * reuse — a plain full collection keeps them). V8's `gc` is exposed at run time to a context of its own (the
+ * process's global object gets no `gc`).
+ */
+export function fullGarbageCollection(): () => void {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as (options: {
+    type: 'major'
+    execution: 'sync'
+    flavor: 'last-resort'
+  }) => void
+  return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
 }

@@ -11,6 +11,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { PeerAnswerError } from './errors.ts'
+import { FreeBuffers } from './free-buffers.ts'
 import type { BodyHandlers, PeerBody } from './peer-body.ts'
 
 /** Size of one read buffer, in bytes. */
@@ -20,10 +21,10 @@ const READ_BUFFERS_PER_BODY = 4
 /** Free read buffers kept for later bodies (two bodies' worth: more only held memory after a burst, bench/compare). */
 const FREE_READ_BUFFERS_KEPT = 8
 
-const free: Buffer[] = []
-const takeBuffer = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+const free = new FreeBuffers(FREE_READ_BUFFERS_KEPT)
+const takeBuffer = (): Buffer => free.take() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
 const giveBuffer = (buffer: Buffer): void => {
-  if (free.length < FREE_READ_BUFFERS_KEPT) free.push(buffer)
+  free.give(buffer)
 }
 
 /** Limits of one request. */

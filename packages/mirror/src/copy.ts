@@ -6,7 +6,9 @@
 import type { ServerResponse } from 'node:http'
 import type { ByteRange, Digest } from '@kadmirror/oci'
 import type { ContentReader } from '@kadmirror/store'
+import { POOL_IDLE_RELEASE_MS } from './constants.ts'
 import { ContentTruncatedError, DigestMismatchError } from './errors.ts'
+import { FreeBuffers } from './free-buffers.ts'
 import type { StreamHasher } from './hash-pool.ts'
 import { drained } from './respond.ts'
 
@@ -19,16 +21,28 @@ const BUFFERS_PER_COPY = 4
 
 /**
  * Copy buffers shared by all responses of a handler, within a budget: {@link BufferPool.take} gives none when every
- * buffer the budget allows is in use (the caller then streams with small buffers instead).
+ * buffer the budget allows is in use (the caller then streams with small buffers instead). Free buffers are let go
+ * once the pool has been idle for a while ({@link FreeBuffers}).
  */
 export class BufferPool {
-  readonly #free: Buffer[] = []
+  readonly #free: FreeBuffers
   readonly #limit: number
   #allocated = 0
 
-  /** @param budgetBytes most bytes of buffers in use and free at once (at least one buffer). */
-  constructor(budgetBytes: number) {
+  /**
+   * @param budgetBytes most bytes of buffers in use and free at once (at least one buffer)
+   * @param idleMs free buffers are let go once the pool has been idle this long, in ms (default
+   *   {@link POOL_IDLE_RELEASE_MS})
+   */
+  constructor(budgetBytes: number, idleMs = POOL_IDLE_RELEASE_MS) {
     this.#limit = Math.max(1, Math.floor(budgetBytes / COPY_BUFFER_BYTES))
+    this.#free = new FreeBuffers(
+      FREE_BUFFERS_KEPT,
+      (count) => {
+        this.#allocated -= count
+      },
+      idleMs
+    )
   }
 
   /** Buffers allocated now (in use or free). */
@@ -38,12 +52,12 @@ export class BufferPool {
 
   /** True while less than half of the budget is in use (free buffers do not count): a response may take several. */
   get roomy(): boolean {
-    return this.#allocated - this.#free.length < this.#limit / 2
+    return this.#allocated - this.#free.size < this.#limit / 2
   }
 
   /** A buffer, or undefined when the budget is spent. */
   take(): Buffer | undefined {
-    const free = this.#free.pop()
+    const free = this.#free.take()
     if (free !== undefined) return free
     if (this.#allocated >= this.#limit) return undefined
     this.#allocated++
@@ -52,8 +66,7 @@ export class BufferPool {
 
   /** Gives a buffer back to the free list (beyond a few, it is dropped). */
   give(buffer: Buffer): void {
-    if (this.#free.length < FREE_BUFFERS_KEPT) this.#free.push(buffer)
-    else this.#allocated--
+    if (!this.#free.give(buffer)) this.#allocated--
   }
 }
 
