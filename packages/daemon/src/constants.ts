@@ -29,11 +29,8 @@ export const HEAP_GROWING_PERCENT = 20
 /**
  * V8 options a registry process runs with. `--max-semi-space-size=1` (MiB): a young generation of 3 MiB instead of
  * up to 48 (V8 sizes it for throughput; the daemon's allocations are short-lived and small), about 10 MiB of RSS.
- * `--no-maglev`: no mid-tier optimizing compiler (hot code still goes to TurboFan). Its compilation zones, malloc'd
- * while the first bursts of traffic warm the code up (16 MiB at the peak, heaptrack), left glibc's heap grown and
- * fragmented for good: 5–7 MiB of RSS after a burst.
  */
-export const RUNTIME_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=1', '--no-maglev']
+export const RUNTIME_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=1']
 /**
  * glibc malloc settings a registry process runs with: two arenas instead of eight per core (each thread that
  * allocates would keep its own); a fixed mmap threshold of 32 KiB, so that buffers of that size and more (socket

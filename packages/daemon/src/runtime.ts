@@ -21,17 +21,14 @@ export function tunedExec(
 ): { nodeArgs: string[]; env: Record<string, string> } | undefined {
   if (env[RUNTIME_MARKER_ENV] !== undefined) return undefined
   const given = (option: string): boolean =>
-    [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].some((arg) => flagName(arg) === flagName(option))
+    [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].some(
+      (arg) => arg.split('=')[0] === option.split('=')[0]
+    )
   const nodeArgs = RUNTIME_NODE_OPTIONS.filter((option) => !given(option))
   const added: Record<string, string> = { [RUNTIME_MARKER_ENV]: 'tuned' }
   for (const [name, value] of Object.entries(RUNTIME_MALLOC_ENV))
     if (env[name] === undefined) added[name] = value
   return { nodeArgs: [...nodeArgs, ...execArgv], env: added }
-}
-
-/** A V8 or node flag's name without its value or `no-` (`--no-maglev` and `--maglev` set the same flag). */
-function flagName(arg: string): string {
-  return (arg.split('=')[0] as string).replace(/^--no-/, '--')
 }
 
 /**

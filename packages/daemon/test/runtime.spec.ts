@@ -33,10 +33,10 @@ describe('the registry process runtime settings', () => {
   })
 
   it('keeps the settings an operator gave on the command line, in NODE_OPTIONS or in the environment', () => {
-    const plan = tunedExec(['--max-semi-space-size=8', '--maglev'], { MALLOC_ARENA_MAX: '4' })
-    assert.deepEqual(plan?.nodeArgs, ['--max-semi-space-size=8', '--maglev'])
+    const plan = tunedExec(['--max-semi-space-size=8'], { MALLOC_ARENA_MAX: '4' })
+    assert.deepEqual(plan?.nodeArgs, ['--max-semi-space-size=8'])
     assert.equal(plan?.env.MALLOC_ARENA_MAX, undefined)
-    assert.deepEqual(tunedExec([], { NODE_OPTIONS: '--max-semi-space-size=16' })?.nodeArgs, ['--no-maglev'])
+    assert.deepEqual(tunedExec([], { NODE_OPTIONS: '--max-semi-space-size=16' })?.nodeArgs, [])
   })
 
   it('changes nothing in a process already tuned or asked to run as it is', () => {
