@@ -22,8 +22,16 @@ export interface IdleCollectInit {
   log?: Logger
 }
 
-/** Starts watching for bursts; `stop()` ends it (no collection after). */
-export function collectAfterBursts(init: IdleCollectInit): { stop(): void } {
+/** What {@link collectAfterBursts} returns. */
+export interface IdleCollector {
+  /** Counts as a burst now (the node's start: loading, bootstrap, the first advertisement): a collection follows once it is quiet. */
+  burst(): void
+  /** Stops watching; no collection after. */
+  stop(): void
+}
+
+/** Starts watching for bursts. */
+export function collectAfterBursts(init: IdleCollectInit): IdleCollector {
   const afterMs = init.afterMs ?? IDLE_COLLECT_AFTER_MS
   const collect = (): void => {
     const before = process.memoryUsage.rss()
@@ -38,14 +46,11 @@ export function collectAfterBursts(init: IdleCollectInit): { stop(): void } {
   let timer: NodeJS.Timeout | undefined
   let bytes = 0
   let requests = 0
-  const onResponse = (event: { kind: string; bytes: number }): void => {
-    requests++
-    if (event.kind === 'blob') bytes += event.bytes
+  const arm = (): void => {
     if (timer !== undefined) {
       timer.refresh()
       return
     }
-    if (bytes < IDLE_COLLECT_MIN_BYTES && requests < IDLE_COLLECT_MIN_REQUESTS) return
     timer = setTimeout(() => {
       timer = undefined
       bytes = 0
@@ -54,8 +59,14 @@ export function collectAfterBursts(init: IdleCollectInit): { stop(): void } {
     }, afterMs)
     timer.unref()
   }
+  const onResponse = (event: { kind: string; bytes: number }): void => {
+    requests++
+    if (event.kind === 'blob') bytes += event.bytes
+    if (timer !== undefined || bytes >= IDLE_COLLECT_MIN_BYTES || requests >= IDLE_COLLECT_MIN_REQUESTS) arm()
+  }
   init.mirror.events.on('response', onResponse)
   return {
+    burst: arm,
     stop() {
       init.mirror.events.off('response', onResponse)
       clearTimeout(timer)

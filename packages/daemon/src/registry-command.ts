@@ -197,6 +197,8 @@ async function serveId(address: string | undefined, router: Libp2pRouter): Promi
 export async function runRegistry(values: OptionValues, log: Logger): Promise<void> {
   const node: KadmirrorNode = await createNode(await registryNodeOptions(values, log))
   const collector = collectAfterBursts({ mirror: node.mirror, collect: fullGarbageCollection(), log })
+  // Starting is a burst too: what loading, bootstrapping and the first advertisement left is collected once quiet.
+  collector.burst()
   let stopId: () => Promise<void>
   try {
     stopId = await serveId(values.text('http-bootstrap-addr'), node.router)

@@ -76,6 +76,18 @@ describe('collection after a burst of requests', () => {
     }
   })
 
+  it('collects once quiet after a burst it is told of (the node starting)', async () => {
+    const { mirror } = mirrorEvents()
+    let collections = 0
+    const collector = collectAfterBursts({ mirror, collect: () => collections++, afterMs: 20 })
+    try {
+      collector.burst()
+      await waitFor(() => collections === 1, 5000, 'a collection after the start')
+    } finally {
+      collector.stop()
+    }
+  })
+
   it('does not collect once stopped', async () => {
     const { mirror, events, blob } = mirrorEvents()
     let collections = 0

@@ -3,7 +3,9 @@
  * (the nearest in Kademlia space and a few random ones) are dialled, a few at a time, and connections to members
  * beyond the bound are closed, unplanned ones least recently used first. A planned member whose connection closed without this
  * node closing it is dialled at once; if that fails it is suspected (and gossiped, unless it refutes). Members
- * watch their neighbourhood this way: a node that dies is found by the nodes that planned it.
+ * watch their neighbourhood this way: a node that dies is found by the nodes that planned it — and by the nodes it
+ * had dialled (it planned them), which check it once when that connection closes: a member nobody else plans (no
+ * one's nearest, no one's random pick) is watched too.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
@@ -48,6 +50,8 @@ export class PeerPlan {
   private readonly remoteCloses = new Map<string, number>()
   /** When each member's connection opened, ms. */
   private readonly openedAt = new Map<string, number>()
+  /** Members whose open connection they dialled (they planned it, so they do not close it for being over a bound). */
+  private readonly dialledUs = new Set<string>()
   private planned = new Set<string>()
   private timer: NodeJS.Timeout | undefined
 
@@ -77,10 +81,14 @@ export class PeerPlan {
     this.init.libp2p.removeEventListener('connection:open', this.onOpen)
   }
 
-  private readonly onOpen = (event: CustomEvent<{ remotePeer: { toString(): string } }>): void => {
+  private readonly onOpen = (
+    event: CustomEvent<{ remotePeer: { toString(): string }; direction: 'inbound' | 'outbound' }>
+  ): void => {
     const peer = event.detail.remotePeer.toString()
     this.plan.used(peer, Date.now())
     if (!this.openedAt.has(peer)) this.openedAt.set(peer, Date.now())
+    if (event.detail.direction === 'inbound') this.dialledUs.add(peer)
+    else this.dialledUs.delete(peer)
   }
 
   /** Connected members known by gossip. */
@@ -111,17 +119,25 @@ export class PeerPlan {
   }
 
   /**
-   * A member's last connection closed. Unless this node closed it or does not plan to keep it, it is dialled at
-   * once to check it is alive — but a member that keeps closing the connection (it is over its own bound) is
-   * dialled again only after a backoff that doubles each time, up to {@link PLAN_MAX_BACKOFF_MS}.
+   * A member's last connection closed. Unless this node closed it, a planned member is dialled at once to check it
+   * is alive — but one that keeps closing the connection (it is over its own bound) is dialled again only after a
+   * backoff that doubles each time, up to {@link PLAN_MAX_BACKOFF_MS}. An unplanned member is checked only when it
+   * had dialled this node itself (it planned that connection); its failed check makes it suspect as well.
    */
   disconnected(peer: string): void {
     this.plan.closed(peer)
     const opened = this.openedAt.get(peer)
     this.openedAt.delete(peer)
-    if (this.closing.delete(peer) || !this.planned.has(peer)) return
+    const theyDialled = this.dialledUs.delete(peer)
+    if (this.closing.delete(peer)) return
     const record = this.init.gossip.table.get(peer)
     if (record === undefined || !reachable(record)) return
+    if (!this.planned.has(peer)) {
+      // A member that dialled this node closed the connection it planned: it has most likely stopped (or no
+      // longer plans this node, which costs one dial). Checked once: the members that plan it may be none.
+      if (theyDialled && !this.dialing.has(peer)) this.dial(peer, false)
+      return
+    }
     const now = Date.now()
     const lasted = opened !== undefined && now - opened > PLAN_STABLE_MS
     const closes = lasted ? 1 : (this.remoteCloses.get(peer) ?? 0) + 1

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Libp2pRouter } from '../src/index.ts'
 import { staticBootstrapper } from '../src/index.ts'
+import { compareDistance, peerKadId } from '../src/keys.ts'
 import { startCluster, startNode, stopAll, waitFor } from './cluster.ts'
 
 /** Open connections of a node to other routers (one per peer). */
@@ -9,6 +13,21 @@ const connectionsOf = (node: Libp2pRouter): number => node.libp2p.getPeers().len
 /** Whether a node's view holds every other member of a 10-node cluster but `gone`. */
 const knowsAllBut = (node: Libp2pRouter, gone: Libp2pRouter): boolean =>
   node.peers().length === 8 && !node.peers().includes(gone.peerId)
+
+/** Keys of three members A, B, C where A and B are each other's nearest and C's nearest is A (nobody's nearest is C). */
+async function nobodysNearest(): Promise<[PrivateKey, PrivateKey, PrivateKey]> {
+  for (;;) {
+    const keys = await Promise.all([0, 1, 2].map(() => generateKeyPair('Ed25519')))
+    const kads = keys.map((key) => peerKadId(peerIdFromPrivateKey(key)))
+    const nearest = (i: number): number => {
+      const [x, y] = [0, 1, 2].filter((j) => j !== i) as [number, number]
+      const self = kads[i] as Uint8Array
+      return compareDistance(kads[x] as Uint8Array, kads[y] as Uint8Array, self) < 0 ? x : y
+    }
+    if (nearest(0) === 1 && nearest(1) === 0 && nearest(2) === 0)
+      return keys as [PrivateKey, PrivateKey, PrivateKey]
+  }
+}
 
 async function collect(node: Libp2pRouter, key: string): Promise<string[]> {
   const out: string[] = []
@@ -57,6 +76,28 @@ describe('libp2p router in gossip mode', function () {
     const gone = nodes.pop() as Libp2pRouter
     await gone.libp2p.stop() // no "left" rumor, no withdrawal: as a crash
     await waitFor(() => nodes.every((n) => knowsAllBut(n, gone)), 20_000, 'the member gone from every view')
+    await gone.close().catch(() => {})
+  })
+
+  it('declares dead a crashed member that no other member plans a connection to', async () => {
+    // Three members, each planning only its nearest (peerConnections 4): A and B are each other's nearest, C's
+    // nearest is A, so only C's own connection to A watches it.
+    const [a, b, c] = await nobodysNearest()
+    const init = { membership: 'gossip', peerConnections: 4 } as const
+    const first = await startNode({ ...init, privateKey: a })
+    const seed = staticBootstrapper(first.addresses().map((x) => `${x}/p2p/${first.peerId}`))
+    nodes = [
+      first,
+      ...(await Promise.all([b, c].map((key) => startNode({ ...init, privateKey: key, bootstrapper: seed }))))
+    ]
+    await waitFor(() => nodes.every((n) => n.peers().length === 2), 20_000, 'three members known to each')
+    const gone = nodes.pop() as Libp2pRouter
+    await gone.libp2p.stop() // as a crash
+    await waitFor(
+      () => nodes.every((n) => n.peers().length === 1 && !n.peers().includes(gone.peerId)),
+      20_000,
+      'the member gone from both views'
+    )
     await gone.close().catch(() => {})
   })
 
