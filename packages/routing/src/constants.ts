@@ -265,6 +265,12 @@ export const PLAN_DIAL_CONCURRENCY = 4
 export const PLAN_MAX_BACKOFF_MS = 5 * minute
 /** A connection open this long is stable: a close after it counts as the first in a row, in ms. */
 export const PLAN_STABLE_MS = 1 * minute
+/**
+ * Shortest time between two checks of a member this node does not plan that closed a connection it had dialled, in
+ * ms: that member may have crashed, or only closed a connection it opened on demand (a lookup) for being over its
+ * bound — a member doing so often costs one dial a minute, not one per close.
+ */
+export const UNPLANNED_CHECK_INTERVAL_MS = 1 * minute
 /** A connection used this recently is not closed for being over the bound (a request may be on it), in ms. */
 export const TRIM_GRACE_MS = 1 * second
 /** Member records in one frame of a members stream (a 10 000-member sync is 10 frames). */

@@ -4,8 +4,8 @@
  * beyond the bound are closed, unplanned ones least recently used first. A planned member whose connection closed without this
  * node closing it is dialled at once; if that fails it is suspected (and gossiped, unless it refutes). Members
  * watch their neighbourhood this way: a node that dies is found by the nodes that planned it — and by the nodes it
- * had dialled (it planned them), which check it once when that connection closes: a member nobody else plans (no
- * one's nearest, no one's random pick) is watched too.
+ * had dialled, which check it when that connection closes (at most once a minute each): a member nobody else plans
+ * (no one's nearest, no one's random pick) is watched too.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
@@ -19,7 +19,8 @@ import {
   PLAN_MAX_BACKOFF_MS,
   PLAN_STABLE_MS,
   RANDOM_CONNECTIONS,
-  TRIM_GRACE_MS
+  TRIM_GRACE_MS,
+  UNPLANNED_CHECK_INTERVAL_MS
 } from './constants.ts'
 import type { RouterEvents } from './events.ts'
 import type { Gossip } from './gossip.ts'
@@ -50,8 +51,10 @@ export class PeerPlan {
   private readonly remoteCloses = new Map<string, number>()
   /** When each member's connection opened, ms. */
   private readonly openedAt = new Map<string, number>()
-  /** Members whose open connection they dialled (they planned it, so they do not close it for being over a bound). */
+  /** Members whose open connection they dialled (planned, or on demand for a lookup or a provide). */
   private readonly dialledUs = new Set<string>()
+  /** When each unplanned member that closed a connection it had dialled was last checked, ms. */
+  private readonly checkedAt = new Map<string, number>()
   private planned = new Set<string>()
   private timer: NodeJS.Timeout | undefined
 
@@ -122,7 +125,8 @@ export class PeerPlan {
    * A member's last connection closed. Unless this node closed it, a planned member is dialled at once to check it
    * is alive — but one that keeps closing the connection (it is over its own bound) is dialled again only after a
    * backoff that doubles each time, up to {@link PLAN_MAX_BACKOFF_MS}. An unplanned member is checked only when it
-   * had dialled this node itself (it planned that connection); its failed check makes it suspect as well.
+   * had dialled this node itself, at most once per {@link UNPLANNED_CHECK_INTERVAL_MS}; a failed check makes it
+   * suspect as well.
    */
   disconnected(peer: string): void {
     this.plan.closed(peer)
@@ -132,13 +136,16 @@ export class PeerPlan {
     if (this.closing.delete(peer)) return
     const record = this.init.gossip.table.get(peer)
     if (record === undefined || !reachable(record)) return
+    const now = Date.now()
     if (!this.planned.has(peer)) {
-      // A member that dialled this node closed the connection it planned: it has most likely stopped (or no
-      // longer plans this node, which costs one dial). Checked once: the members that plan it may be none.
-      if (theyDialled && !this.dialing.has(peer)) this.dial(peer, false)
+      // A member that dialled this node closed that connection: it may have stopped — and the members that plan it
+      // may be none — or only closed one it opened on demand. Checked, at most once per interval.
+      if (!theyDialled || this.dialing.has(peer)) return
+      if (now - (this.checkedAt.get(peer) ?? Number.NEGATIVE_INFINITY) < UNPLANNED_CHECK_INTERVAL_MS) return
+      this.checkedAt.set(peer, now)
+      this.dial(peer, false)
       return
     }
-    const now = Date.now()
     const lasted = opened !== undefined && now - opened > PLAN_STABLE_MS
     const closes = lasted ? 1 : (this.remoteCloses.get(peer) ?? 0) + 1
     this.remoteCloses.set(peer, closes)
