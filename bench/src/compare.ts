@@ -276,44 +276,17 @@ function row(what: string, s: number, k: number, target: string, better: 'lower'
 }
 
 function rowsOf(spegel: Measured, ours: Measured, forwarding: Measured): Row[] {
-  const mem = (m: Measured, when: MemoryWhen, what: 'rss' | 'privateDirty') =>
-    Math.max(m.memory[when].a[what], m.memory[when].b[what])
+  /** The larger of nodes A and B in `what` at `when`, Spegel's beside ours (memory is lower-is-better). */
+  const memRow = (name: string, when: MemoryWhen, what: 'rss' | 'privateDirty', target: string): Row => {
+    const of = (m: Measured) => Math.max(m.memory[when].a[what], m.memory[when].b[what])
+    return row(name, of(spegel), of(ours), target, 'lower')
+  }
   const rows: Row[] = [
-    row(
-      'RSS per node idle, MiB (max of A, B)',
-      mem(spegel, 'idle', 'rss'),
-      mem(ours, 'idle', 'rss'),
-      '≤ 1.5×',
-      'lower'
-    ),
-    row(
-      'RSS per node 5 s after the pulls, MiB',
-      mem(spegel, 'after', 'rss'),
-      mem(ours, 'after', 'rss'),
-      '≤ 96 MiB',
-      'lower'
-    ),
-    row(
-      'RSS per node 15 s after the pulls, MiB',
-      mem(spegel, 'settled', 'rss'),
-      mem(ours, 'settled', 'rss'),
-      '≤ 96 MiB',
-      'lower'
-    ),
-    row(
-      'private dirty idle, MiB',
-      mem(spegel, 'idle', 'privateDirty'),
-      mem(ours, 'idle', 'privateDirty'),
-      '—',
-      'lower'
-    ),
-    row(
-      'private dirty after the pulls, MiB',
-      mem(spegel, 'after', 'privateDirty'),
-      mem(ours, 'after', 'privateDirty'),
-      '—',
-      'lower'
-    ),
+    memRow('RSS per node idle, MiB (max of A, B)', 'idle', 'rss', '≤ 1.5×'),
+    memRow('RSS per node 5 s after the pulls, MiB', 'after', 'rss', '≤ 96 MiB'),
+    memRow('RSS per node 15 s after the pulls, MiB', 'settled', 'rss', '≤ 96 MiB'),
+    memRow('private dirty idle, MiB', 'idle', 'privateDirty', '—'),
+    memRow('private dirty 5 s after the pulls, MiB', 'after', 'privateDirty', '—'),
     row('20 MB image from a peer, s (p50)', median(spegel.pull20), median(ours.pull20), '—', 'lower'),
     row('100 MB image from a peer, s (p50)', median(spegel.pull100), median(ours.pull100), '≤ 1.0×', 'lower'),
     row(
@@ -393,7 +366,7 @@ function missRows(spegel: Measured, ours: Measured, label: string): Row[] {
 
 /** A kadmirror node's memory by part: RSS, private dirty, V8 heap in use, external; node A and B, idle, after, settled. */
 function memoryRows(m: Measured): Row[] {
-  const label: Record<MemoryWhen, string> = { idle: 'idle', after: 'after the pulls', settled: '15 s after' }
+  const label: Record<MemoryWhen, string> = { idle: 'idle', after: '5 s after', settled: '15 s after' }
   return (['idle', 'after', 'settled'] as const).flatMap((when) =>
     (['a', 'b'] as const).map((node) => {
       const x = m.memory[when][node]

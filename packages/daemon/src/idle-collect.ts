@@ -7,7 +7,7 @@
  * {@link IDLE_COLLECT_MIN_REQUESTS} requests since the last collection; it has ended when no request came for
  * {@link IDLE_COLLECT_AFTER_MS}.
  */
-import type { MirrorHandler } from '@kadmirror/mirror'
+import type { MirrorHandler, ResponseEvent } from '@kadmirror/mirror'
 import type { Logger } from 'pino'
 import { IDLE_COLLECT_AFTER_MS, IDLE_COLLECT_MIN_BYTES, IDLE_COLLECT_MIN_REQUESTS } from './constants.ts'
 
@@ -59,7 +59,7 @@ export function collectAfterBursts(init: IdleCollectInit): IdleCollector {
     }, afterMs)
     timer.unref()
   }
-  const onResponse = (event: { kind: string; bytes: number }): void => {
+  const onResponse = (event: ResponseEvent): void => {
     requests++
     if (event.kind === 'blob') bytes += event.bytes
     if (timer !== undefined || bytes >= IDLE_COLLECT_MIN_BYTES || requests >= IDLE_COLLECT_MIN_REQUESTS) arm()
