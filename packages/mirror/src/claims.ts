@@ -1,6 +1,12 @@
 /**
  * Flash-crowd election: when several nodes miss the same blob at once, one of them fetches it from upstream and the
- * others wait for its bytes (served while they arrive). Each node that misses a blob looks for claimers of it; with
+ * others wait for its bytes (served while they arrive).
+ *
+ * With a router that arbitrates claims (`Router.claim`: the libp2p and memory routers), the election is one claim on
+ * the digest at its arbiter: the first node to claim fetches, and every other is told which node that is — one
+ * round trip. Nodes with different views of the cluster may ask different arbiters, and then two fetch.
+ *
+ * Without it, the election runs on claim records: each node that misses a blob looks for claimers of it; with
  * none, it advertises a claim record (a DHT key derived from the digest), waits a settle time for concurrent claims to
  * land, and looks again: the claimer ranked first for the digest fetches. The settle time is twice what its own look
  * and claim took (a node that claims at the same moment takes about as long to land its claim), within bounds: a
@@ -11,7 +17,7 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Digest } from '@kadmirror/oci'
-import type { Provider, Router } from '@kadmirror/routing'
+import type { ClaimAnswer, Provider, Router } from '@kadmirror/routing'
 import { CLAIM_SETTLE_MIN_MS } from './constants.ts'
 
 /** What this node does about a blob nobody holds: fetch it from upstream (answer 404), or wait for another node's. */
@@ -94,6 +100,7 @@ export class Claims {
    */
   async elect(digest: Digest, signal: AbortSignal): Promise<Election> {
     if (this.won.has(digest)) return { role: 'fetch' }
+    if (this.init.router.claim !== undefined) return this.arbitrated(digest, signal)
     const key = claimKey(digest)
     const started = this.clock.now()
     const early = ranked(digest, await this.claimers(key, signal))
@@ -106,14 +113,49 @@ export class Claims {
       // Lost: the claim goes at once, so that nodes asking later are not sent to a node that does not fetch.
       this.held.delete(key)
       this.init.router.withdraw([key]).catch(() => {})
-      this.beaten.set(digest, first)
-      this.clock.after(this.init.claimTtlMs, () => {
-        if (this.beaten.get(digest) === first) this.beaten.delete(digest)
-      })
+      this.lost(digest, first)
       return { role: 'wait', fetchers: others }
     }
     this.won.add(digest)
     return { role: 'fetch' }
+  }
+
+  /**
+   * The election at the digest's arbiter: one claim. A claim no arbiter answered rejects (the caller fetches: the
+   * worst case stays the normal pull).
+   */
+  private async arbitrated(digest: Digest, signal: AbortSignal): Promise<Election> {
+    const answer = await this.claimAtArbiter(digest, false, this.init.lookupTimeoutMs, signal)
+    if (answer.won) {
+      this.won.add(digest)
+      this.clock.after(this.init.claimTtlMs, () => this.won.delete(digest))
+      return { role: 'fetch' }
+    }
+    // An arbiter names the holder of a claim; without one (a holder with no usable address) nobody is waited for.
+    if (answer.holder === undefined) return { role: 'fetch' }
+    this.lost(digest, answer.holder)
+    return { role: 'wait', fetchers: [answer.holder] }
+  }
+
+  private claimAtArbiter(
+    digest: Digest,
+    peek: boolean,
+    timeoutMs: number,
+    signal: AbortSignal
+  ): Promise<ClaimAnswer> {
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+    return (this.init.router.claim as NonNullable<Router['claim']>).call(this.init.router, digest, {
+      peek,
+      signal: bounded
+    })
+  }
+
+  /** Remembers the claimer that beat this node on `digest`, for the claim time: a peer asking is sent there. */
+  private lost(digest: Digest, winner: Provider): void {
+    this.beaten.set(digest, winner)
+    this.clock.after(this.init.claimTtlMs, () => {
+      if (this.beaten.get(digest) === winner) this.beaten.delete(digest)
+    })
   }
 
   /**
@@ -131,6 +173,10 @@ export class Claims {
    * `signal` aborts.
    */
   async fetchers(digest: Digest, timeoutMs: number, signal: AbortSignal): Promise<Provider[]> {
+    if (this.init.router.claim !== undefined) {
+      const answer = await this.claimAtArbiter(digest, true, timeoutMs, signal)
+      return answer.won || answer.holder === undefined ? [] : [answer.holder]
+    }
     return ranked(digest, await this.claimers(claimKey(digest), signal, timeoutMs))
   }
 

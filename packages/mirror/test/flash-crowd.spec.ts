@@ -8,7 +8,7 @@ import type { Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Digest, digestOf } from '@kadmirror/oci'
-import { createMemoryNetwork, type MemoryNetwork, type MemoryRouter } from '@kadmirror/routing'
+import { createMemoryNetwork, type MemoryNetwork, type MemoryRouter, type Router } from '@kadmirror/routing'
 import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
 import fc from 'fast-check'
 import { FETCHER_HEADER } from '../src/constants.ts'
@@ -71,7 +71,13 @@ class FakeClock implements ClaimClock {
 const digest = (n: number): Digest => digestOf(Buffer.from(`blob ${n}`))
 const never = new AbortController().signal
 
-describe('flash-crowd election', () => {
+/** `router` without `claim`: the election runs on claim records. */
+function withoutClaims(router: Router): Router {
+  const { claim: _claim, ...rest } = router
+  return rest
+}
+
+describe('flash-crowd election on claim records', () => {
   let network: MemoryNetwork
   let clock: FakeClock
   const routers: MemoryRouter[] = []
@@ -83,9 +89,11 @@ describe('flash-crowd election', () => {
     await Promise.all(routers.splice(0).map((r) => r.close()))
   })
 
-  function claims(id: string): Claims {
-    const router = network.createRouter({ id, registryUrl: `http://${id}` })
-    routers.push(router)
+  /** A node's claims: at the network's arbiter, or (`records`) on claim records. */
+  function claims(id: string, election: 'arbiter' | 'records' = 'records'): Claims {
+    const created = network.createRouter({ id, registryUrl: `http://${id}` })
+    routers.push(created)
+    const router = election === 'records' ? withoutClaims(created) : created
     return new Claims({ router, selfId: id, settleMs: 40, claimTtlMs: 10_000, lookupTimeoutMs: 200, clock })
   }
 
@@ -189,14 +197,14 @@ describe('flash-crowd election', () => {
         yield* router.lookup(key, options)
       })()
     const node = new Claims({
-      router: {
+      router: withoutClaims({
         ...router,
         advertise: (keys) => router.advertise(keys),
         withdraw: (keys) => router.withdraw(keys),
         lookup: slow,
         ready: () => router.ready(),
         close: () => router.close()
-      },
+      }),
       selfId: 'a',
       settleMs: 40,
       claimTtlMs: 10_000,
@@ -227,6 +235,70 @@ describe('flash-crowd election', () => {
   })
 })
 
+describe('flash-crowd election at the arbiter', () => {
+  const routers: MemoryRouter[] = []
+  let network: MemoryNetwork
+  let clock: FakeClock
+  beforeEach(() => {
+    network = createMemoryNetwork({ claimHoldMs: 50 })
+    clock = new FakeClock()
+  })
+  afterEach(async () => {
+    await Promise.all(routers.splice(0).map((r) => r.close()))
+  })
+
+  function claims(
+    id: string,
+    router: Router = network.createRouter({ id, registryUrl: `http://${id}` })
+  ): Claims {
+    routers.push(router as MemoryRouter)
+    return new Claims({ router, selfId: id, settleMs: 40, claimTtlMs: 10_000, lookupTimeoutMs: 200, clock })
+  }
+
+  it('elects the first node to claim a blob, at once, and names it to every other', async () => {
+    const [a, b, c] = [claims('a'), claims('b'), claims('c')]
+    // No time passes on the clock: no settle, no second look.
+    assert.deepEqual(await a.elect(digest(30), never), { role: 'fetch' })
+    for (const node of [b, c]) {
+      const election = await node.elect(digest(30), never)
+      assert.deepEqual(election.role === 'wait' && election.fetchers.map((f) => f.registryUrl), ['http://a'])
+      assert.equal(node.winnerOf(digest(30))?.id, 'a')
+    }
+    assert.equal(a.fetching(digest(30)), true)
+  })
+
+  it('elects one node among nodes that claim a blob at once', async () => {
+    const nodes = ['a', 'b', 'c', 'd', 'e'].map((id) => claims(id))
+    const elections = await Promise.all(nodes.map((n) => n.elect(digest(31), never)))
+    assert.equal(elections.filter((e) => e.role === 'fetch').length, 1)
+  })
+
+  it('elects again once the arbiter no longer holds the claim', async () => {
+    const [a, b] = [claims('a'), claims('b')]
+    assert.equal((await a.elect(digest(32), never)).role, 'fetch')
+    assert.equal((await b.elect(digest(32), never)).role, 'wait')
+    await new Promise((resolve) => setTimeout(resolve, 60)) // the network's claimHoldMs: 50
+    assert.equal((await b.elect(digest(32), never)).role, 'fetch')
+  })
+
+  it('reads the holder again without claiming', async () => {
+    const [a, b] = [claims('a'), claims('b')]
+    assert.deepEqual(await b.fetchers(digest(33), 200, never), [])
+    assert.equal((await a.elect(digest(33), never)).role, 'fetch')
+    assert.deepEqual(
+      (await b.fetchers(digest(33), 200, never)).map((f) => f.id),
+      ['a']
+    )
+  })
+
+  it('rejects when no arbiter answers (the mirror then fetches)', async () => {
+    const router = network.createRouter({ id: 'a', registryUrl: 'http://a' })
+    const failing: Router = { ...router, claim: () => Promise.reject(new Error('no arbiter answered')) }
+    await assert.rejects(claims('a', failing).elect(digest(34), never), /no arbiter/)
+    routers.push(router)
+  })
+})
+
 describe('content in flight', function () {
   this.timeout(20_000)
   let dir: string
@@ -253,17 +325,19 @@ describe('content in flight', function () {
     upstream: UpstreamEvent[]
   }
 
+  /** A mirror node on the network; `election`: its flash-crowd election at the arbiter or on claim records. */
   async function node(
     id: string,
     options: Omit<MirrorHandlerInit, 'store' | 'router'> = {},
-    inFlight?: Map<Digest, GrowingContent>
+    inFlight?: Map<Digest, GrowingContent>,
+    election: 'arbiter' | 'records' = 'arbiter'
   ): Promise<Node> {
     const server: Server = await listen()
     const router = network.createRouter({ id, registryUrl: urlOf(server) })
     const store = createMemoryStore()
     const handler = createMirrorHandler({
       store,
-      router,
+      router: election === 'records' ? withoutClaims(router) : router,
       flashCrowd: { selfId: id, waitMs: 1500 },
       ...(inFlight === undefined ? {} : { inFlight: { find: async (d) => inFlight.get(d) } }),
       ...options
@@ -440,7 +514,7 @@ describe('content in flight', function () {
       () => winner.close(),
       () => loser.close()
     )
-    const w = await node('w')
+    const w = await node('w', {}, undefined, 'records')
     const started = performance.now()
     const answer = await get(w.url, path)
     assert.equal(answer.status, 200)
@@ -449,7 +523,24 @@ describe('content in flight', function () {
     assert.ok(performance.now() - started < 1500, 'it waited for the deadline instead')
   })
 
-  it('names the winner in its 404 to a peer asking for a blob this node lost the election for', async () => {
+  it('names the winner in its 404 to a peer asking for a blob this node lost the election at the arbiter for', async () => {
+    const rivalServer = await listen((_req, res) => res.writeHead(404).end())
+    const rival = network.createRouter({ id: 'rival', registryUrl: urlOf(rivalServer) })
+    stops.push(async () => {
+      await stopServer(rivalServer)
+      await rival.close()
+    })
+    assert.deepEqual(await rival.claim?.(blobDigest), { won: true })
+    const l = await node('l')
+    const answer = get(l.url, path)
+    await waitFor(async () => (await asked(l)).named !== undefined, 1000, 'the loss', 5)
+    const { status, named } = await asked(l)
+    assert.equal(status, 404)
+    assert.equal(named, `rival ${urlOf(rivalServer)}`)
+    assert.equal((await answer).status, 404) // the rival never fetches: after the wait, upstream
+  })
+
+  it('names the winner in its 404 to a peer asking for a blob this node lost the election on claim records for', async () => {
     // A rival ranked before node l claims the blob right after l does, so that l's election (it reads the claims
     // again after settling) is lost to it.
     let n = 0
@@ -460,7 +551,7 @@ describe('content in flight', function () {
       await stopServer(rivalServer)
       await rival.close()
     })
-    const l = await node('l')
+    const l = await node('l', {}, undefined, 'records')
     const answer = get(l.url, path)
     await waitFor(
       async () => {

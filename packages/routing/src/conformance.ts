@@ -130,6 +130,54 @@ function lifecycleTests(node: NodeOf): void {
     await assert.rejects(node(2).advertise([uniqueKey()]), RouterClosedError)
     await assert.rejects(node(2).ready(), RouterClosedError)
     assert.throws(() => node(2).lookup(uniqueKey()), RouterClosedError)
+    const claim = node(2).claim?.bind(node(2))
+    if (claim !== undefined) await assert.rejects(claim(uniqueKey()), RouterClosedError)
+  })
+}
+
+/** Claims ({@link Router.claim}), for routers that have them. */
+function claimTests(node: NodeOf): void {
+  /** `router.claim`, or a skip of the test when the router has none. */
+  const claimOf = (ctx: Mocha.Context, router: Router): NonNullable<Router['claim']> => {
+    const claim = router.claim
+    if (claim === undefined) return ctx.skip() as never
+    return claim.bind(router)
+  }
+
+  it('gives a claim to the first node to claim a key, and names it to the others', async function () {
+    const key = uniqueKey()
+    assert.deepEqual(await claimOf(this, node(0))(key), { won: true })
+    const second = await claimOf(this, node(1))(key)
+    const third = await claimOf(this, node(2))(key)
+    assert.equal(second.won, false)
+    assert.match(second.won ? '' : (second.holder?.registryUrl ?? ''), /^https?:\/\//)
+    assert.equal(third.won ? undefined : third.holder?.id, second.won ? 'won' : second.holder?.id)
+    assert.deepEqual(await claimOf(this, node(0))(key), { won: true })
+  })
+
+  it('gives a key claimed by every node at once to exactly one', async function () {
+    const key = uniqueKey()
+    const answers = await Promise.all([0, 1, 2].map((i) => claimOf(this, node(i))(key)))
+    assert.equal(answers.filter((a) => a.won).length, 1)
+    const holders = new Set(
+      answers.map((a) => (a.won ? undefined : a.holder?.id)).filter((id) => id !== undefined)
+    )
+    assert.equal(holders.size, 1)
+  })
+
+  it('answers a peek with the holder, and claims nothing', async function () {
+    const key = uniqueKey()
+    assert.deepEqual(await claimOf(this, node(1))(key, { peek: true }), { won: false })
+    assert.deepEqual(await claimOf(this, node(2))(key), { won: true })
+    const peek = await claimOf(this, node(1))(key, { peek: true })
+    assert.equal(peek.won, false)
+    assert.notEqual(peek.won ? undefined : peek.holder, undefined)
+  })
+
+  it('rejects a claim whose signal aborted', async function () {
+    const controller = new AbortController()
+    controller.abort()
+    await assert.rejects(claimOf(this, node(1))(uniqueKey(), { signal: controller.signal }))
   })
 }
 
@@ -151,5 +199,6 @@ export function routerConformance(name: string, options: RouterConformanceOption
 
     lifecycleTests(node)
     lookupTests(node, settleMs)
+    claimTests(node)
   })
 }

@@ -119,6 +119,24 @@ export const LOOKUP_PROTOCOL = '/kadmirror/lookup/1.0.0'
  * same few peers many times in a row.
  */
 export const LOOKUP_STREAM_IDLE_MS = 90 * second
+/**
+ * kadmirror's claim protocol: a node asks a key's arbiter (the kadmirror member closest to the key) to claim the key
+ * for it, first come first served; the arbiter answers who holds the claim. Messages in the DHT format on a
+ * reused stream: ADD_PROVIDER claims, GET_PROVIDERS only asks; the answer names the holder among its providers
+ * (none: nobody holds it). The claimer is the peer at the other end of the connection, never a peer named in the
+ * message.
+ */
+export const CLAIM_PROTOCOL = '/kadmirror/claim/1.0.0'
+/** How long an arbiter holds a claim, in ms (the holder's download has started or failed by then). */
+export const CLAIM_HOLD_MS = 10 * second
+/** Most claims one arbiter holds at once; past it the oldest goes (~150 bytes a claim). */
+export const CLAIM_TABLE_MAX_ENTRIES = 20_000
+/** Arbiters a claim is tried on, closest to the key first: the closest may have just stopped. */
+export const CLAIM_ARBITERS_TRIED = 2
+/** Longest key a claim may name, in bytes (a sha2-256 multihash is 34). */
+export const CLAIM_MAX_KEY_BYTES = 64
+/** Claim streams one peer may have open to this node at once. */
+export const CLAIM_MAX_INBOUND_STREAMS = 4
 /** How long the asking side keeps an unused lookup stream, in ms (below {@link LOOKUP_STREAM_IDLE_MS}). */
 export const LOOKUP_SESSION_IDLE_MS = 60 * second
 /** Lookup streams one peer may have open to this node at once. */

@@ -13,7 +13,8 @@ export const ROUTING_ERROR_CODES = [
   'ERR_REQUEST_TIMEOUT',
   'ERR_SESSION_CLOSED',
   'ERR_INVALID_FRAME',
-  'ERR_INVALID_ACCESS_RULE'
+  'ERR_INVALID_ACCESS_RULE',
+  'ERR_NO_ARBITER'
 ] as const
 
 /** One of {@link ROUTING_ERROR_CODES}. */
@@ -75,4 +76,14 @@ export class InvalidFrameError extends RoutingError {
 export class InvalidAccessRuleError extends RoutingError {
   override name = 'InvalidAccessRuleError'
   readonly code = 'ERR_INVALID_ACCESS_RULE'
+}
+
+/** No arbiter answered a claim (every one tried failed or was too slow). */
+export class NoArbiterError extends RoutingError {
+  override name = 'NoArbiterError'
+  readonly code = 'ERR_NO_ARBITER'
+
+  constructor(message = 'no arbiter answered the claim') {
+    super(message)
+  }
 }

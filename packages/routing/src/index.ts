@@ -49,6 +49,7 @@ export {
 export { CA_FILE, CERT_FILE, KEY_FILE, readCertDir, type TlsMaterial } from './cert-dir.ts'
 export * as constants from './constants.ts'
 export {
+  CLAIM_PROTOCOL,
   LOOKUP_HEDGE_MS,
   LOOKUP_PROTOCOL,
   PROVIDE_PROTOCOL,
@@ -61,6 +62,7 @@ export {
   InvalidCertDirError,
   InvalidFrameError,
   InvalidPeerKeyError,
+  NoArbiterError,
   RequestTimeoutError,
   ROUTING_ERROR_CODES,
   RouterClosedError,
@@ -86,11 +88,12 @@ export { createLibp2pRouter, type Libp2pRouter, type Libp2pRouterInit } from './
 export {
   createMemoryNetwork,
   type MemoryNetwork,
+  type MemoryNetworkInit,
   type MemoryRouter,
   type MemoryRouterInit
 } from './memory-router.ts'
 export { loadOrCreatePeerKey, PEER_KEY_FILE } from './peer-key.ts'
-export type { LookupOptions, Provider, Router } from './router.ts'
+export type { ClaimAnswer, ClaimOptions, LookupOptions, Provider, Router } from './router.ts'
 export {
   closest,
   groupByHolder,

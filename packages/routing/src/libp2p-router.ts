@@ -19,6 +19,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { AddressBook } from './address-book.ts'
+import { Arbiter } from './arbiter.ts'
 import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
 import { BootstrapLoop } from './bootstrap-loop.ts'
 import { Connections } from './connections.ts'
@@ -78,6 +79,7 @@ interface Parts {
   lookups: LookupClient
   membership: Membership
   bootstrap: BootstrapLoop
+  arbiter: Arbiter
   /** Gossip mode only. */
   gossip?: GossipMode
 }
@@ -133,21 +135,17 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
     ...(bootstrapper === undefined ? {} : { bootstrapper }),
     ...{ view, connections, self: shared.selfPeer }
   })
-  return {
-    view,
-    connections,
-    requests,
-    records,
-    lookups,
-    membership,
-    bootstrap,
-    ...(gossip === undefined ? {} : { gossip })
-  }
+  const arbiter = new Arbiter({
+    ...{ libp2p, view, addressBook, log },
+    ...{ holdMs: settings.claimHoldMs, requestTimeoutMs: settings.requestTimeoutMs }
+  })
+  const parts = { view, connections, requests, records, lookups, membership, bootstrap, arbiter }
+  return gossip === undefined ? parts : { ...parts, gossip }
 }
 
-/** Registers the protocols this node answers beyond the stock DHT: registry announcement, records, lookups. */
-async function handleProtocols(shared: Shared, view: ClusterView, gossip?: GossipMode): Promise<void> {
-  const { libp2p, settings, datastore } = shared
+/** Registers the protocols this node answers beyond the stock DHT: registry announcement, records, lookups, claims. */
+async function handleProtocols(shared: Shared, parts: Parts): Promise<void> {
+  const [{ libp2p, settings, datastore }, { view, gossip }] = [shared, parts]
   // Announced, never spoken: a stream opened on it is closed at once.
   await libp2p.handle(
     registryProtocol({ port: settings.registryPort, scheme: settings.registryScheme }),
@@ -163,6 +161,7 @@ async function handleProtocols(shared: Shared, view: ClusterView, gossip?: Gossi
   })
   const gone = gossip === undefined ? {} : { gone: (peer: string) => gossip.members.gone(peer) }
   await handleLookups({ libp2p, datastore, view, ...gone, log: settings.log })
+  await parts.arbiter.start()
 }
 
 /** Starts the periodic work: reconcile (with redials and growth-time peer exchange), sweeps and peer exchange. */
@@ -220,6 +219,10 @@ function routerOf(shared: Shared, parts: Parts, close: () => Promise<void>): Lib
       check()
       return parts.lookups.lookup(key, options)
     },
+    async claim(key, options) {
+      check()
+      return parts.arbiter.claim(key, options)
+    },
     async ready() {
       check()
       return parts.view.size > 0
@@ -262,7 +265,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
   const shared = sharedOf(libp2p, settings, datastore, shutdown.signal)
   const parts = buildParts(shared, init.bootstrapper)
   parts.membership.start()
-  await handleProtocols(shared, parts.view, parts.gossip)
+  await handleProtocols(shared, parts)
   await parts.gossip?.members.start()
   parts.gossip?.plan.start()
   const stopTimers = startTimers(parts, datastore, log)
@@ -281,6 +284,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     stopTimers()
     stopConnectionChecks()
     parts.requests.closeAll()
+    parts.arbiter.stop()
     parts.membership.stop()
     const signal = AbortSignal.timeout(BOOTSTRAP_UNREGISTER_TIMEOUT_MS)
     await bootstrapper?.unregister?.(shared.selfPeer(), { signal }).catch(() => {})

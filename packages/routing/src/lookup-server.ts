@@ -84,8 +84,11 @@ export function lookupAnswerer(
   }
 }
 
-/** Serves one lookup stream with `answer`. */
-function serveLookupStream(stream: Stream, answer: LookupAnswerer, log: Logger): void {
+/**
+ * Serves one request stream with `answer` (lookup and claim streams): each frame a request, answered in order;
+ * closed after an idle spell or when the asker closes its side.
+ */
+export function serveRequestStream(stream: Stream, answer: LookupAnswerer, log: Logger): void {
   const close = (): void => {
     stream.close().catch((err: unknown) => stream.abort(err as Error))
   }
@@ -109,7 +112,7 @@ function serveLookupStream(stream: Stream, answer: LookupAnswerer, log: Logger):
         return
       }
       if (stream.status === 'open') {
-        log.debug({ err: error }, 'lookup stream ended')
+        log.debug({ err: error }, 'request stream ended')
         stream.abort(error)
       }
     }
@@ -119,7 +122,11 @@ function serveLookupStream(stream: Stream, answer: LookupAnswerer, log: Logger):
 /** Registers the handler of {@link LOOKUP_PROTOCOL}. */
 export async function handleLookups(init: LookupServerInit): Promise<void> {
   const answer = lookupAnswerer(init.datastore, init.view, init.gone)
-  await init.libp2p.handle(LOOKUP_PROTOCOL, (stream: Stream) => serveLookupStream(stream, answer, init.log), {
-    maxInboundStreams: LOOKUP_MAX_INBOUND_STREAMS
-  })
+  await init.libp2p.handle(
+    LOOKUP_PROTOCOL,
+    (stream: Stream) => serveRequestStream(stream, answer, init.log),
+    {
+      maxInboundStreams: LOOKUP_MAX_INBOUND_STREAMS
+    }
+  )
 }

@@ -5,10 +5,11 @@
  */
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { DEFAULT_LOOKUP_COUNT } from './constants.ts'
+import { ClaimTable } from './claim-table.ts'
+import { CLAIM_HOLD_MS, CLAIM_TABLE_MAX_ENTRIES, DEFAULT_LOOKUP_COUNT } from './constants.ts'
 import { RouterClosedError } from './errors.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
-import type { LookupOptions, Provider, Router } from './router.ts'
+import type { ClaimAnswer, ClaimOptions, LookupOptions, Provider, Router } from './router.ts'
 
 /** Options of {@link MemoryNetwork.createRouter}. */
 export interface MemoryRouterInit {
@@ -31,10 +32,35 @@ export interface MemoryNetwork {
   createRouter(init: MemoryRouterInit): MemoryRouter
 }
 
-/** The routers of a network and who holds which key. */
+/** Options of {@link createMemoryNetwork}. */
+export interface MemoryNetworkInit {
+  /** How long a claim is held, in ms. @default {@link CLAIM_HOLD_MS} (10 s) */
+  claimHoldMs?: number
+}
+
+/** The routers of a network, who holds which key, and the claims (one arbiter for the whole network). */
 class Registry {
   readonly routers = new Map<string, Provider>()
   private readonly records = new Map<string, Set<string>>()
+  private readonly claims: ClaimTable
+
+  constructor(init: MemoryNetworkInit) {
+    this.claims = new ClaimTable({
+      holdMs: init.claimHoldMs ?? CLAIM_HOLD_MS,
+      maxEntries: CLAIM_TABLE_MAX_ENTRIES
+    })
+  }
+
+  /** `self`'s claim on `key` (or, with `peek`, who holds it); the claim of a router that left is void. */
+  claim(key: string, self: string, peek: boolean): ClaimAnswer {
+    const held = this.claims.holderOf(key)
+    if (held !== undefined && !this.routers.has(held.id)) this.claims.release(key)
+    const claimer = { id: self, idBytes: new Uint8Array(), addresses: [] }
+    const holder = peek ? this.claims.holderOf(key) : this.claims.claim(key, claimer)
+    const provider = holder === undefined ? undefined : this.routers.get(holder.id)
+    if (holder?.id === self) return { won: true }
+    return provider === undefined ? { won: false } : { won: false, holder: copy(provider) }
+  }
 
   add(id: string, keys: Iterable<string>): void {
     for (const key of keys) {
@@ -63,10 +89,15 @@ class Registry {
       if (holder === self || provider === undefined) continue
       if (out.length === count) break
       // Routers leave the network when they close, so every record is of a live router.
-      out.push({ ...provider, addresses: [...provider.addresses], connected: true })
+      out.push(copy(provider))
     }
     return out
   }
+}
+
+/** A provider of the network, copied (callers may change what they are given). */
+function copy(provider: Provider): Provider {
+  return { ...provider, addresses: [...provider.addresses], connected: true }
 }
 
 async function* yieldProviders(
@@ -110,6 +141,11 @@ function createRouterOn(registry: Registry, init: MemoryRouterInit): MemoryRoute
       })
       return yieldProviders(providers, options.signal)
     },
+    async claim(key, options: ClaimOptions = {}) {
+      check()
+      options.signal?.throwIfAborted()
+      return registry.claim(key, id, options.peek === true)
+    },
     async ready() {
       check()
       return registry.routers.size > 1
@@ -124,7 +160,7 @@ function createRouterOn(registry: Registry, init: MemoryRouterInit): MemoryRoute
 }
 
 /** Creates an empty in-memory network. */
-export function createMemoryNetwork(): MemoryNetwork {
-  const registry = new Registry()
+export function createMemoryNetwork(init: MemoryNetworkInit = {}): MemoryNetwork {
+  const registry = new Registry(init)
   return { createRouter: (init) => createRouterOn(registry, init) }
 }

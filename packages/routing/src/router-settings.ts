@@ -7,6 +7,7 @@ import type { Libp2pInit } from 'libp2p'
 import { type Logger, pino } from 'pino'
 import type { Bootstrapper } from './bootstrap.ts'
 import {
+  CLAIM_HOLD_MS,
   DEFAULT_DHT_PROTOCOL,
   DEFAULT_LOOKUP_ALPHA,
   DEFAULT_MAX_CONNECTIONS,
@@ -52,6 +53,8 @@ export interface Libp2pRouterInit {
   requestTimeoutMs?: number
   /** Validity of provider records this node stores for others, in ms (Spegel's). @default {@link PROVIDER_VALIDITY_MS} (19 min) */
   providerValidityMs?: number
+  /** How long this node, as a key's arbiter, holds a claim on it, in ms (see `Router.claim`). @default {@link CLAIM_HOLD_MS} (10 s) */
+  claimHoldMs?: number
   /** How long lookups with providers are cached, in ms. @default {@link LOOKUP_CACHE_TTL_MS} (5 s) */
   lookupCacheTtlMs?: number
   /** How long lookups without providers are cached, in ms. @default {@link MISS_CACHE_TTL_MS} (500 ms) */
@@ -110,6 +113,7 @@ export type Settings = Required<
     | 'alpha'
     | 'requestTimeoutMs'
     | 'providerValidityMs'
+    | 'claimHoldMs'
     | 'lookupCacheTtlMs'
     | 'missCacheTtlMs'
     | 'membership'
@@ -127,6 +131,7 @@ export function settingsOf(init: Libp2pRouterInit): Settings {
     alpha: init.alpha ?? DEFAULT_LOOKUP_ALPHA,
     requestTimeoutMs: init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     providerValidityMs: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
+    claimHoldMs: init.claimHoldMs ?? CLAIM_HOLD_MS,
     lookupCacheTtlMs: init.lookupCacheTtlMs ?? LOOKUP_CACHE_TTL_MS,
     missCacheTtlMs: init.missCacheTtlMs ?? MISS_CACHE_TTL_MS,
     membership: init.membership ?? 'mesh',

@@ -2,7 +2,7 @@
  * The `Router` interface: advertise the keys a node holds, and find the peers that hold a key.
  * Implementations: {@link createLibp2pRouter} (Kademlia, Spegel-compatible) and {@link createMemoryNetwork}.
  */
-export { RouterClosedError } from './errors.ts'
+export { NoArbiterError, RouterClosedError } from './errors.ts'
 
 /** A peer that holds a key. */
 export interface Provider {
@@ -33,6 +33,20 @@ export interface LookupOptions {
   fresh?: boolean
 }
 
+/** Options of {@link Router.claim}. */
+export interface ClaimOptions {
+  /** Only ask who holds the claim; claim nothing. Default false. */
+  peek?: boolean
+  /** Ends the claim early (it rejects with the signal's reason). */
+  signal?: AbortSignal
+}
+
+/**
+ * What {@link Router.claim} learnt: this node holds the claim (it was first, or held it already), or another node
+ * does (`holder`; undefined only for a peek when nobody holds it).
+ */
+export type ClaimAnswer = { won: true } | { won: false; holder?: Provider }
+
 /**
  * Advertises keys (digests and `registry/repository:tag` references) and finds who holds them.
  * All methods reject with `RouterClosedError` after {@link Router.close}.
@@ -47,6 +61,16 @@ export interface Router {
    * candidate is left, `count` providers were yielded, or `signal` aborts.
    */
   lookup(key: string, options?: LookupOptions): AsyncIterable<Provider>
+  /**
+   * Optional: a first-come claim on `key`, decided by one node, the key's arbiter (the libp2p router's: the
+   * kadmirror member closest to the key, or this node when it is closer). The first node to claim holds the claim
+   * for a fixed time (10 s by default); every other node that claims meanwhile is told which node holds it. Nodes
+   * whose views of the cluster differ may ask different arbiters, so two may hold a claim on the same key. Used by
+   * the mirror's flash-crowd election (one node fetches a blob nobody has); routers without it keep the election
+   * on claim records.
+   * @throws {NoArbiterError} when no arbiter answered; the signal's reason when it aborts.
+   */
+  claim?(key: string, options?: ClaimOptions): Promise<ClaimAnswer>
   /** True once the node knows at least one peer (it can advertise and look up). */
   ready(): Promise<boolean>
   /** Leaves the network and releases everything. Idempotent. */

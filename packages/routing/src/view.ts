@@ -7,7 +7,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
-import { LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
+import { CLAIM_PROTOCOL, LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
 import type { RouterEvents } from './events.ts'
 import { KadIndex } from './kad-index.ts'
 import { peerKadId } from './keys.ts'
@@ -23,6 +23,8 @@ export interface Member extends LookupPeer {
   batches: boolean
   /** Speaks {@link LOOKUP_PROTOCOL}. */
   lookups: boolean
+  /** Speaks {@link CLAIM_PROTOCOL} (can arbitrate claims). */
+  claims: boolean
   /** The addresses it listens on, from identify; empty when unknown (then read from the peer store). */
   addresses: Multiaddr[]
   /** Known by membership gossip (it stays a member while not connected). */
@@ -124,6 +126,7 @@ export class ClusterView {
       kad: peerKadId(peerId),
       batches: protocols.includes(PROVIDE_PROTOCOL),
       lookups: protocols.includes(LOOKUP_PROTOCOL),
+      claims: protocols.includes(CLAIM_PROTOCOL),
       addresses
     }
     this.byId.set(key, member)
@@ -134,7 +137,7 @@ export class ClusterView {
   }
 
   /**
-   * Takes a member known by gossip into the view (a kadmirror node: it speaks the lookup and provide protocols),
+   * Takes a member known by gossip into the view (a kadmirror node: it speaks the lookup, provide and claim protocols),
    * or updates its addresses; returns true when it is new to the view.
    */
   learn(record: MemberRecord): boolean {
@@ -152,6 +155,7 @@ export class ClusterView {
       kad: record.kad,
       batches: true,
       lookups: true,
+      claims: true,
       addresses,
       gossiped: true
     }

@@ -5,6 +5,7 @@ import {
   InvalidCertDirError,
   InvalidFrameError,
   InvalidPeerKeyError,
+  NoArbiterError,
   RequestTimeoutError,
   ROUTING_ERROR_CODES,
   RouterClosedError,
@@ -21,7 +22,8 @@ describe('routing errors', () => {
     new RequestTimeoutError('x'),
     new SessionClosedError('x'),
     new InvalidFrameError('x'),
-    new InvalidAccessRuleError('x')
+    new InvalidAccessRuleError('x'),
+    new NoArbiterError()
   ]
 
   it('gives each error class its own code, every code of the catalogue once', () => {

@@ -1,11 +1,12 @@
-// A rogue libp2p peer that speaks every protocol a router answers — the stock DHT (Spegel's), lookups, provides
-// and withdrawals — with arbitrary bytes: the router ignores them (closing the stream), keeps serving lookups, and
+// A rogue libp2p peer that speaks every protocol a router answers — the stock DHT (Spegel's), lookups, provides,
+// withdrawals and claims — with arbitrary bytes: the router ignores them (closing the stream), keeps serving lookups, and
 // its memory stays bounded.
 import assert from 'node:assert/strict'
 import { collectGarbage } from '@kadmirror/test-support'
 import fc from 'fast-check'
 import { collectProviders } from '../src/conformance.ts'
 import {
+  CLAIM_PROTOCOL,
   DEFAULT_DHT_PROTOCOL,
   LOOKUP_PROTOCOL,
   PROVIDE_PROTOCOL,
@@ -48,7 +49,14 @@ describe('a router under a rogue peer', function () {
       collectGarbage()
       const before = process.memoryUsage().heapUsed
       let opened = 0
-      for (const protocol of [DEFAULT_DHT_PROTOCOL, LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, WITHDRAW_PROTOCOL]) {
+      const protocols = [
+        DEFAULT_DHT_PROTOCOL,
+        LOOKUP_PROTOCOL,
+        PROVIDE_PROTOCOL,
+        WITHDRAW_PROTOCOL,
+        CLAIM_PROTOCOL
+      ]
+      for (const protocol of protocols) {
         await fc.assert(
           fc.asyncProperty(payload, async (bytes) => {
             const stream = await rogue.libp2p.dialProtocol(victim.libp2p.peerId, protocol)
@@ -61,7 +69,7 @@ describe('a router under a rogue peer', function () {
           { numRuns: 1000 }
         )
       }
-      assert.equal(opened, 4000)
+      assert.equal(opened, 1000 * protocols.length)
       assert.ok(victim.peers().includes(rogue.peerId) || victim.peers().length === 0)
       const key = 'sha256:5555555555555555555555555555555555555555555555555555555555555555'
       await rogue.advertise([key])
