@@ -185,11 +185,14 @@ function equals(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i])
 }
 
-/** `promise`, or the signal's reason once it aborts. */
+/**
+ * `promise`, or the signal's reason once it aborts — after the event loop has read what arrived, so that an answer
+ * already received when a timeout fires on a starved process is still taken.
+ */
 function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return promise
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
+    const onAbort = (): void => void setImmediate(() => reject(signal.reason))
     if (signal.aborted) return onAbort()
     signal.addEventListener('abort', onAbort, { once: true })
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))

@@ -76,9 +76,18 @@ class Session {
     this.deadlineTimer.unref()
   }
 
+  /**
+   * A deadline passed: the session fails if a request is still waiting after the event loop has read what arrived.
+   * On a starved process the timer and the answer can become due in the same turn of the loop; timers run first,
+   * and failing at once would drop an answer already received (a hit read as a miss).
+   */
   private readonly onDeadline = (): void => {
     this.deadlineTimer = undefined
     this.deadlineAt = Number.POSITIVE_INFINITY
+    setImmediate(this.checkDeadlines)
+  }
+
+  private readonly checkDeadlines = (): void => {
     if (this.closed) return
     const now = Date.now()
     let next = Number.POSITIVE_INFINITY

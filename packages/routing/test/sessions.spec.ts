@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { PeerId, Stream } from '@libp2p/interface'
+import { type PeerId, type Stream, StreamMessageEvent } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
 import { RequestTimeoutError } from '../src/errors.ts'
@@ -37,6 +37,11 @@ async function sessionsToPeer(behaviour: Behaviour, idleMs?: number) {
   return { peer, sessions, opened }
 }
 
+/** `bytes` with their varint length prefix. */
+function framed(bytes: Uint8Array): Uint8Array {
+  return Uint8Array.from([bytes.length, ...bytes]) // answers here are shorter than 128 bytes
+}
+
 const request = (key: number): KadMessage => ({
   type: MessageType.GET_PROVIDERS,
   key: new Uint8Array([key]),
@@ -71,6 +76,21 @@ describe('Sessions', () => {
     const answer = await sessions.request(peer, request(2), 2000)
     assert.equal(answer.key?.[0], 2)
     assert.equal(opened.length, 2)
+    sessions.closeAll()
+  })
+
+  it('takes an answer that arrived while the process was starved past its deadline', async () => {
+    const { peer, sessions, opened } = await sessionsToPeer((r) => (r.key?.[0] === 0 ? 'answer' : 'ignore'))
+    await sessions.request(peer, request(0), 2000) // the session is open
+    const answered = sessions.request(peer, request(3), 40)
+    for (let i = 0; i < 10; i++) await Promise.resolve() // its deadline timer is armed
+    // The answer lands 10 ms after the deadline, handed to the asking side at once (no simulated network delay)...
+    const answer = encodeMessage(request(3))
+    setTimeout(() => opened[0]?.dispatchEvent(new StreamMessageEvent(framed(answer))), 50)
+    // ...but the process gets no CPU for 100 ms: when it wakes, both are due and the deadline runs first.
+    const until = Date.now() + 100
+    while (Date.now() < until);
+    assert.equal((await answered).key?.[0], 3)
     sessions.closeAll()
   })
 
