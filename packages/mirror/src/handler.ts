@@ -982,6 +982,9 @@ async function streamLocal(
   try {
     await pipeline([stream, ...stages, counted, res])
   } catch (err) {
+    // A pipeline that never started (the client went away while the store opened the content) destroys nothing:
+    // the store's stream would hold its file until a garbage collection.
+    stream.destroy()
     localReadFailed(settings, res, info.digest, err, outcome)
   }
   return true
@@ -1119,7 +1122,12 @@ function quarantine(settings: Settings, digest: Digest, actual: Digest): void {
 
 function isClientGone(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
-  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE'
+  return (
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ERR_STREAM_UNABLE_TO_PIPE' || // piped to a response already destroyed
+    code === 'ECONNRESET' ||
+    code === 'EPIPE'
+  )
 }
 
 /** An AbortSignal that fires when the client goes away before the response is complete. */

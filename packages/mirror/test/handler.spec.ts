@@ -1,10 +1,25 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import { type BuiltImage, buildImage, type Digest, digestOf, OCI_MANIFEST, tagKey } from '@kadmirror/oci'
+import type { Readable } from 'node:stream'
+import {
+  type BuiltImage,
+  type ByteRange,
+  buildImage,
+  type Digest,
+  digestOf,
+  OCI_MANIFEST,
+  tagKey
+} from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import { createMemoryStore } from '@kadmirror/store'
 import { collectGarbage } from '@kadmirror/test-support'
 import { MIRRORED_HEADER, VERIFYING_HEADER } from '../src/constants.ts'
-import type { DigestMismatchEvent, PeerFailureEvent, ResponseEvent } from '../src/index.ts'
+import {
+  createMirrorHandler,
+  type DigestMismatchEvent,
+  type PeerFailureEvent,
+  type ResponseEvent
+} from '../src/index.ts'
 import {
   errorCode,
   type FakePeer,
@@ -880,5 +895,51 @@ describe('mirror handler', function () {
       assert.equal(miss.source, 'miss')
       assert.equal(miss.status, 404)
     })
+  })
+})
+
+describe('mirror handler serving a store without random access', () => {
+  it('closes the store’s stream of a blob whose client went away while it was opened', async () => {
+    const inner = createMemoryStore()
+    const layer = randomBytes(1024 * 1024, 11)
+    await inner.addImage('example.com/team/app:1', buildImage({ layers: [layer] }))
+    let clientGone = (): void => {}
+    const gone = new Promise<void>((resolve) => {
+      clientGone = resolve
+    })
+    const streams: Readable[] = []
+    // A store that only streams (no `open`), and opens the content once the client has hung up.
+    const store = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'open') return undefined
+        if (property === 'read')
+          return async (digest: Digest, range?: ByteRange) => {
+            await gone
+            await new Promise((resolve) => setTimeout(resolve, 20))
+            const stream = await target.read(digest, range)
+            streams.push(stream)
+            return stream
+          }
+        const value = Reflect.get(target, property)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+    const network = createMemoryNetwork()
+    const router = network.createRouter({ registryUrl: 'http://127.0.0.1:1' })
+    const handler = createMirrorHandler({ store, router })
+    const server = http.createServer(handler)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const request = http.get(`${urlOf(server)}/v2/team/app/blobs/${digestOf(layer)}?ns=example.com`)
+      request.on('error', () => {})
+      request.on('close', clientGone)
+      setTimeout(() => request.destroy(), 50)
+      await waitFor(() => streams[0]?.destroyed === true, 2000, 'the store’s stream to be destroyed')
+    } finally {
+      await stopServer(server)
+      await handler.close()
+      await router.close()
+      await inner.close()
+    }
   })
 })
