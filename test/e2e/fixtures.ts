@@ -9,8 +9,8 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { claimKey, type PeerFailureEvent, type ResponseEvent, type UpstreamEvent } from '@kadmirror/mirror'
-import { buildImage, buildIndex, type Digest } from '@kadmirror/oci'
+import type { PeerFailureEvent, ResponseEvent, UpstreamEvent } from '@kadmirror/mirror'
+import { buildImage, buildIndex } from '@kadmirror/oci'
 import { createLibp2pRouter, staticBootstrapper } from '@kadmirror/routing'
 import { openOciLayoutStore } from '@kadmirror/store'
 import { waitFor } from '@kadmirror/test-support'
@@ -387,15 +387,16 @@ export interface Liar {
 
 /**
  * Starts a lying peer for `repository:tag` of the upstream `registryHost`, joining the DHT through `bootstrap`. It
- * advertises the blobs (`as: 'holder'`, default) or flash-crowd claims on them (`as: 'claimer'`: it says it is
- * fetching each one, so that nodes missing them wait for it and ask it directly).
+ * advertises the blobs (`as: 'holder'`, default) or claims them at their arbiters (`as: 'claimer'`: it says it is
+ * fetching each one, so that nodes missing them wait for it and ask it directly) once it knows `peers` nodes.
  */
 export async function startLiar(
   registryHost: string,
   repository: string,
   tag: string,
   bootstrap: string,
-  as: 'holder' | 'claimer' = 'holder'
+  as: 'holder' | 'claimer' = 'holder',
+  peers = 1
 ): Promise<Liar> {
   const sizes = await blobSizes(registryHost, repository, tag)
   const registry = await startRogueRegistry(sizes)
@@ -405,9 +406,13 @@ export async function startLiar(
     registryPort: registry.port,
     bootstrapper: staticBootstrapper([bootstrap])
   })
-  await waitFor(() => router.peers().length > 0, 10_000, 'the liar to join')
-  const keys = [...sizes.keys()].map((d) => (as === 'holder' ? d : claimKey(d as Digest)))
-  await router.advertise(keys)
+  await waitFor(() => router.peers().length >= peers, 10_000, 'the liar to join')
+  if (as === 'holder') await router.advertise([...sizes.keys()])
+  else {
+    // Every node's view holds the liar (identify done) before it claims: they then agree on the arbiters.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    for (const digest of sizes.keys()) await router.claim?.(digest)
+  }
   return {
     digests: [...sizes.keys()],
     served: registry.served,

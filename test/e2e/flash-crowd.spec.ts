@@ -193,7 +193,7 @@ describe('flash crowd failures through containerd 1.6', function () {
     await holdsAll(crowd.hosts, sizes)
   })
 
-  it('pulls the right bytes when a peer claims every blob and serves zeros for them', async () => {
+  it('pulls the right bytes when a peer claims every blob at its arbiter and serves zeros for them', async () => {
     const { crowd, reference, sizes } = await newCrowd('crowd-liar')
     const first = crowd.nodes[0] as KadmirrorNode
     const liar = await startLiar(
@@ -201,7 +201,8 @@ describe('flash crowd failures through containerd 1.6', function () {
       'e2e/crowd-liar',
       '1',
       `${first.addresses[0]}/p2p/${first.peerId}`,
-      'claimer'
+      'claimer',
+      crowd.nodes.length
     )
     stops.push(() => liar.stop())
     const from = registry.requests.length
