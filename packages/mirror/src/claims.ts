@@ -193,7 +193,7 @@ export class Claims {
     return this.won.has(digest)
   }
 
-  /** Claims this node holds now (for tests and the debug page). */
+  /** Claim records this node holds now (the election on claim records; none at an arbiter). */
   size(): number {
     return this.held.size
   }
