@@ -68,6 +68,12 @@ export const VERIFYING_HEADER = 'x-kadmirror-verifies'
  * won and fetches it (kadmirror peers ask it at once; others ignore the header).
  */
 export const FETCHER_HEADER = 'x-kadmirror-fetcher'
+/**
+ * Sent with a blob this node is still receiving (its containerd's download, or a relay's spool): the whole blob is
+ * nowhere yet, so a kadmirror peer takes it in one stream rather than in pieces (a range that has not arrived yet is
+ * refused with 429, and pieces from such peers all failed). Others ignore it.
+ */
+export const ARRIVING_HEADER = 'x-kadmirror-arriving'
 /** The registry that tag requests without `?ns=` refer to: Docker's `registry-mirrors` only mirror Docker Hub. */
 export const DEFAULT_TAG_REGISTRY = 'docker.io'
 /** Largest request head the mirror accepts, in bytes; larger ones get 431. */

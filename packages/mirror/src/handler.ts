@@ -862,10 +862,10 @@ async function sendInFlight(
   outcome.source = 'in-flight'
   const range = clientRange(res, asked.spec, size)
   if (range === null) return true
-  res.writeHead(
-    range === undefined ? 200 : 206,
-    contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range)
-  )
+  res.writeHead(range === undefined ? 200 : 206, {
+    ...contentHeaders({ digest: path.digest, size }, 'application/octet-stream', range),
+    [defaults.ARRIVING_HEADER]: 'true'
+  })
   if (req.method !== 'GET' || reader === undefined) {
     res.end()
     return true
@@ -1566,8 +1566,9 @@ function inPieces(settings: Settings, transfer: Transfer): InPieces | undefined 
   const { pieces } = settings
   const body = transfer.first.body
   if (pieces === undefined || transfer.size < pieces.thresholdBytes || body === undefined) return undefined
-  // One provider in all: its bytes come faster in one stream than in pieces through a reorder file.
-  if (transfer.alone()) return undefined
+  // One provider in all: its bytes come faster in one stream than in pieces through a reorder file. A blob still
+  // arriving at the peer is nowhere whole yet: pieces past what has arrived would be refused.
+  if (transfer.alone() || transfer.first.arriving === true) return undefined
   return { pieces, first: { ...transfer.first, body } }
 }
 

@@ -17,6 +17,7 @@ import type { Provider } from '@kadmirror/routing'
 import type { Dispatcher } from 'undici'
 import { type BlobClientOptions, requestBlob } from './blob-client.ts'
 import {
+  ARRIVING_HEADER,
   BUSY_AVOID_MS,
   FAST_REFUSAL_MS,
   FETCHER_HEADER,
@@ -77,6 +78,8 @@ export interface PeerBlob {
   size: number
   /** The body, starting at the blob's byte `offset` (GET only). */
   body?: PeerBody
+  /** The peer is still receiving the blob (it said so with {@link ARRIVING_HEADER}). */
+  arriving?: boolean
 }
 
 /** Outcome of a race over peers: the first good answer, or none, with the number of peers asked. */
@@ -513,7 +516,9 @@ export async function openBlob(
     return { provider, size }
   }
   const body = answer.statusCode === 200 && offset > 0 ? skipping(answer.body, offset) : answer.body
-  return { provider, size, body }
+  return answer.header(ARRIVING_HEADER) === 'true'
+    ? { provider, size, body, arriving: true }
+    : { provider, size, body }
 }
 
 /** A peer's answer to a piece request: the body from byte `start`. */

@@ -11,7 +11,7 @@ import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork, type MemoryRouter, type Router } from '@kadmirror/routing'
 import { createMemoryStore, type MemoryStore } from '@kadmirror/store'
 import fc from 'fast-check'
-import { FETCHER_HEADER } from '../src/constants.ts'
+import { ARRIVING_HEADER, FETCHER_HEADER } from '../src/constants.ts'
 import {
   type ClaimClock,
   Claims,
@@ -391,6 +391,7 @@ describe('content in flight', function () {
     await growing
     assert.equal(response.status, 200)
     assert.equal(response.headers['content-length'], String(blob.byteLength))
+    assert.equal(response.headers[ARRIVING_HEADER], 'true') // kadmirror peers take it in one stream
     assert.ok(response.body.equals(blob))
   })
 

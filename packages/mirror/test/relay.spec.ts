@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { type Digest, digestOf } from '@kadmirror/oci'
 import { createMemoryNetwork, type MemoryNetwork } from '@kadmirror/routing'
+import { ARRIVING_HEADER } from '../src/constants.ts'
 import {
   type ClientResponse,
   type FakePeer,
@@ -120,6 +121,32 @@ describe('relaying blobs while they arrive', function () {
     assert.equal(start.status, 206)
     assert.ok(start.body.equals(blob.subarray(0, 100)))
     assert.ok((await first).body.equals(blob))
+  })
+
+  it('fetches a blob its peers are still receiving in one stream, never in pieces', async () => {
+    // Two peers still receiving the blob: each sends it whole as it "arrives" and refuses any range with 429, as a
+    // relay refuses bytes it has not received yet.
+    const arriving = (req: IncomingMessage, res: ServerResponse): void => {
+      if (req.method !== 'GET' || req.headers.range !== undefined) return void res.writeHead(429).end()
+      const headers = { 'content-length': blob.byteLength, 'docker-content-digest': blobDigest }
+      res.writeHead(200, { ...headers, [ARRIVING_HEADER]: 'true' })
+      throttled(256 * 1024, 10)(res, blob)
+    }
+    const peers = [
+      await startFakePeer(network, [blobDigest], arriving),
+      await startFakePeer(network, [blobDigest], arriving)
+    ]
+    const asker = await startMemoryNode(network, {
+      multiPeerThresholdBytes: 1024 * 1024,
+      pieceBytes: 512 * 1024,
+      maxPieceProviders: 4
+    })
+    closers.push(...peers, asker)
+    const answer = await get(asker.url, path)
+    assert.equal(answer.status, 200)
+    assert.ok(answer.body.equals(blob))
+    const ranges = peers.flatMap((p) => p.requests).filter((r) => r.headers.range !== undefined)
+    assert.deepEqual(ranges, [])
   })
 
   it('does not relay when relaying is off (the default)', async () => {
