@@ -94,7 +94,7 @@ export class Arbiter {
       if (arbiter === undefined) return this.decide(info.mhKey, peek)
       try {
         const answer = await withSignal(this.ask(arbiter, info, peek), options.signal)
-        return await this.read(answer)
+        return await this.read(answer, peek)
       } catch (err) {
         options.signal?.throwIfAborted()
         this.init.log.debug({ err, arbiter: arbiter.key, key }, 'claim failed at an arbiter')
@@ -125,9 +125,13 @@ export class Arbiter {
     return this.sessions.request(arbiter.id, message, this.init.requestTimeoutMs)
   }
 
-  /** An arbiter's answer as a {@link ClaimAnswer}. @throws {Error} when it names no usable holder. */
-  private async read(answer: KadMessage): Promise<ClaimAnswer> {
+  /**
+   * An arbiter's answer as a {@link ClaimAnswer}. @throws {Error} when it names no usable holder, or none after a
+   * claim (someone holds a claimed key: this node at least).
+   */
+  private async read(answer: KadMessage, peek: boolean): Promise<ClaimAnswer> {
     const named = answer.providers[0]
+    if (named === undefined && !peek) throw new Error('the arbiter named no holder of a claimed key')
     if (named === undefined) return { won: false }
     if (equals(named.id, this.selfIdBytes)) return { won: true }
     const [holder] = await this.init.addressBook.learn([named])

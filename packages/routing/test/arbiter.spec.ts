@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { pino } from 'pino'
 import { ClaimTable } from '../src/claim-table.ts'
 import { CLAIM_PROTOCOL, keyToCid, type Libp2pRouter } from '../src/index.ts'
+import type { KadMessage } from '../src/kad-message.ts'
 import { compareDistance, keyKadId, peerKadId } from '../src/keys.ts'
 import { serveRequestStream } from '../src/lookup-server.ts'
 import { startCluster, stopAll, waitFor } from './cluster.ts'
@@ -79,25 +80,27 @@ describe('claims on a libp2p cluster', function () {
     assert.equal(answer?.won === false ? answer.holder?.id : undefined, first?.peerId)
   })
 
-  it('do not take a holder an arbiter names malformed: the next closest is asked', async () => {
-    nodes = await startCluster(4)
-    const key = 'sha256:arbiter-lying'
-    const [liar, second, claimer] = byCloseness(key) as [Libp2pRouter, Libp2pRouter, Libp2pRouter]
-    await liar.libp2p.unhandle(CLAIM_PROTOCOL)
-    await liar.libp2p.handle(CLAIM_PROTOCOL, (stream) =>
-      serveRequestStream(
-        stream,
-        (m) => ({
-          ...m,
-          providers: [{ id: Uint8Array.from([1, 2, 3]), multiaddrs: [Uint8Array.from([9])] }]
-        }),
-        pino({ level: 'silent' })
+  const lies: Array<[string, (m: KadMessage) => KadMessage]> = [
+    [
+      'names a malformed holder',
+      (m) => ({ ...m, providers: [{ id: Uint8Array.from([1, 2, 3]), multiaddrs: [] }] })
+    ],
+    ['names no holder of a claimed key', (m) => ({ ...m, providers: [] })]
+  ]
+  for (const [lie, answer] of lies) {
+    it(`go to the next closest node when the closest ${lie}`, async () => {
+      nodes = await startCluster(4)
+      const key = `sha256:arbiter-lying-${lie}`
+      const [liar, second, claimer] = byCloseness(key) as [Libp2pRouter, Libp2pRouter, Libp2pRouter]
+      await liar.libp2p.unhandle(CLAIM_PROTOCOL)
+      await liar.libp2p.handle(CLAIM_PROTOCOL, (stream) =>
+        serveRequestStream(stream, answer, pino({ level: 'silent' }))
       )
-    )
-    assert.deepEqual(await claimer.claim?.(key), { won: true })
-    const answer = await second.claim?.(key)
-    assert.equal(answer?.won === false ? answer.holder?.id : undefined, claimer.peerId)
-  })
+      assert.deepEqual(await claimer.claim?.(key), { won: true })
+      const again = await second.claim?.(key)
+      assert.equal(again?.won === false ? again.holder?.id : undefined, claimer.peerId)
+    })
+  }
 
   it('reach an arbiter the claimer is not connected to (gossip mode)', async () => {
     nodes = await startCluster(12, { membership: 'gossip', peerConnections: 4 })
