@@ -24,9 +24,10 @@ import { CLAIM_SETTLE_MIN_MS } from './constants.ts'
 export type ClaimRole = 'fetch' | 'wait'
 
 /**
- * The outcome of an election: this node fetches, or waits — for one of `fetchers`, the claimers it saw, first-ranked
- * first (at most {@link MAX_FETCHERS}; asked directly: a download is served before its provider record has spread). A
- * claimer that lost may not have withdrawn its claim yet, hence more than one.
+ * The outcome of an election: this node fetches, or waits — for one of `fetchers`, asked directly in order (a
+ * download is served before its provider record has spread; at most {@link MAX_FETCHERS}). At an arbiter: the holder,
+ * then nodes that lost before this one (they relay what they receive). On claim records: the claimers seen,
+ * first-ranked first (a claimer that lost may not have withdrawn its claim yet).
  */
 export type Election = { role: 'fetch' } | { role: 'wait'; fetchers: Provider[] }
 
@@ -134,7 +135,7 @@ export class Claims {
     // An arbiter names the holder of a claim; without one (a holder with no usable address) nobody is waited for.
     if (answer.holder === undefined) return { role: 'fetch' }
     this.lost(digest, answer.holder)
-    return { role: 'wait', fetchers: [answer.holder] }
+    return { role: 'wait', fetchers: holderFirst(answer) }
   }
 
   private claimAtArbiter(
@@ -175,7 +176,7 @@ export class Claims {
   async fetchers(digest: Digest, timeoutMs: number, signal: AbortSignal): Promise<Provider[]> {
     if (this.init.router.claim !== undefined) {
       const answer = await this.claimAtArbiter(digest, true, timeoutMs, signal)
-      return answer.won || answer.holder === undefined ? [] : [answer.holder]
+      return answer.won ? [] : holderFirst(answer)
     }
     return ranked(digest, await this.claimers(claimKey(digest), signal, timeoutMs))
   }
@@ -227,6 +228,15 @@ export class Claims {
     }
     return found
   }
+}
+
+/**
+ * Whom a node that lost at the arbiter asks: the holder, then the nodes that lost before it (they relay what they
+ * receive from the holder, which turns away peers past its fan-out); at most {@link MAX_FETCHERS}.
+ */
+function holderFirst(answer: { holder?: Provider; waiting?: Provider[] }): Provider[] {
+  if (answer.holder === undefined) return []
+  return [answer.holder, ...(answer.waiting ?? [])].slice(0, MAX_FETCHERS)
 }
 
 /** The first {@link MAX_FETCHERS} of `claimers` in their rank for `digest`, first-ranked first. */

@@ -255,15 +255,17 @@ describe('flash-crowd election at the arbiter', () => {
     return new Claims({ router, selfId: id, settleMs: 40, claimTtlMs: 10_000, lookupTimeoutMs: 200, clock })
   }
 
-  it('elects the first node to claim a blob, at once, and names it to every other', async () => {
+  it('elects the first node to claim a blob, at once, and names it to every other, then those that lost before', async () => {
     const [a, b, c] = [claims('a'), claims('b'), claims('c')]
     // No time passes on the clock: no settle, no second look.
     assert.deepEqual(await a.elect(digest(30), never), { role: 'fetch' })
-    for (const node of [b, c]) {
+    const asked = async (node: Claims) => {
       const election = await node.elect(digest(30), never)
-      assert.deepEqual(election.role === 'wait' && election.fetchers.map((f) => f.registryUrl), ['http://a'])
-      assert.equal(node.winnerOf(digest(30))?.id, 'a')
+      return election.role === 'wait' && election.fetchers.map((f) => f.registryUrl)
     }
+    assert.deepEqual(await asked(b), ['http://a'])
+    assert.deepEqual(await asked(c), ['http://a', 'http://b']) // b relays what it receives from a
+    for (const node of [b, c]) assert.equal(node.winnerOf(digest(30))?.id, 'a')
     assert.equal(a.fetching(digest(30)), true)
   })
 

@@ -11,23 +11,24 @@ import type { Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { toString as bytesToString } from 'uint8arrays/to-string'
 import type { AddressBook } from './address-book.ts'
-import { type ClaimHolder, ClaimTable } from './claim-table.ts'
+import { type ClaimHolder, type ClaimState, ClaimTable } from './claim-table.ts'
 import {
   CLAIM_ARBITERS_TRIED,
   CLAIM_MAX_INBOUND_STREAMS,
   CLAIM_MAX_KEY_BYTES,
   CLAIM_PROTOCOL,
   CLAIM_TABLE_MAX_ENTRIES,
+  CLAIM_WAITING_NAMED,
   K,
   LOOKUP_SESSION_IDLE_MS
 } from './constants.ts'
 import { NoArbiterError } from './errors.ts'
-import { type KadMessage, MessageType } from './kad-message.ts'
+import { type KadMessage, MessageType, type WirePeer } from './kad-message.ts'
 import { compareDistance, peerKadId } from './keys.ts'
 import { withoutPeerId } from './libp2p-node.ts'
 import { serveRequestStream } from './lookup-server.ts'
 import { type KeyInfo, keyInfoOf } from './records.ts'
-import type { ClaimAnswer, ClaimOptions } from './router.ts'
+import type { ClaimAnswer, ClaimOptions, Provider } from './router.ts'
 import { Sessions } from './sessions.ts'
 import type { ClusterView, Member } from './view.ts'
 
@@ -57,7 +58,11 @@ export class Arbiter {
     this.selfKad = peerKadId(init.libp2p.peerId)
     this.selfId = init.libp2p.peerId.toString()
     this.selfIdBytes = init.libp2p.peerId.toMultihash().bytes
-    this.table = new ClaimTable({ holdMs: init.holdMs, maxEntries: CLAIM_TABLE_MAX_ENTRIES })
+    this.table = new ClaimTable({
+      holdMs: init.holdMs,
+      maxEntries: CLAIM_TABLE_MAX_ENTRIES,
+      maxWaiting: CLAIM_WAITING_NAMED
+    })
     const { libp2p, view } = init
     this.sessions = new Sessions(
       (peer, signal) => libp2p.dialProtocol(view.dialTarget(peer), CLAIM_PROTOCOL, { signal }),
@@ -126,51 +131,68 @@ export class Arbiter {
   }
 
   /**
-   * An arbiter's answer as a {@link ClaimAnswer}. @throws {Error} when it names no usable holder, or none after a
-   * claim (someone holds a claimed key: this node at least).
+   * An arbiter's answer as a {@link ClaimAnswer}: the holder first among its providers, then the nodes waiting.
+   * @throws {Error} when it names no usable holder, or none after a claim (someone holds a claimed key: this node at
+   *   least).
    */
   private async read(answer: KadMessage, peek: boolean): Promise<ClaimAnswer> {
-    const named = answer.providers[0]
+    const [named, ...waitingNamed] = answer.providers
     if (named === undefined && !peek) throw new Error('the arbiter named no holder of a claimed key')
     if (named === undefined) return { won: false }
     if (equals(named.id, this.selfIdBytes)) return { won: true }
-    const [holder] = await this.init.addressBook.learn([named])
-    if (holder === undefined) throw new Error('the arbiter named a malformed holder')
-    const addresses =
-      holder.addresses.length > 0 ? holder.addresses : await this.init.addressBook.addressesOf(holder.id)
-    const provider = this.init.view.toProvider(holder.id.toString(), addresses)
-    if (provider === undefined) throw new Error('the arbiter named a holder without a usable address')
-    return { won: false, holder: provider }
+    const [holder] = await this.providersOf([named])
+    if (holder === undefined) throw new Error('the arbiter named a holder without a usable id or address')
+    const waiting = await this.providersOf(waitingNamed.slice(0, CLAIM_WAITING_NAMED))
+    return { won: false, holder, waiting: waiting.filter((w) => w.id !== holder.id) }
   }
 
-  /** Answers a claim-protocol request of `claimer`: the holder of the key after its claim (or peek). */
+  /** Wire peers as providers; a malformed one, one without a usable address, and this node are left out. */
+  private async providersOf(peers: readonly WirePeer[]): Promise<Provider[]> {
+    const out: Provider[] = []
+    for (const peer of await this.init.addressBook.learn(peers)) {
+      const addresses =
+        peer.addresses.length > 0 ? peer.addresses : await this.init.addressBook.addressesOf(peer.id)
+      const provider = this.init.view.toProvider(peer.id.toString(), addresses)
+      if (provider !== undefined) out.push(provider)
+    }
+    return out
+  }
+
+  /** Answers a claim-protocol request of `claimer`: the holder of the key after its claim (or peek), then the waiting. */
   private answer(claimer: ClaimHolder, message: KadMessage): KadMessage {
     const answer: KadMessage = { type: message.type, closer: [], providers: [] }
     const key = message.key
     if (key === undefined || key.length === 0 || key.length > CLAIM_MAX_KEY_BYTES) return answer
     const peek = message.type !== MessageType.ADD_PROVIDER
-    const holder = this.holderAfter(bytesToString(key, 'base32'), peek ? undefined : claimer)
+    const state = this.stateAfter(bytesToString(key, 'base32'), peek ? undefined : claimer)
     answer.key = key
-    if (holder !== undefined) answer.providers = [{ id: holder.idBytes, multiaddrs: holder.addresses }]
+    if (state !== undefined)
+      answer.providers = [state.holder, ...state.waiting].map((h) => ({
+        id: h.idBytes,
+        multiaddrs: h.addresses
+      }))
     return answer
   }
 
-  /** The holder of `mhKey` after `claimer` claimed it (undefined: only asked). */
-  private holderAfter(mhKey: string, claimer: ClaimHolder | undefined): ClaimHolder | undefined {
-    return claimer === undefined ? this.table.holderOf(mhKey) : this.table.claim(mhKey, claimer)
+  /** The claim on `mhKey` after `claimer` claimed it (undefined: only asked). */
+  private stateAfter(mhKey: string, claimer: ClaimHolder | undefined): ClaimState | undefined {
+    return claimer === undefined ? this.table.stateOf(mhKey) : this.table.claim(mhKey, claimer)
   }
 
   /** This node's own decision, as the key's arbiter. */
   private decide(mhKey: string, peek: boolean): ClaimAnswer {
     const self = { id: this.selfId, idBytes: this.selfIdBytes, addresses: [] }
-    const holder = this.holderAfter(mhKey, peek ? undefined : self)
-    if (holder === undefined) return { won: false }
-    if (holder.id === this.selfId) return { won: true }
-    const provider = this.init.view.toProvider(
-      holder.id,
-      holder.addresses.map((a) => multiaddr(a))
-    )
-    return provider === undefined ? { won: false } : { won: false, holder: provider }
+    const state = this.stateAfter(mhKey, peek ? undefined : self)
+    if (state === undefined) return { won: false }
+    if (state.holder.id === this.selfId) return { won: true }
+    const [holder, ...waiting] = [state.holder, ...state.waiting].flatMap((h) => {
+      const provider = this.init.view.toProvider(
+        h.id,
+        h.addresses.map((a) => multiaddr(a))
+      )
+      return provider === undefined || h.id === this.selfId ? [] : [provider]
+    })
+    return holder?.id === state.holder.id ? { won: false, holder, waiting } : { won: false }
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The claims an arbiter holds: the first node to claim a key holds it for a fixed time; later claimers are told
- * who holds it. Bounded: past `maxEntries` the oldest claim goes first (every claim lives as long, so the oldest
- * is the next to expire anyway).
+ * who holds it, and which nodes claimed it before them (they wait for the holder's bytes, and relay what they
+ * receive). Bounded: past `maxEntries` the oldest claim goes first (every claim lives as long, so the oldest is the
+ * next to expire anyway); at most `maxWaiting` of the later claimers are kept per claim, the earliest.
  */
 
 /** A node holding a claim, and how to reach it (its addresses as the arbiter knows them, multiaddr bytes). */
@@ -13,8 +14,13 @@ export interface ClaimHolder {
   addresses: Uint8Array[]
 }
 
-interface Held {
+/** A claim: who holds it, and who claimed it after the holder (earliest first, never the holder). */
+export interface ClaimState {
   holder: ClaimHolder
+  waiting: ClaimHolder[]
+}
+
+interface Held extends ClaimState {
   /** When the claim ends, ms of `now()`. */
   expires: number
 }
@@ -25,6 +31,8 @@ export interface ClaimTableInit {
   holdMs: number
   /** Most claims held at once. */
   maxEntries: number
+  /** Most later claimers kept per claim. */
+  maxWaiting: number
   /** A monotonic time in ms; default `performance.now()`. */
   now?: () => number
 }
@@ -41,22 +49,29 @@ export class ClaimTable {
   }
 
   /**
-   * Claims `key` for `claimer` unless another node holds it; returns the holder after the claim (`claimer` when it
-   * won, or held it already — its claim is not extended).
+   * Claims `key` for `claimer` unless another node holds it. Returns the claim as `claimer` should know it: the
+   * holder (`claimer` when it won, or held it already — its claim is not extended) and the claimers before it
+   * (never `claimer` itself); a claimer that lost is kept among the waiting.
    */
-  claim(key: string, claimer: ClaimHolder): ClaimHolder {
-    const current = this.holderOf(key)
-    if (current !== undefined) return current
-    if (this.held.size >= this.init.maxEntries) this.evictOldest()
-    this.held.set(key, { holder: claimer, expires: this.now() + this.init.holdMs })
-    return claimer
+  claim(key: string, claimer: ClaimHolder): ClaimState {
+    const current = this.held.get(key)
+    if (current === undefined || current.expires <= this.now()) {
+      if (current === undefined && this.held.size >= this.init.maxEntries) this.evictOldest()
+      this.held.delete(key)
+      this.held.set(key, { holder: claimer, waiting: [], expires: this.now() + this.init.holdMs })
+      return { holder: claimer, waiting: [] }
+    }
+    const waiting = current.waiting.filter((w) => w.id !== claimer.id)
+    const known = waiting.length < current.waiting.length || current.holder.id === claimer.id
+    if (!known && current.waiting.length < this.init.maxWaiting) current.waiting.push(claimer)
+    return { holder: current.holder, waiting }
   }
 
-  /** The node that holds `key` now, or undefined. */
-  holderOf(key: string): ClaimHolder | undefined {
+  /** The claim on `key` now, or undefined. */
+  stateOf(key: string): ClaimState | undefined {
     const entry = this.held.get(key)
     if (entry === undefined) return undefined
-    if (entry.expires > this.now()) return entry.holder
+    if (entry.expires > this.now()) return { holder: entry.holder, waiting: [...entry.waiting] }
     this.held.delete(key)
     return undefined
   }

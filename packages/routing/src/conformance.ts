@@ -155,6 +155,20 @@ function claimTests(node: NodeOf): void {
     assert.deepEqual(await claimOf(this, node(0))(key), { won: true })
   })
 
+  it('names to a later claimer the nodes that claimed before it and lost', async function () {
+    const key = uniqueKey()
+    assert.deepEqual(await claimOf(this, node(0))(key), { won: true })
+    const second = await claimOf(this, node(1))(key)
+    const third = await claimOf(this, node(2))(key)
+    const holder = second.won ? undefined : second.holder?.id
+    assert.deepEqual(second.won ? [] : (second.waiting ?? []), [])
+    assert.equal(third.won ? undefined : third.holder?.id, holder)
+    const waiting = third.won ? [] : (third.waiting ?? [])
+    assert.equal(waiting.length, 1)
+    assert.notEqual(waiting[0]?.id, holder)
+    assert.match(waiting[0]?.registryUrl ?? '', /^https?:\/\//)
+  })
+
   it('gives a key claimed by every node at once to exactly one', async function () {
     const key = uniqueKey()
     const answers = await Promise.all([0, 1, 2].map((i) => claimOf(this, node(i))(key)))

@@ -131,6 +131,11 @@ export const CLAIM_PROTOCOL = '/kadmirror/claim/1.0.0'
 export const CLAIM_HOLD_MS = 10 * second
 /** Most claims one arbiter holds at once; past it the oldest goes (~150 bytes a claim). */
 export const CLAIM_TABLE_MAX_ENTRIES = 20_000
+/**
+ * Later claimers an arbiter keeps per claim (the earliest) and names to the claimers after them: they wait for the
+ * holder's bytes and relay what they receive, so a node the holder turns away (at its upload cap) can ask them.
+ */
+export const CLAIM_WAITING_NAMED = 4
 /** Arbiters a claim is tried on, closest to the key first: the closest may have just stopped. */
 export const CLAIM_ARBITERS_TRIED = 2
 /** Longest key a claim may name, in bytes (a sha2-256 multihash is 34). */

@@ -6,7 +6,12 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { ClaimTable } from './claim-table.ts'
-import { CLAIM_HOLD_MS, CLAIM_TABLE_MAX_ENTRIES, DEFAULT_LOOKUP_COUNT } from './constants.ts'
+import {
+  CLAIM_HOLD_MS,
+  CLAIM_TABLE_MAX_ENTRIES,
+  CLAIM_WAITING_NAMED,
+  DEFAULT_LOOKUP_COUNT
+} from './constants.ts'
 import { RouterClosedError } from './errors.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
 import type { ClaimAnswer, ClaimOptions, LookupOptions, Provider, Router } from './router.ts'
@@ -47,19 +52,25 @@ class Registry {
   constructor(init: MemoryNetworkInit) {
     this.claims = new ClaimTable({
       holdMs: init.claimHoldMs ?? CLAIM_HOLD_MS,
-      maxEntries: CLAIM_TABLE_MAX_ENTRIES
+      maxEntries: CLAIM_TABLE_MAX_ENTRIES,
+      maxWaiting: CLAIM_WAITING_NAMED
     })
   }
 
   /** `self`'s claim on `key` (or, with `peek`, who holds it); the claim of a router that left is void. */
   claim(key: string, self: string, peek: boolean): ClaimAnswer {
-    const held = this.claims.holderOf(key)
-    if (held !== undefined && !this.routers.has(held.id)) this.claims.release(key)
+    const held = this.claims.stateOf(key)
+    if (held !== undefined && !this.routers.has(held.holder.id)) this.claims.release(key)
     const claimer = { id: self, idBytes: new Uint8Array(), addresses: [] }
-    const holder = peek ? this.claims.holderOf(key) : this.claims.claim(key, claimer)
-    const provider = holder === undefined ? undefined : this.routers.get(holder.id)
-    if (holder?.id === self) return { won: true }
-    return provider === undefined ? { won: false } : { won: false, holder: copy(provider) }
+    const state = peek ? this.claims.stateOf(key) : this.claims.claim(key, claimer)
+    if (state?.holder.id === self) return { won: true }
+    const holder = state === undefined ? undefined : this.routers.get(state.holder.id)
+    if (holder === undefined) return { won: false }
+    const waiting = (state?.waiting ?? []).flatMap((w) => {
+      const router = w.id === self ? undefined : this.routers.get(w.id)
+      return router === undefined ? [] : [copy(router)]
+    })
+    return { won: false, holder: copy(holder), waiting }
   }
 
   add(id: string, keys: Iterable<string>): void {

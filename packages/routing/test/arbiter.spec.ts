@@ -10,35 +10,50 @@ import { startCluster, stopAll, waitFor } from './cluster.ts'
 const holder = (id: string) => ({ id, idBytes: new Uint8Array([1]), addresses: [] })
 
 describe('ClaimTable', () => {
+  const table = (now: () => number, maxEntries = 10) =>
+    new ClaimTable({ holdMs: 100, maxEntries, maxWaiting: 2, now })
+
   it('holds the first claim for holdMs, then takes a new one', () => {
     let now = 0
-    const table = new ClaimTable({ holdMs: 100, maxEntries: 10, now: () => now })
-    assert.equal(table.claim('k', holder('a')).id, 'a')
+    const claims = table(() => now)
+    assert.equal(claims.claim('k', holder('a')).holder.id, 'a')
     now = 99
-    assert.equal(table.claim('k', holder('b')).id, 'a')
+    assert.equal(claims.claim('k', holder('b')).holder.id, 'a')
     now = 100
-    assert.equal(table.holderOf('k'), undefined)
-    assert.equal(table.claim('k', holder('b')).id, 'b')
+    assert.equal(claims.stateOf('k'), undefined)
+    assert.equal(claims.claim('k', holder('b')).holder.id, 'b')
   })
 
   it('does not extend a claim its holder makes again', () => {
     let now = 0
-    const table = new ClaimTable({ holdMs: 100, maxEntries: 10, now: () => now })
-    table.claim('k', holder('a'))
+    const claims = table(() => now)
+    claims.claim('k', holder('a'))
     now = 60
-    table.claim('k', holder('a'))
+    claims.claim('k', holder('a'))
     now = 100
-    assert.equal(table.claim('k', holder('b')).id, 'b')
+    assert.equal(claims.claim('k', holder('b')).holder.id, 'b')
+  })
+
+  it('names to each later claimer the ones before it, the earliest maxWaiting, never itself', () => {
+    const claims = table(() => 0)
+    const ids = (state: { waiting: { id: string }[] }) => state.waiting.map((w) => w.id)
+    claims.claim('k', holder('a'))
+    assert.deepEqual(ids(claims.claim('k', holder('b'))), [])
+    assert.deepEqual(ids(claims.claim('k', holder('c'))), ['b'])
+    assert.deepEqual(ids(claims.claim('k', holder('d'))), ['b', 'c'])
+    assert.deepEqual(ids(claims.claim('k', holder('b'))), ['c'])
+    assert.deepEqual(ids(claims.claim('k', holder('a'))), ['b', 'c'])
+    assert.deepEqual(ids(claims.stateOf('k') as { waiting: { id: string }[] }), ['b', 'c'])
   })
 
   it('drops the oldest claim past maxEntries', () => {
-    const table = new ClaimTable({ holdMs: 100, maxEntries: 2, now: () => 0 })
-    table.claim('k1', holder('a'))
-    table.claim('k2', holder('a'))
-    table.claim('k3', holder('b'))
-    assert.equal(table.size, 2)
-    assert.equal(table.holderOf('k1'), undefined)
-    assert.equal(table.holderOf('k3')?.id, 'b')
+    const claims = table(() => 0, 2)
+    claims.claim('k1', holder('a'))
+    claims.claim('k2', holder('a'))
+    claims.claim('k3', holder('b'))
+    assert.equal(claims.size, 2)
+    assert.equal(claims.stateOf('k1'), undefined)
+    assert.equal(claims.stateOf('k3')?.holder.id, 'b')
   })
 })
 
