@@ -50,8 +50,8 @@ export class ClaimTable {
 
   /**
    * Claims `key` for `claimer` unless another node holds it. Returns the claim as `claimer` should know it: the
-   * holder (`claimer` when it won, or held it already — its claim is not extended) and the claimers before it
-   * (never `claimer` itself); a claimer that lost is kept among the waiting.
+   * holder (`claimer` when it won, or held it already — its claim is not extended) and the other claimers waiting
+   * (never `claimer` itself); a claimer that lost is kept among the waiting while there is room.
    */
   claim(key: string, claimer: ClaimHolder): ClaimState {
     const current = this.held.get(key)
@@ -61,10 +61,10 @@ export class ClaimTable {
       this.held.set(key, { holder: claimer, waiting: [], expires: this.now() + this.init.holdMs })
       return { holder: claimer, waiting: [] }
     }
-    const waiting = current.waiting.filter((w) => w.id !== claimer.id)
-    const known = waiting.length < current.waiting.length || current.holder.id === claimer.id
-    if (!known && current.waiting.length < this.init.maxWaiting) current.waiting.push(claimer)
-    return { holder: current.holder, waiting }
+    const others = current.waiting.filter((w) => w.id !== claimer.id)
+    const isNew = others.length === current.waiting.length && current.holder.id !== claimer.id
+    if (isNew && current.waiting.length < this.init.maxWaiting) current.waiting.push(claimer)
+    return { holder: current.holder, waiting: others }
   }
 
   /** The claim on `key` now, or undefined. */

@@ -43,8 +43,8 @@ export interface ClaimOptions {
 
 /**
  * What {@link Router.claim} learnt: this node holds the claim (it was first, or held it already), or another node
- * does (`holder`; undefined only for a peek when nobody holds it). `waiting`: nodes that claimed it after the holder
- * and before this node (earliest first, a few at most) — they wait for the holder's bytes and relay what they receive.
+ * does (`holder`; undefined only for a peek when nobody holds it). `waiting`: other nodes that claimed it after the
+ * holder (the earliest few, earliest first) — they wait for the holder's bytes and relay what they receive.
  */
 export type ClaimAnswer = { won: true } | { won: false; holder?: Provider; waiting?: Provider[] }
 
