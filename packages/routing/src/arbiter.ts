@@ -9,6 +9,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
+import { equals } from 'uint8arrays/equals'
 import { toString as bytesToString } from 'uint8arrays/to-string'
 import type { AddressBook } from './address-book.ts'
 import { type ClaimHolder, type ClaimState, ClaimTable } from './claim-table.ts'
@@ -205,10 +206,6 @@ export class Arbiter {
     const addresses = known.length > 0 ? known : [withoutPeerId(remoteAddr)]
     return { id, idBytes: peer.toMultihash().bytes, addresses: addresses.map((a) => a.bytes) }
   }
-}
-
-function equals(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i])
 }
 
 /**
