@@ -281,6 +281,15 @@ export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
     check: (v) => void parseInteger(v, 8, 10_000)
   },
   {
+    flag: 'datagram-lookups',
+    env: 'DATAGRAM_LOOKUPS',
+    since: 'kadmirror',
+    boolean: true,
+    default: 'true',
+    description:
+      'With --membership=gossip: ask members without a connection over UDP on the router port (open it for UDP as for TCP); false: dial them.'
+  },
+  {
     flag: 'router-allowed-networks',
     env: 'ROUTER_ALLOWED_NETWORKS',
     since: 'kadmirror',

@@ -142,6 +142,7 @@ export async function registryNodeOptions(values: OptionValues, log: Logger): Pr
       allowLoopback: values.flag('allow-loopback'),
       membership: values.text('membership') === 'gossip' ? 'gossip' : 'mesh',
       peerConnections: parseInteger(values.text('peer-connections') ?? '64', 8, 10_000),
+      datagramLookups: values.flag('datagram-lookups'),
       ...(dataDir === undefined ? {} : { dataDir }),
       ...(privateNetworkKey === undefined ? {} : { privateNetworkKey }),
       ...(routerNetworks.length === 0 ? {} : { allowedNetworks: routerNetworks })

@@ -308,3 +308,25 @@ export const MAX_MEMBER_ADDRESSES = 8
 export const MEMBERS_STREAM_TIMEOUT_MS = 10 * second
 /** Longest a node waits, when it closes, for its "left" record to reach its connected members, in ms. */
 export const LEAVE_TIMEOUT_MS = 500
+
+// Lookups over UDP (gossip mode): a member without a connection is asked in one datagram, not after a dial.
+
+/**
+ * Size every lookup request datagram is padded to, in bytes. An answer is never larger than its request, so a
+ * request with a forged source cannot make a node send more than it received (no amplification); 1024 bytes carry
+ * an answer of ~22 providers and fit any network's MTU.
+ */
+export const DATAGRAM_REQUEST_BYTES = 1024
+/** Time after which a lookup datagram not yet answered is sent once more, in ms (a datagram lost on the way). */
+export const DATAGRAM_RETRY_MS = 50
+/**
+ * Unanswered lookup datagrams in a row after which a member is asked over a connection instead, for
+ * {@link DATAGRAM_BACKOFF_MS} (its UDP port may be closed by a firewall that lets its TCP port through).
+ */
+export const DATAGRAM_FAILURES_BEFORE_STREAMS = 2
+/** How long a member whose datagrams went unanswered is asked over connections only, in ms. */
+export const DATAGRAM_BACKOFF_MS = 1 * minute
+/** Members with unanswered datagrams remembered; past it the count starts again (members that left stay in it). */
+export const DATAGRAM_FAILURES_TRACKED = 10_000
+/** Most lookup datagrams a node answers in one second; more are dropped (a flood costs bounded CPU). */
+export const DATAGRAM_ANSWERS_PER_SECOND = 20_000

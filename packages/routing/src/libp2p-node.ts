@@ -104,6 +104,12 @@ export function withoutPeerId(address: Multiaddr): Multiaddr {
   return multiaddr(components.map((c) => `/${c.name}${c.value === undefined ? '' : `/${c.value}`}`).join(''))
 }
 
+/** Where a router listens when not told: every IPv4 and IPv6 address, on Spegel's router port. */
+export const DEFAULT_LISTEN_ADDRESSES: readonly string[] = [
+  `/ip4/0.0.0.0/tcp/${DEFAULT_ROUTER_PORT}`,
+  `/ip6/::/tcp/${DEFAULT_ROUTER_PORT}`
+]
+
 /** A libp2p logger that does nothing; its scopes are itself. */
 const quietLibp2pLogger: Libp2pLogger = Object.assign(() => {}, {
   error: () => {},
@@ -172,10 +178,7 @@ export async function createRouterLibp2p(init: RouterLibp2pInit): Promise<Router
       : { connectionGater: allowListGater(init.allowedNetworks, init.log) }),
     datastore: init.datastore,
     addresses: {
-      listen: init.listen ?? [
-        `/ip4/0.0.0.0/tcp/${DEFAULT_ROUTER_PORT}`,
-        `/ip6/::/tcp/${DEFAULT_ROUTER_PORT}`
-      ],
+      listen: init.listen ?? [...DEFAULT_LISTEN_ADDRESSES],
       ...(init.announce === undefined ? {} : { announce: init.announce }),
       announceFilter: filter
     },

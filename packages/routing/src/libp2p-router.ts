@@ -1,14 +1,9 @@
 /**
- * `Libp2pRouter`: a Router on libp2p's Kademlia DHT, wire-compatible with Spegel (`/spegel/kad/1.0.0`,
- * sha2-256 raw CIDv1 keys). `@libp2p/kad-dht` runs as a DHT server and answers every peer, Spegel's included.
- * On the client side this router keeps a full view of the cluster (it connects to every DHT node it learns
- * of) and so needs no multi-hop query: it stores each provider record at the few peers closest to the key
- * and looks a key up by asking the closest peers in parallel, one round in the common case.
- *
- * This file only composes the parts, each in a file of its own: the libp2p node (`libp2p-node.ts`, patched by
- * `patches.ts`), the view (`view.ts`) and membership (`membership.ts`), connections and redials
- * (`connections.ts`), records (`records.ts`), the lookup client (`lookup-client.ts`, strategy in `strategy.ts`)
- * and server (`lookup-server.ts`), and the bootstrap loop (`bootstrap-loop.ts`).
+ * `Libp2pRouter`: a Router on libp2p's Kademlia DHT, wire-compatible with Spegel (`/spegel/kad/1.0.0`, sha2-256
+ * raw CIDv1 keys). `@libp2p/kad-dht` runs as a DHT server and answers every peer, Spegel's included. This router
+ * keeps a full view of the cluster, stores each provider record at the few peers closest to the key and asks them
+ * in parallel: one round. This file only composes the parts, each in a file of its own (`libp2p-node.ts`,
+ * `view.ts`, `membership.ts`, `connections.ts`, `records.ts`, `lookup-client.ts`, `lookup-server.ts`, …).
  */
 
 import { EventEmitter } from 'node:events'
@@ -17,7 +12,6 @@ import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
-import type { Logger } from 'pino'
 import { AddressBook } from './address-book.ts'
 import { Arbiter } from './arbiter.ts'
 import type { BootstrapPeer, Bootstrapper } from './bootstrap.ts'
@@ -27,13 +21,17 @@ import {
   BOOTSTRAP_UNREGISTER_TIMEOUT_MS,
   CONNECTION_PING_INTERVAL_MS,
   CONNECTION_PING_TIMEOUT_MS,
-  PEER_EXCHANGE_INTERVAL_MS,
-  RECONCILE_INTERVAL_MS,
-  REDIAL_EVERY_RECONCILES,
   WITHDRAW_ON_CLOSE_TIMEOUT_MS
 } from './constants.ts'
+import type { DatagramLookups } from './datagrams.ts'
 import type { RouterEventMap, RouterEvents } from './events.ts'
-import { type GossipMode, gossipHooks, gossipMode, lookupConnections } from './gossip-mode.ts'
+import {
+  type GossipMode,
+  gossipHooks,
+  gossipMode,
+  lookupConnections,
+  startDatagramLookups
+} from './gossip-mode.ts'
 import { type RouterLibp2p, withoutPeerId } from './libp2p-node.ts'
 import { startConnectionChecks } from './liveness.ts'
 import { LookupClient } from './lookup-client.ts'
@@ -46,6 +44,7 @@ import { handleRecordStreams, Records } from './records.ts'
 import { type Router, RouterClosedError } from './router.ts'
 import { createRouterNode } from './router-node.ts'
 import { type Libp2pRouterInit, type Settings, settingsOf } from './router-settings.ts'
+import { startTimers } from './router-timers.ts'
 import { ClusterView, registryProtocol } from './view.ts'
 
 export type { Libp2pRouterInit } from './router-settings.ts'
@@ -93,6 +92,8 @@ interface Shared {
   shutdown: AbortSignal
   selfAddresses(): Multiaddr[]
   selfPeer(): BootstrapPeer
+  /** Gossip mode's lookups over UDP. */
+  datagrams?: DatagramLookups | undefined
 }
 
 /** Builds the parts; each takes what it uses from the shared components (js-libp2p's `components` style). */
@@ -114,7 +115,9 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
     ...base,
     ...{ selfId: libp2p.peerId.toString(), view, addressBook, requests },
     connect: (peer) => connections.connect(peer),
-    ...(settings.membership === 'gossip' ? lookupConnections(libp2p, view, settings.requestTimeoutMs) : {}),
+    ...(settings.membership === 'gossip'
+      ? lookupConnections(libp2p, view, settings.requestTimeoutMs, shared.datagrams)
+      : {}),
     closed: () => shutdown.aborted
   })
   const onJoined = (peers: ReadonlySet<string>): void => {
@@ -145,7 +148,7 @@ function buildParts(shared: Shared, bootstrapper: Bootstrapper | undefined): Par
 
 /** Registers the protocols this node answers beyond the stock DHT: registry announcement, records, lookups, claims. */
 async function handleProtocols(shared: Shared, parts: Parts): Promise<void> {
-  const [{ libp2p, settings, datastore }, { view, gossip }] = [shared, parts]
+  const [{ libp2p, settings, datastore, datagrams }, { view, gossip }] = [shared, parts]
   // Announced, never spoken: a stream opened on it is closed at once.
   await libp2p.handle(
     registryProtocol({ port: settings.registryPort, scheme: settings.registryScheme }),
@@ -160,32 +163,8 @@ async function handleProtocols(shared: Shared, parts: Parts): Promise<void> {
     log: settings.log
   })
   const gone = gossip === undefined ? {} : { gone: (peer: string) => gossip.members.gone(peer) }
-  await handleLookups({ libp2p, datastore, view, ...gone, log: settings.log })
+  await handleLookups({ libp2p, datastore, view, ...gone, datagrams, log: settings.log })
   await parts.arbiter.start()
-}
-
-/** Starts the periodic work: reconcile (with redials and growth-time peer exchange), sweeps and peer exchange. */
-function startTimers(parts: Parts, datastore: ProviderDatastore, log: Logger): () => void {
-  const { membership, connections, lookups } = parts
-  let rounds = 0
-  const reconciler = setInterval(() => {
-    membership.reconcile().catch((err: unknown) => log.debug({ err }, 'reconcile failed'))
-    if (rounds++ % REDIAL_EVERY_RECONCILES === REDIAL_EVERY_RECONCILES - 1 && connections.redialsWanted)
-      connections.redialKnownPeers().catch((err: unknown) => log.debug({ err }, 'redial failed'))
-    // While the view is still growing (a node starting, or joining a cluster), ask for peers every tick.
-    if (membership.growing()) membership.exchangeWithRandomMember()
-  }, RECONCILE_INTERVAL_MS)
-  reconciler.unref()
-  const maintenance = setInterval(() => {
-    datastore.sweep()
-    lookups.sweep()
-    membership.exchangeWithRandomMember()
-  }, PEER_EXCHANGE_INTERVAL_MS)
-  maintenance.unref()
-  return () => {
-    clearInterval(reconciler)
-    clearInterval(maintenance)
-  }
 }
 
 /** The router's methods over its parts; `close` stops what `createLibp2pRouter` started. */
@@ -236,13 +215,14 @@ function sharedOf(
   libp2p: RouterLibp2p,
   settings: Settings,
   datastore: ProviderDatastore,
-  shutdown: AbortSignal
+  shutdown: AbortSignal,
+  datagrams: DatagramLookups | undefined
 ): Shared {
   const selfId = libp2p.peerId.toString()
   const selfAddresses = (): Multiaddr[] => libp2p.getMultiaddrs().map(withoutPeerId)
   const selfPeer = (): BootstrapPeer => ({ id: selfId, addresses: selfAddresses().map((a) => a.toString()) })
   const events: RouterEvents = new EventEmitter<RouterEventMap>()
-  return { libp2p, settings, datastore, events, shutdown, selfAddresses, selfPeer }
+  return { libp2p, settings, datastore, events, shutdown, selfAddresses, selfPeer, datagrams }
 }
 
 /**
@@ -262,7 +242,8 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     ...{ intervalMs: CONNECTION_PING_INTERVAL_MS, timeoutMs: CONNECTION_PING_TIMEOUT_MS }
   })
   const shutdown = new AbortController()
-  const shared = sharedOf(libp2p, settings, datastore, shutdown.signal)
+  const datagrams = await startDatagramLookups(libp2p, init, settings)
+  const shared = sharedOf(libp2p, settings, datastore, shutdown.signal, datagrams)
   const parts = buildParts(shared, init.bootstrapper)
   parts.membership.start()
   await handleProtocols(shared, parts)
@@ -279,6 +260,7 @@ export async function createLibp2pRouter(init: Libp2pRouterInit = {}): Promise<L
     if (parts.view.size > 0) await parts.records.withdrawAll(WITHDRAW_ON_CLOSE_TIMEOUT_MS)
     await parts.gossip?.members.leave()
     shutdown.abort()
+    datagrams?.close()
     parts.gossip?.plan.stop()
     parts.gossip?.members.stop()
     stopTimers()

@@ -46,8 +46,10 @@ export interface LookupClientInit {
    * {@link LookupStrategyInit.connect}).
    */
   open?(peer: PeerId): Promise<void> | undefined
-  /** Gossip mode: whether a connection to `peer` is open (connected holders are asked first). */
+  /** Gossip mode: whether `peer` can be asked without a dial (connected holders are asked first). */
   connected?(peer: PeerId): boolean
+  /** Gossip mode: asks `peer` in a datagram, or returns undefined when it is to be asked on a stream. */
+  askByDatagram?(peer: PeerId, message: KadMessage): Promise<KadMessage> | undefined
   /** Whether the router has closed (lookups then end). */
   closed(): boolean
   events: RouterEvents
@@ -165,7 +167,9 @@ export class LookupClient {
       alpha: init.alpha,
       holders: init.replication,
       hedgeMs: LOOKUP_HEDGE_MS,
-      ask: (peer) => init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
+      ask: (peer) =>
+        init.askByDatagram?.(peer.id, getProviders(info)) ??
+        init.requests.request(peer.id, getProviders(info), init.requestTimeoutMs, 'lookup'),
       ...(init.open === undefined ? {} : { connect: (peer: Candidate) => init.open?.(peer.id) }),
       ...(connected === undefined ? {} : { connected: (peer: Candidate) => connected(peer.id) }),
       read: (_peer, answer) => this.read(answer, emit),

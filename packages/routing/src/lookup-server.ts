@@ -17,6 +17,7 @@ import {
   LOOKUP_PROTOCOL,
   LOOKUP_STREAM_IDLE_MS
 } from './constants.ts'
+import type { DatagramLookups } from './datagrams.ts'
 import { FrameChannel } from './frames.ts'
 import {
   decodeMessage,
@@ -36,6 +37,8 @@ export interface LookupServerInit {
   view: ClusterView
   /** Providers not to serve (gossip mode: members declared dead or gone). */
   gone?: (peer: string) => boolean
+  /** Lookups over UDP (gossip mode), answered as the protocol's. */
+  datagrams?: DatagramLookups
   log: Logger
 }
 
@@ -122,6 +125,7 @@ export function serveRequestStream(stream: Stream, answer: LookupAnswerer, log: 
 /** Registers the handler of {@link LOOKUP_PROTOCOL}. */
 export async function handleLookups(init: LookupServerInit): Promise<void> {
   const answer = lookupAnswerer(init.datastore, init.view, init.gone)
+  init.datagrams?.serve(answer)
   await init.libp2p.handle(
     LOOKUP_PROTOCOL,
     (stream: Stream) => serveRequestStream(stream, answer, init.log),

@@ -72,6 +72,13 @@ export interface Libp2pRouterInit {
   /** Most connections to kadmirror members in gossip mode. @default {@link DEFAULT_PEER_CONNECTIONS} (64) */
   peerConnections?: number
   /**
+   * Gossip mode: ask members this node has no connection to in one UDP datagram each way, on the router port's
+   * number (a dial costs a handshake at both ends). The port must then be open for UDP as for TCP; a member that
+   * leaves two datagrams unanswered is dialled instead for a minute. Without a datagram socket (off, or the bind
+   * failed) members are dialled. @default true
+   */
+  datagramLookups?: boolean
+  /**
    * Inbound connections per second accepted from one host. Production nodes dial from distinct IPs and keep
    * libp2p's default; with `allowLoopback` (every node on 127.0.0.1) the default is lifted to
    * {@link LOOPBACK_INBOUND_CONNECTION_THRESHOLD}.

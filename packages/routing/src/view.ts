@@ -8,6 +8,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { CLAIM_PROTOCOL, LOOKUP_PROTOCOL, PROVIDE_PROTOCOL, REGISTRY_INFO_PROTOCOL } from './constants.ts'
+import { type DatagramAddress, datagramAddressOf } from './datagrams.ts'
 import type { RouterEvents } from './events.ts'
 import { KadIndex } from './kad-index.ts'
 import { peerKadId } from './keys.ts'
@@ -29,6 +30,8 @@ export interface Member extends LookupPeer {
   addresses: Multiaddr[]
   /** Known by membership gossip (it stays a member while not connected). */
   gossiped?: boolean
+  /** Where it answers lookup datagrams (gossip mode; from its member record's `/udp/` addresses). */
+  datagrams?: DatagramAddress[]
 }
 
 /** The registry mirror a peer announces. */
@@ -141,11 +144,18 @@ export class ClusterView {
    * or updates its addresses; returns true when it is new to the view.
    */
   learn(record: MemberRecord): boolean {
-    const addresses = record.addresses.map((a) => multiaddr(a))
+    const addresses: Multiaddr[] = []
+    const datagrams: DatagramAddress[] = []
+    for (const address of record.addresses.map((a) => multiaddr(a))) {
+      const datagram = datagramAddressOf(address)
+      if (datagram === undefined) addresses.push(address)
+      else datagrams.push(datagram)
+    }
     const known = this.byId.get(record.id)
     if (known !== undefined) {
       known.gossiped = true
       if (addresses.length > 0) known.addresses = addresses
+      if (record.addresses.length > 0) known.datagrams = datagrams
       return false
     }
     const id = peerIdFromString(record.id)
@@ -157,7 +167,8 @@ export class ClusterView {
       lookups: true,
       claims: true,
       addresses,
-      gossiped: true
+      gossiped: true,
+      datagrams
     }
     this.byId.set(record.id, member)
     this.index.set(record.id, member.kad, member)

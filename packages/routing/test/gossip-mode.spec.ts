@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
+import { Socket } from 'node:dgram'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { DatagramKind } from '../src/datagram-wire.ts'
 import type { Libp2pRouter } from '../src/index.ts'
 import { staticBootstrapper } from '../src/index.ts'
 import { compareDistance, peerKadId } from '../src/keys.ts'
@@ -27,6 +29,23 @@ async function nobodysNearest(): Promise<[PrivateKey, PrivateKey, PrivateKey]> {
     if (nearest(0) === 1 && nearest(1) === 0 && nearest(2) === 0)
       return keys as [PrivateKey, PrivateKey, PrivateKey]
   }
+}
+
+/** Counts the lookup request datagrams sent in this process until `stop()`. */
+function countLookupDatagrams(): { count: number; stop(): void } {
+  const send = Socket.prototype.send
+  const counter = {
+    count: 0,
+    stop: () => {
+      Socket.prototype.send = send
+    }
+  }
+  Socket.prototype.send = function (this: Socket, ...args: unknown[]) {
+    const bytes = args[0]
+    if (bytes instanceof Uint8Array && bytes[0] === 0x6b && bytes[3] === DatagramKind.request) counter.count++
+    return Reflect.apply(send, this, args)
+  } as typeof send
+  return counter
 }
 
 async function collect(node: Libp2pRouter, key: string): Promise<string[]> {
@@ -69,6 +88,23 @@ describe('libp2p router in gossip mode', function () {
       rounds,
       askers.map(() => 1)
     )
+  })
+
+  it('asks members it has no connection to in a datagram, with no dial', async () => {
+    nodes = await startCluster(12, { membership: 'gossip', peerConnections: 4 })
+    await waitFor(() => nodes.every((n) => connectionsOf(n) <= 4), 20_000, 'connections within the bound')
+    const [provider, asker] = nodes as [Libp2pRouter, Libp2pRouter]
+    await provider.advertise(['sha256:by-datagram'])
+    asker.libp2p.dial = () => Promise.reject(new Error('this test allows no dial'))
+    await Promise.all(asker.libp2p.getConnections().map((c) => c.close()))
+    const requests = countLookupDatagrams()
+    try {
+      assert.deepEqual(await collect(asker, 'sha256:by-datagram'), [provider.peerId])
+      assert.deepEqual(await collect(asker, 'sha256:nobody-has-this'), [])
+    } finally {
+      requests.stop()
+    }
+    assert.ok(requests.count >= 2, `${requests.count} lookup datagrams sent`)
   })
 
   it('declares dead a member that vanishes without leaving, connected or not', async () => {
