@@ -14,7 +14,10 @@
  *
  * Usage: node bench/src/run.ts sim -- [--sizes 1000,10000] [--steady-s 30] [--churn-min 3] [--churn 1]
  *   [--partition-s 120] [--island 100] [--lookups-per-s 100] [--keys 10] [--dial-cpu-ms 4] [--latency-ms 0.1] [--seed 1]
- *   [--near 16] [--random 8] [--max-connections 64]
+ *   [--near 16] [--random 8] [--max-connections 64] [--datagrams true]
+ *
+ * `--datagrams false`: lookups dial members they have no connection to (as the router with `datagramLookups: false`);
+ * by default they ask them in one datagram each way, as the router in gossip mode does.
  */
 import { parseArgs } from 'node:util'
 import { percentile, printTable, type Row, writeResults } from './report.ts'
@@ -25,6 +28,16 @@ import { DEFAULT_MODEL, DEFAULT_SETTINGS } from './sim/defaults.ts'
 const TARGETS = { maxConnections: 64, lookupP99Ms: 25 }
 
 const round = (value: number, digits = 2): number => Number(value.toFixed(digits))
+
+/** The share of the lookups' asks that `count` counts, in %. */
+const shareOfAsks = (samples: LookupSample[], count: (s: LookupSample) => number): number =>
+  round(
+    (100 * samples.reduce((sum, s) => sum + count(s), 0)) /
+      Math.max(
+        1,
+        samples.reduce((sum, s) => sum + s.asked, 0)
+      )
+  )
 
 /** One row for the lookups of a phase. */
 function lookupRow(size: number, phase: string, samples: LookupSample[]): Row {
@@ -58,13 +71,8 @@ function lookupRow(size: number, phase: string, samples: LookupSample[]): Row {
         99
       )
     ),
-    'asks dialled %': round(
-      (100 * samples.reduce((sum, s) => sum + s.dialled, 0)) /
-        Math.max(
-          1,
-          samples.reduce((sum, s) => sum + s.asked, 0)
-        )
-    )
+    'asks dialled %': shareOfAsks(samples, (s) => s.dialled),
+    'asks by datagram %': shareOfAsks(samples, (s) => s.datagrams)
   }
 }
 
@@ -214,7 +222,8 @@ function options(args: string[]) {
       seed: { type: 'string', default: '1' },
       near: { type: 'string', default: String(DEFAULT_SETTINGS.near) },
       random: { type: 'string', default: String(DEFAULT_SETTINGS.random) },
-      'max-connections': { type: 'string', default: String(DEFAULT_SETTINGS.maxConnections) }
+      'max-connections': { type: 'string', default: String(DEFAULT_SETTINGS.maxConnections) },
+      datagrams: { type: 'string', default: String(DEFAULT_SETTINGS.datagrams) }
     }
   })
   const number = (name: keyof typeof values): number => {
@@ -237,10 +246,18 @@ function options(args: string[]) {
       ...DEFAULT_SETTINGS,
       near: number('near'),
       random: number('random'),
-      maxConnections: number('max-connections')
+      maxConnections: number('max-connections'),
+      datagrams: flag(values.datagrams)
     },
     model: { ...DEFAULT_MODEL, dialCpuMs: number('dial-cpu-ms'), latencyMs: number('latency-ms') }
   }
+}
+
+/** A `true`/`false` option. @throws {Error} for anything else. */
+function flag(value: string | undefined): boolean {
+  if (value !== 'true' && value !== 'false')
+    throw new Error(`--datagrams must be true or false, not ${value}`)
+  return value === 'true'
 }
 
 /** Runs the simulator for each size; prints tables and writes bench/results/sim.json. */

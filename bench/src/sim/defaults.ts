@@ -24,7 +24,10 @@ export const DEFAULT_SETTINGS: SimSettings = {
   recordBytes: 100,
   reconnectIntervalMs: 10_000,
   dialBackoffMs: 5000,
-  trimGraceMs: 1000
+  trimGraceMs: 1000,
+  datagrams: true,
+  datagramRequestBytes: 1024,
+  datagramRetryMs: 50
 }
 
 /** The network model. */

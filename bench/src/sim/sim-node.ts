@@ -47,6 +47,12 @@ export interface SimSettings {
   trimGraceMs: number
   /** How long a member whose dial failed, or that closed our connection, is not dialled by the plan, in ms. */
   dialBackoffMs: number
+  /** Lookups ask members without a connection in a datagram (the router's `datagramLookups`), not after a dial. */
+  datagrams: boolean
+  /** Size of a lookup request datagram, in bytes (padded: answers are never larger). */
+  datagramRequestBytes: number
+  /** Time after which a lookup datagram not answered is sent once more, in ms. */
+  datagramRetryMs: number
 }
 
 /** A lookup's result. */
@@ -59,6 +65,8 @@ export interface SimLookup {
   asked: number
   /** Asks that needed a new connection. */
   dialled: number
+  /** Asks sent in a datagram. */
+  datagrams: number
 }
 
 interface Answer {
@@ -386,11 +394,12 @@ export class SimNode implements NetworkNode {
     const found = new Set<string>()
     let firstMs: number | undefined
     let dialled = 0
+    let datagrams = 0
     const closest = this.table.closest(target, this.settings.frontier).map((r) => ({ key: r.id, kad: r.kad }))
+    // As the router in gossip mode: a member is asked without a dial when connected or asked in a datagram.
+    const reachable = (peer: string): boolean => this.settings.datagrams || this.connections.has(peer)
     // As the router in gossip mode: connected holders are asked first.
-    const candidates = connectedHoldersFirst(closest, this.settings.replication, (p) =>
-      this.connections.has(p.key)
-    )
+    const candidates = connectedHoldersFirst(closest, this.settings.replication, (p) => reachable(p.key))
     const outcome = await runLookupStrategy<{ key: string; kad: Uint8Array }, Answer>({
       target,
       candidates,
@@ -400,7 +409,7 @@ export class SimNode implements NetworkNode {
       timers: this.net.clock,
       // As the router in gossip mode: a peer not connected is dialled first (the hedge counts answers only).
       connect: (peer) => {
-        if (this.connections.has(peer.key)) return undefined
+        if (reachable(peer.key)) return undefined
         dialled++
         return new Promise<void>((resolve, reject) =>
           this.connect(peer.key, (ok) => {
@@ -410,8 +419,12 @@ export class SimNode implements NetworkNode {
           })
         )
       },
-      connected: (peer) => this.connections.has(peer.key),
-      ask: (peer) => this.ask(peer.key, key, target),
+      connected: (peer) => reachable(peer.key),
+      ask: (peer) => {
+        if (this.connections.has(peer.key) || !this.settings.datagrams) return this.ask(peer.key, key, target)
+        datagrams++
+        return this.askByDatagram(peer.key, key, target)
+      },
       read: async (_peer, answer) => {
         for (const provider of answer.providers) {
           if (provider === this.id || found.has(provider)) continue
@@ -428,7 +441,8 @@ export class SimNode implements NetworkNode {
       doneMs: this.net.clock.now() - started,
       hops: outcome.rounds,
       asked: outcome.asked,
-      dialled
+      dialled,
+      datagrams
     }
   }
 
@@ -457,6 +471,35 @@ export class SimNode implements NetworkNode {
           )
         })
       })
+    })
+  }
+
+  /** One lookup request to `holder` in a datagram, sent again once when not answered within the retry time. */
+  private askByDatagram(holder: string, key: string, target: Uint8Array): Promise<Answer> {
+    const { clock } = this.net
+    return new Promise((resolve, reject) => {
+      let settled = false
+      const finish = (settle: () => void): void => {
+        if (settled) return
+        settled = true
+        clock.clearTimeout(timer)
+        clock.clearTimeout(retry)
+        this.hooks.settled()
+        settle()
+      }
+      const send = (): void =>
+        this.net.send(this.id, holder, this.settings.datagramRequestBytes, () => {
+          const answer = (this.net.nodes.get(holder) as SimNode).answer(key, target)
+          this.net.send(holder, this.id, 60 + 40 * answer.providers.length, () =>
+            finish(() => resolve(answer))
+          )
+        })
+      const timer = clock.setTimeout(
+        () => finish(() => reject(new Error('timeout'))),
+        this.net.model.timeoutMs
+      )
+      const retry = clock.setTimeout(send, this.settings.datagramRetryMs)
+      send()
     })
   }
 }

@@ -39,6 +39,8 @@ export interface DatagramLookupsInit {
   key?: Uint8Array
   /** Requests from addresses outside it are dropped. */
   allowed?: AllowList
+  /** Whether requests are answered now (the router's libp2p node is running: a node stopped answers nothing). */
+  answering?: () => boolean
   log: Logger
 }
 
@@ -76,11 +78,18 @@ export class DatagramLookups {
       if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value === undefined) continue
       const family = ip.name === 'ip4' ? 4 : 6
       if (this.sockets.has(family)) continue
-      const socket = await this.bindOne(family, ip.value, port(family)).catch(async (err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
-        return this.bindOne(family, ip.value as string, 0)
-      })
-      this.sockets.set(family, socket)
+      const host = ip.value
+      const socket = await this.bindOne(family, host, port(family))
+        .catch(async (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+          this.init.log.warn({ port: port(family) }, 'UDP port taken; lookup datagrams on another port')
+          return this.bindOne(family, host, 0)
+        })
+        .catch((err: unknown) => {
+          this.init.log.warn({ err, host }, 'no lookup datagrams on this address; members dial it instead')
+          return undefined
+        })
+      if (socket !== undefined) this.sockets.set(family, socket)
     }
   }
 
@@ -187,6 +196,7 @@ export class DatagramLookups {
     }
     const { message } = datagram
     if (this.answer === undefined || message.type !== MessageType.GET_PROVIDERS) return
+    if (this.init.answering?.() === false) return
     if (datagram.bytes < DATAGRAM_REQUEST_BYTES || !this.withinBudget()) return
     const answer = encodeAnswerWithin(datagram.id, this.answer(message), bytes.length, this.init.key)
     if (answer !== undefined) socket.send(answer, from.port, from.address, () => {})

@@ -15,7 +15,7 @@ import { type DatagramAddress, DatagramLookups } from './datagrams.ts'
 import { RouterClosedError } from './errors.ts'
 import type { RouterEvents } from './events.ts'
 import { Gossip } from './gossip.ts'
-import type { KadMessage } from './kad-message.ts'
+import { type KadMessage, MessageType } from './kad-message.ts'
 import { DEFAULT_LISTEN_ADDRESSES, type RouterLibp2p } from './libp2p-node.ts'
 import type { MembershipGossip } from './membership.ts'
 import { PeerPlan } from './peer-plan.ts'
@@ -55,11 +55,29 @@ export function gossipMode(init: GossipModeInit): GossipMode {
     ...{ libp2p, view, allowLoopback: settings.allowLoopback, shutdown, events, log },
     ...{ onJoined: init.onJoined, selfAddresses }
   })
+  const { datagrams } = init
   const plan = new PeerPlan({
     ...{ libp2p, gossip: members, view, peerConnections: settings.peerConnections },
-    ...{ shutdown, events, log }
+    ...{ shutdown, events, log },
+    ...(datagrams === undefined ? {} : { probe: probeByDatagram(view, datagrams, settings.requestTimeoutMs) })
   })
   return { members, plan }
+}
+
+/**
+ * Asks a member whether it is alive in one datagram (an empty GET_PROVIDERS): resolves whether it answered, or
+ * returns undefined when it announces no datagram address (it is then dialled).
+ */
+function probeByDatagram(view: ClusterView, datagrams: DatagramLookups, timeoutMs: number) {
+  return (peer: string): Promise<boolean> | undefined => {
+    const to = view.get(peer)?.datagrams?.find((a) => datagrams.reaches(a))
+    if (to === undefined) return undefined
+    const probe: KadMessage = { type: MessageType.GET_PROVIDERS, closer: [], providers: [] }
+    return datagrams.request(to, probe, timeoutMs).then(
+      () => true,
+      () => false
+    )
+  }
 }
 
 /** The hooks membership calls in gossip mode. */
@@ -89,6 +107,7 @@ export async function startDatagramLookups(
   const datagrams = new DatagramLookups({
     ...(key === undefined ? {} : { key }),
     ...(allowed === undefined ? {} : { allowed }),
+    answering: () => libp2p.status === 'started',
     log: settings.log
   })
   const tcpPort = (family: 4 | 6): number => {

@@ -4,8 +4,8 @@
  * beyond the bound are closed, unplanned ones least recently used first. A planned member whose connection closed without this
  * node closing it is dialled at once; if that fails it is suspected (and gossiped, unless it refutes). Members
  * watch their neighbourhood this way: a node that dies is found by the nodes that planned it — and by the nodes it
- * had dialled, which check it when that connection closes (at most once a minute each): a member nobody else plans
- * (no one's nearest, no one's random pick) is watched too.
+ * had dialled, which check it when that connection closes (at most once a minute each; a lookup datagram when the
+ * member answers them, else a dial): a member nobody else plans (no one's nearest, no one's random pick) is watched too.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
@@ -35,6 +35,11 @@ export interface PeerPlanInit {
   view: ClusterView
   /** Most connections to kadmirror members. */
   peerConnections: number
+  /**
+   * Asks a member whether it is alive without a dial (a lookup datagram): resolves whether it answered; undefined
+   * when it cannot be asked so (it is then dialled).
+   */
+  probe?(peer: string): Promise<boolean> | undefined
   shutdown: AbortSignal
   events: RouterEvents
   log: Logger
@@ -143,7 +148,7 @@ export class PeerPlan {
       if (!theyDialled || this.dialing.has(peer)) return
       if (now - (this.checkedAt.get(peer) ?? Number.NEGATIVE_INFINITY) < UNPLANNED_CHECK_INTERVAL_MS) return
       this.checkedAt.set(peer, now)
-      this.dial(peer, false)
+      this.check(peer)
       return
     }
     const lasted = opened !== undefined && now - opened > PLAN_STABLE_MS
@@ -154,6 +159,21 @@ export class PeerPlan {
       return
     }
     this.backoffUntil.set(peer, now + Math.min(PLAN_MAX_BACKOFF_MS, PLAN_DIAL_BACKOFF_MS * 2 ** (closes - 2)))
+  }
+
+  /**
+   * Checks that a member is alive: a probe when it answers them (no dial: a dial would open a connection over both
+   * nodes' bounds for every connection trimmed), else — or when it does not answer — a dial that suspects it if it fails.
+   */
+  private check(peer: string): void {
+    const probed = this.init.probe?.(peer)
+    if (probed === undefined) {
+      this.dial(peer, false)
+      return
+    }
+    probed.then((alive) => {
+      if (!alive && !this.init.shutdown.aborted && !this.dialing.has(peer)) this.dial(peer, false)
+    })
   }
 
   /** Dials planned members that are not connected, at most {@link PLAN_DIAL_CONCURRENCY} at once. */

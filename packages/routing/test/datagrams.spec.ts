@@ -148,6 +148,19 @@ describe('lookups over UDP', () => {
     await assert.rejects(waiting, RouterClosedError)
   })
 
+  it('binds another port when the one asked for is taken, and leaves out an address it cannot bind', async () => {
+    const first = await start()
+    const second = new DatagramLookups({ log })
+    open.push(second)
+    // 192.0.2.1 (TEST-NET) is no address of this host: left out; 127.0.0.1 at the taken port: another port.
+    await second.bind(['/ip4/192.0.2.1/tcp/1', '/ip4/127.0.0.1/tcp/1'], () => first.to.port)
+    const [address] = second.addressesFor(['/ip4/127.0.0.1/tcp/1'])
+    const bound = datagramAddressOf(multiaddr(address as string)) as DatagramAddress
+    assert.notEqual(bound.port, first.to.port)
+    first.lookups.serve(answering(1))
+    assert.equal((await second.request(first.to, request, 1000)).providers.length, 1)
+  })
+
   it('announces a datagram address per address family it bound', async () => {
     const { lookups } = await start()
     const addresses = lookups.addressesFor([
