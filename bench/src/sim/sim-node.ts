@@ -5,6 +5,7 @@
  * partition time out (the driver closes those connections with `timeout`).
  */
 import {
+  antiEntropyIntervalMs,
   ConnectionPlan,
   compareDistance,
   connectedHoldersFirst,
@@ -148,9 +149,18 @@ export class SimNode implements NetworkNode {
     return this.planned
   }
 
-  /** Starts the periodic work: gossip when there are rumors, and trying dead members again. */
+  /** Starts the periodic work: gossip when there are rumors, whole-table syncs, and trying dead members again. */
   start(): void {
     this.startGossip()
+    // As the router: a whole-table sync with a random connected member, at the interval its member count gives.
+    const sync = (): void => {
+      if (!this.alive) return
+      const peer = pickRandom([...this.connections], 1, this.net.random)[0]
+      const node = peer === undefined ? undefined : this.net.nodes.get(peer)
+      if (node !== undefined) this.pushPull(node)
+      this.net.clock.setTimeout(sync, antiEntropyIntervalMs(this.table.reachableCount + 1))
+    }
+    this.net.clock.setTimeout(sync, this.net.random() * antiEntropyIntervalMs(this.table.reachableCount + 1))
     // As the router: each node retries every interval × members / 100 (about ten tries a second cluster-wide).
     const retry = (): void => {
       if (!this.alive) return

@@ -32,7 +32,13 @@ import {
 import type { RouterEvents } from './events.ts'
 import { peerKadId } from './keys.ts'
 import type { RouterLibp2p } from './libp2p-node.ts'
-import { type MemberRecord, MemberTable, reachable, tombstoneRetryDelayMs } from './member-table.ts'
+import {
+  antiEntropyIntervalMs,
+  type MemberRecord,
+  MemberTable,
+  reachable,
+  tombstoneRetryDelayMs
+} from './member-table.ts'
 import { decodeMembers, encodeMembers, type MembersFrameKind } from './member-wire.ts'
 import { pickRandom } from './random-pick.ts'
 import { RumorQueue, retransmitLimit } from './rumors.ts'
@@ -139,11 +145,7 @@ export class Gossip {
    * per member, between {@link ANTI_ENTROPY_MIN_INTERVAL_MS} and {@link ANTI_ENTROPY_INTERVAL_MS}.
    */
   private scheduleAntiEntropy(): void {
-    const members = this.table.reachableCount + 1
-    const ms = Math.min(
-      ANTI_ENTROPY_INTERVAL_MS,
-      Math.max(ANTI_ENTROPY_MIN_INTERVAL_MS, members * ANTI_ENTROPY_MS_PER_MEMBER)
-    )
+    const ms = antiEntropyIntervalMs(this.table.reachableCount + 1)
     this.syncTimer = setTimeout(() => {
       if (this.init.shutdown.aborted) return
       const peer = this.randomConnected(1)[0]

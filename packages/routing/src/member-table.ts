@@ -10,6 +10,11 @@
  * Storage is a {@link MemberStore}: a map with a Kademlia index here; a simulator shares one store between
  * many tables.
  */
+import {
+  ANTI_ENTROPY_INTERVAL_MS,
+  ANTI_ENTROPY_MIN_INTERVAL_MS,
+  ANTI_ENTROPY_MS_PER_MEMBER
+} from './constants.ts'
 import { KadIndex } from './kad-index.ts'
 import type { Timers } from './strategy.ts'
 
@@ -103,6 +108,18 @@ export class MapMemberStore implements MemberStore {
  */
 export function tombstoneRetryDelayMs(members: number, intervalMs: number, random: () => number): number {
   return intervalMs * Math.max(1, members / 100) * (0.5 + random())
+}
+
+/**
+ * Time between two whole-table syncs of a node with `members` members (itself included), in ms:
+ * {@link ANTI_ENTROPY_MS_PER_MEMBER} a member, within {@link ANTI_ENTROPY_MIN_INTERVAL_MS} and
+ * {@link ANTI_ENTROPY_INTERVAL_MS} (a sync sends ~100 bytes a member).
+ */
+export function antiEntropyIntervalMs(members: number): number {
+  return Math.min(
+    ANTI_ENTROPY_INTERVAL_MS,
+    Math.max(ANTI_ENTROPY_MIN_INTERVAL_MS, members * ANTI_ENTROPY_MS_PER_MEMBER)
+  )
 }
 
 /** A clock: timers plus the current time in ms (the globals by default; virtual in a simulator). */

@@ -7,6 +7,7 @@ export { ConnectionPlan, type ConnectionPlanInit } from './connection-plan.ts'
 export { KadIndex } from './kad-index.ts'
 export { compareDistance, kadId } from './keys.ts'
 export {
+  antiEntropyIntervalMs,
   type Clock,
   type Liveness,
   MapMemberStore,

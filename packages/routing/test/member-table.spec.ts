@@ -2,7 +2,13 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import fc from 'fast-check'
 import { ConnectionPlan } from '../src/connection-plan.ts'
-import { type Liveness, type MemberRecord, MemberTable, supersedes } from '../src/member-table.ts'
+import {
+  antiEntropyIntervalMs,
+  type Liveness,
+  type MemberRecord,
+  MemberTable,
+  supersedes
+} from '../src/member-table.ts'
 import { RumorQueue, retransmitLimit } from '../src/rumors.ts'
 import { VirtualClock } from '../src/virtual-clock.ts'
 
@@ -238,5 +244,13 @@ describe('pickRandom', () => {
         for (const item of picked) assert.ok(items.includes(item))
       })
     )
+  })
+})
+
+describe('whole-table sync interval', () => {
+  it('is 100 ms a member, within 5 s and a minute', () => {
+    assert.equal(antiEntropyIntervalMs(2), 5_000)
+    assert.equal(antiEntropyIntervalMs(300), 30_000)
+    assert.equal(antiEntropyIntervalMs(10_000), 60_000)
   })
 })
