@@ -610,10 +610,18 @@ async function multiProcess(
       count: perProcess,
       membership
     })
+    // Each process's first node bootstraps from the first nodes of every process started before it (one that fails
+    // to reach its seeds under load is reached by a later one: no process stays an island), its other nodes from it.
     const seed = seedOf(first.peerId, first.addresses)
-    await Promise.all(
-      children.slice(1).map((c) => c.call({ op: 'start', count: perProcess, seed, membership }))
-    )
+    for (const child of children.slice(1)) {
+      const started = await child.call<{ peerId: string; addresses: string[] }>({
+        op: 'start',
+        count: perProcess,
+        seed: [...seed],
+        membership
+      })
+      seed.push(...seedOf(started.peerId, started.addresses))
+    }
     // Starting a process takes about a second of CPU; on a small machine 100 of them take minutes to form a mesh.
     const deadline = Date.now() + Math.max(120_000, size * 6_000)
     let reported = Date.now()
@@ -625,7 +633,13 @@ async function multiProcess(
       if (Date.now() - reported > 30_000) {
         reported = Date.now()
         const full = peers.filter((n) => n === size - 1).length
-        console.error(`bench/dht: forming: ${full}/${size} views full, smallest ${Math.min(...peers)}`)
+        const perProcess = children.map((_, i) =>
+          Math.min(...peers.slice((i * size) / processes, ((i + 1) * size) / processes))
+        )
+        const sorted = [...peers].sort((a, b) => a - b)
+        console.error(
+          `bench/dht: forming: ${full}/${size} views full, smallest by process ${perProcess.join('/')}, median ${sorted[sorted.length >> 1]}`
+        )
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
     }

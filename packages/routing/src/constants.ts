@@ -330,3 +330,15 @@ export const DATAGRAM_BACKOFF_MS = 1 * minute
 export const DATAGRAM_FAILURES_TRACKED = 10_000
 /** Most lookup datagrams a node answers in one second; more are dropped (a flood costs bounded CPU). */
 export const DATAGRAM_ANSWERS_PER_SECOND = 20_000
+
+// Local health (Lifeguard): a node whose own event loop is late cannot tell a slow member from its own slowness.
+
+/** How often the event loop's lateness is read into the local health score, in ms. */
+export const LOOP_HEALTH_INTERVAL_MS = 1 * second
+/** The event loop counts as late in an interval when one of its turns waited this long, in ms. */
+export const LOOP_LATE_MS = 200
+/**
+ * Highest local health score (0 is healthy; one more for each late interval, one less for each other). While it is
+ * above 0 a failed dial suspects nobody, and suspicions run (1 + score) × {@link SUSPECT_TIMEOUT_MS}: at most 45 s.
+ */
+export const LOOP_HEALTH_MAX_SCORE = 8

@@ -32,6 +32,7 @@ import {
 import type { RouterEvents } from './events.ts'
 import { peerKadId } from './keys.ts'
 import type { RouterLibp2p } from './libp2p-node.ts'
+import { loopHealth } from './loop-health.ts'
 import {
   antiEntropyIntervalMs,
   type MemberRecord,
@@ -66,6 +67,8 @@ export class Gossip {
   private retryTimer: NodeJS.Timeout | undefined
   private syncTimer: NodeJS.Timeout | undefined
   private gossiping = false
+  /** Stops this node's use of the local health monitor. */
+  private releaseHealth: () => void = () => {}
 
   private readonly init: GossipInit
 
@@ -81,6 +84,7 @@ export class Gossip {
         addresses: init.selfAddresses()
       },
       suspectTimeoutMs: SUSPECT_TIMEOUT_MS,
+      healthScore: () => loopHealth.score,
       tombstoneMs: TOMBSTONE_MS,
       onNews: (record, previous) => this.onNews(record, previous)
     })
@@ -88,6 +92,7 @@ export class Gossip {
 
   /** Handles the protocol and starts anti-entropy. */
   async start(): Promise<void> {
+    this.releaseHealth = loopHealth.use()
     await this.init.libp2p.handle(MEMBERS_PROTOCOL, (stream, connection) => {
       this.answer(stream, connection.remotePeer).catch((err: unknown) => {
         this.init.log.debug({ err, peer: connection.remotePeer.toString() }, 'members stream failed')
@@ -102,6 +107,7 @@ export class Gossip {
     clearTimeout(this.syncTimer)
     clearTimeout(this.retryTimer)
     this.table.stop()
+    this.releaseHealth()
   }
 
   /** Whether `peer` is a member this node knows is dead or gone. */

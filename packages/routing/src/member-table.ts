@@ -142,6 +142,11 @@ export interface MemberTableInit {
   clock?: Clock
   /** How long a suspected member may take to refute before it is declared dead, in ms. */
   suspectTimeoutMs: number
+  /**
+   * This node's local health score (0: healthy): a suspicion runs (1 + score) × `suspectTimeoutMs` (Lifeguard: a
+   * node that is itself slow gives members longer to refute). @default always 0
+   */
+  healthScore?: () => number
   /** How long a dead or left member is remembered, in ms. */
   tombstoneMs: number
   /**
@@ -270,10 +275,13 @@ export class MemberTable {
     if (reachable(record)) this.tombstones.delete(record.id)
     else this.tombstones.set(record.id, this.clock.now())
     if (record.state !== 'suspect') return
-    const handle = this.clock.setTimeout(() => {
-      this.suspicions.delete(record.id)
-      if (this.store.get(record.id) === record) this.apply({ ...record, state: 'dead' })
-    }, this.init.suspectTimeoutMs)
+    const handle = this.clock.setTimeout(
+      () => {
+        this.suspicions.delete(record.id)
+        if (this.store.get(record.id) === record) this.apply({ ...record, state: 'dead' })
+      },
+      this.init.suspectTimeoutMs * (1 + (this.init.healthScore?.() ?? 0))
+    )
     this.suspicions.set(record.id, handle)
   }
 }

@@ -25,6 +25,7 @@ import {
 import type { RouterEvents } from './events.ts'
 import type { Gossip } from './gossip.ts'
 import type { RouterLibp2p } from './libp2p-node.ts'
+import { loopHealth } from './loop-health.ts'
 import { reachable } from './member-table.ts'
 import type { ClusterView } from './view.ts'
 
@@ -176,6 +177,22 @@ export class PeerPlan {
     })
   }
 
+  /**
+   * A dial to `peer` failed: it is suspected — unless it answers a probe (a dial on a loaded node, or to one, times
+   * out while the member is fine: a datagram costs a fraction of a handshake), or this node's own event loop is
+   * late (it timed the dial out itself as likely as the member failed; Lifeguard's local health).
+   */
+  private suspectUnlessAnswering(peer: string): void {
+    const suspect = (): void => {
+      if (this.init.shutdown.aborted) return
+      if (loopHealth.score === 0) this.init.gossip.unreachable(peer)
+      else this.init.log.debug({ peer, health: loopHealth.score }, 'dial failed while this node is slow')
+    }
+    const probed = this.init.probe?.(peer)
+    if (probed === undefined) suspect()
+    else probed.then((alive) => alive || suspect())
+  }
+
   /** Dials planned members that are not connected, at most {@link PLAN_DIAL_CONCURRENCY} at once. */
   private dialPlanned(connected: ReadonlySet<string>, now: number): void {
     for (const id of this.planned) {
@@ -186,7 +203,7 @@ export class PeerPlan {
   }
 
   /**
-   * Dials a member; a failed dial makes it suspect (it refutes if alive). `planned`: a dial of the plan, followed at
+   * Dials a member; a failed dial makes it suspect (it refutes if alive) unless this node's own event loop is late. `planned`: a dial of the plan, followed at
    * once by the next one the plan wants.
    */
   private dial(peer: string, planned: boolean): void {
@@ -198,7 +215,7 @@ export class PeerPlan {
         if (this.init.shutdown.aborted) return
         this.backoffUntil.set(peer, Date.now() + PLAN_DIAL_BACKOFF_MS)
         this.init.events.emit('failure', { operation: 'redial', peer, error: err })
-        this.init.gossip.unreachable(peer)
+        this.suspectUnlessAnswering(peer)
       })
       .finally(() => {
         this.dialing.delete(peer)
