@@ -458,34 +458,29 @@ export class SimNode implements NetworkNode {
 
   /** One lookup request to `holder` (connected by the strategy's connect step, or reconnected here). */
   private ask(holder: string, key: string, target: Uint8Array): Promise<Answer> {
-    const { clock } = this.net
-    return new Promise((resolve, reject) => {
-      let settled = false
-      const finish = (settle: () => void): void => {
-        if (settled) return
-        settled = true
-        clock.clearTimeout(timer)
-        this.hooks.settled()
-        settle()
-      }
-      const timer = clock.setTimeout(
-        () => finish(() => reject(new Error('timeout'))),
-        this.net.model.timeoutMs
-      )
-      this.connect(holder, (ok) => {
-        if (!ok) return finish(() => reject(new Error('dial failed')))
-        this.net.send(this.id, holder, 120, () => {
-          const answer = (this.net.nodes.get(holder) as SimNode).answer(key, target)
-          this.net.send(holder, this.id, 60 + 40 * answer.providers.length, () =>
-            finish(() => resolve(answer))
-          )
-        })
-      })
-    })
+    return this.request(holder, key, target, 120, (send, fail) =>
+      this.connect(holder, (ok) => (ok ? send() : fail(new Error('dial failed'))))
+    )
   }
 
   /** One lookup request to `holder` in a datagram, sent again once when not answered within the retry time. */
   private askByDatagram(holder: string, key: string, target: Uint8Array): Promise<Answer> {
+    const { datagramRequestBytes, datagramRetryMs } = this.settings
+    return this.request(holder, key, target, datagramRequestBytes, (send) => send(), datagramRetryMs)
+  }
+
+  /**
+   * A lookup request of `requestBytes` to `holder` and its answer: `carry` sends it (`send`), or fails it; resolves the
+   * answer, or rejects after the model's timeout. `resendMs`: sent once more when not answered by then.
+   */
+  private request(
+    holder: string,
+    key: string,
+    target: Uint8Array,
+    requestBytes: number,
+    carry: (send: () => void, fail: (error: Error) => void) => void,
+    resendMs?: number
+  ): Promise<Answer> {
     const { clock } = this.net
     return new Promise((resolve, reject) => {
       let settled = false
@@ -493,12 +488,12 @@ export class SimNode implements NetworkNode {
         if (settled) return
         settled = true
         clock.clearTimeout(timer)
-        clock.clearTimeout(retry)
+        if (resend !== undefined) clock.clearTimeout(resend)
         this.hooks.settled()
         settle()
       }
       const send = (): void =>
-        this.net.send(this.id, holder, this.settings.datagramRequestBytes, () => {
+        this.net.send(this.id, holder, requestBytes, () => {
           const answer = (this.net.nodes.get(holder) as SimNode).answer(key, target)
           this.net.send(holder, this.id, 60 + 40 * answer.providers.length, () =>
             finish(() => resolve(answer))
@@ -508,8 +503,8 @@ export class SimNode implements NetworkNode {
         () => finish(() => reject(new Error('timeout'))),
         this.net.model.timeoutMs
       )
-      const retry = clock.setTimeout(send, this.settings.datagramRetryMs)
-      send()
+      const resend = resendMs === undefined ? undefined : clock.setTimeout(send, resendMs)
+      carry(send, (error) => finish(() => reject(error)))
     })
   }
 }
