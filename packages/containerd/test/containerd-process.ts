@@ -85,14 +85,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     child.stderr?.on('data', (chunk: Buffer) => {
       log = (log + chunk.toString()).slice(-4000)
     })
-    const deadline = Date.now() + 10_000
+    // A loaded machine (CI running the e2e suites) has taken more than 10 s to answer the first `ctr version`.
+    const deadline = Date.now() + 30_000
     for (;;) {
       try {
         await ctr('default', 'version')
         return
       } catch {
-        if (child.exitCode !== null || Date.now() > deadline)
+        if (child.exitCode !== null || Date.now() > deadline) {
+          // Stopped here: a containerd left running keeps the test process from ever exiting.
+          await stopChild()
           throw new Error(`containerd did not start:\n${log}`)
+        }
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
     }
